@@ -1,0 +1,58 @@
+"""``adaptive zoo list|add``."""
+
+from __future__ import annotations
+
+import argparse
+
+from core.zoo import add_to_zoo, zoo_entries
+
+
+def register(sub) -> None:
+    p = sub.add_parser("zoo", help="list the bundled models")
+    what = p.add_subparsers(dest="what", metavar="WHAT", required=True)
+    ls = what.add_parser("list", help="name, data set, accuracy and training of each model")
+    ls.add_argument("--json", action="store_true", help="print the metadata as JSON")
+    ls.set_defaults(run=run_list)
+    add = what.add_parser("add", help="copy a trained checkpoint into the package's zoo "
+                                      "(for developers working from a source checkout)")
+    add.add_argument("checkpoint", help="path of a checkpoint (e.g. runs/train-mnist/model)")
+    add.add_argument("--name", required=True, help="zoo name, e.g. mnist-cnn")
+    add.set_defaults(run=run_add)
+
+
+def _accuracy_text(meta: dict) -> str:
+    acc = meta.get("accuracy", {})
+    parts = []
+    if "clean" in acc:
+        parts.append(f"clean {100 * acc['clean']:.2f}% ({acc.get('split', '?')}, "
+                     f"n={acc.get('n', '?')})")
+    robust = meta.get("robust_accuracy")
+    if robust:
+        parts.append(f"robust {100 * robust['accuracy']:.2f}% ({robust.get('threat', '?')})")
+    return "; ".join(parts) or "not measured"
+
+
+def run_list(args: argparse.Namespace) -> int:
+    entries = zoo_entries()
+    if args.json:
+        import json
+
+        print(json.dumps([{k: v for k, v in e.items() if k != "_path"} for e in entries],
+                         indent=2))
+        return 0
+    if not entries:
+        print("no bundled models")
+        return 0
+    for e in entries:
+        cmd = e.get("training", {}).get("command", "?")
+        print(f"{e['name']}\n  dataset:  {e['dataset']}\n  arch:     {e['architecture']}\n"
+              f"  accuracy: {_accuracy_text(e)}\n  trained:  {cmd}")
+        if e.get("accuracy", {}).get("command"):
+            print(f"  measured: {e['accuracy']['command']}")
+    return 0
+
+
+def run_add(args: argparse.Namespace) -> int:
+    path = add_to_zoo(args.checkpoint, args.name)
+    print(f"added {args.name}: {path}")
+    return 0

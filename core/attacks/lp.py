@@ -1,0 +1,60 @@
+"""Lp-ball geometry for batched perturbations (per sample, on NCHW tensors).
+
+``norm`` is ``"linf"`` or ``"l2"``; radii may be a float or a per-sample tensor.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from core.errors import ToolkitError
+
+NORMS = ("linf", "l2")
+
+
+def check_norm(norm: str) -> str:
+    if norm not in NORMS:
+        raise ToolkitError(f"unknown norm {norm!r}; choose linf or l2")
+    return norm
+
+
+def _per_sample(v, x: torch.Tensor) -> torch.Tensor:
+    v = torch.as_tensor(v, dtype=x.dtype, device=x.device)
+    return v.view(-1, *([1] * (x.ndim - 1))) if v.ndim else v
+
+
+def lp_norm(delta: torch.Tensor, norm: str) -> torch.Tensor:
+    """Per-sample norm of a batch of perturbations."""
+    flat = delta.flatten(1)
+    return flat.abs().amax(1) if check_norm(norm) == "linf" else flat.norm(dim=1)
+
+
+def normalize_step(grad: torch.Tensor, norm: str) -> torch.Tensor:
+    """Steepest-ascent direction of unit norm: sign(g) for L-inf, g/||g||_2 for L2."""
+    if check_norm(norm) == "linf":
+        return grad.sign()
+    n = grad.flatten(1).norm(dim=1).clamp_min(1e-12)
+    return grad / _per_sample(n, grad)
+
+
+def project(delta: torch.Tensor, eps, norm: str) -> torch.Tensor:
+    """Project perturbations onto the Lp ball of radius ``eps`` (per sample)."""
+    eps_t = _per_sample(eps, delta)
+    if check_norm(norm) == "linf":
+        return torch.maximum(torch.minimum(delta, eps_t), -eps_t)
+    n = _per_sample(delta.flatten(1).norm(dim=1), delta)
+    return delta * torch.clamp(eps_t / n.clamp_min(1e-12), max=1.0)
+
+
+def random_in_ball(shape, eps, norm: str, generator: torch.Generator | None = None,
+                   device=None, dtype=torch.float32) -> torch.Tensor:
+    """Points uniform in the Lp ball (uniform in volume for L2, via the radius^(1/d) trick)."""
+    if check_norm(norm) == "linf":
+        u = torch.rand(shape, generator=generator, dtype=dtype).mul_(2).sub_(1)
+        return (u.to(device) * _per_sample(eps, u.to(device)))
+    g = torch.randn(shape, generator=generator, dtype=dtype)
+    d = g[0].numel()
+    r = torch.rand(shape[0], generator=generator, dtype=dtype).pow(1.0 / d)
+    direction = g / g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (g.ndim - 1)))
+    out = (direction * r.view(-1, *([1] * (g.ndim - 1)))).to(device)
+    return out * _per_sample(eps, out)

@@ -1,0 +1,139 @@
+"""Checkpoints: a ``state_dict`` file plus a JSON metadata file beside it.
+
+``NAME.pt`` holds only tensors and is read with ``torch.load(..., weights_only=True)``; ``NAME.json``
+records the architecture and its arguments, the data set, the command that trained it, the
+measured accuracy and the sha256 of ``NAME.pt``, which is checked before loading.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.errors import ToolkitError
+from core.models import ImageClassifier, build_model
+
+FORMAT = "adaptive-toolkit/classifier-v1"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temporary file and rename, so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; use the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    import io
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def metadata_path(path: str | os.PathLike) -> Path:
+    """Accept ``NAME``, ``NAME.pt`` or ``NAME.json`` and return the metadata path."""
+    p = Path(path).expanduser()
+    if p.suffix in (".pt", ".json"):
+        p = p.with_suffix("")
+    return p.with_name(p.name + ".json")
+
+
+def save_checkpoint(model: ImageClassifier, path: str | os.PathLike, *, architecture: str,
+                    arch_kwargs: dict, dataset: str, **metadata) -> dict:
+    """Write ``path.pt`` and ``path.json``; returns the metadata written."""
+    meta_file = metadata_path(path)
+    weights = meta_file.with_suffix(".pt")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_torch_save(state, weights)
+    meta = {"format": FORMAT, "architecture": architecture, "arch_kwargs": arch_kwargs,
+            "dataset": dataset, "input_shape": list(model.input_shape),
+            "num_classes": model.num_classes, **metadata,
+            "weights": weights.name, "sha256": sha256_file(weights)}
+    write_json(meta_file, meta)
+    return meta
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    meta_file = metadata_path(path)
+    if not meta_file.is_file():
+        weights = meta_file.with_suffix(".pt")
+        hint = (f"{weights} has no metadata file {meta_file.name}; it does not look like a "
+                "checkpoint written by this toolkit" if weights.is_file()
+                else f"no checkpoint at {meta_file.with_suffix('')} (.pt/.json)")
+        raise ToolkitError(hint)
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (OSError, ValueError) as e:
+        raise ToolkitError(f"cannot read checkpoint metadata {meta_file}: {e}") from e
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ToolkitError(f"{meta_file} is not a toolkit checkpoint (expected format "
+                           f"{FORMAT!r}); retrain with 'adaptive train classifier'")
+    for key in ("architecture", "arch_kwargs", "weights", "sha256"):
+        if key not in meta:
+            raise ToolkitError(f"{meta_file} lacks the field {key!r}; the metadata is damaged")
+    meta["_path"] = str(meta_file)
+    return meta
+
+
+def load_state_dict(weights: Path, expected_sha256: str | None) -> dict[str, torch.Tensor]:
+    """Read a tensors-only file after checking its hash."""
+    if not weights.is_file():
+        raise ToolkitError(f"checkpoint weights {weights} are missing")
+    if expected_sha256 is not None:
+        actual = sha256_file(weights)
+        if actual != expected_sha256:
+            raise ToolkitError(f"{weights} does not match the sha256 in its metadata "
+                               f"({actual[:12]}... != {expected_sha256[:12]}...): the file is "
+                               "damaged or was replaced; restore or retrain it")
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ToolkitError(f"cannot load {weights} as a tensors-only checkpoint "
+                           f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from e
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
+                                              for v in state.values()):
+        raise ToolkitError(f"{weights} does not hold a state_dict of tensors")
+    return state
+
+
+def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu"
+                    ) -> tuple[ImageClassifier, dict]:
+    """Build the model recorded in the metadata, load its verified weights, set eval mode."""
+    meta = read_metadata(path)
+    weights = Path(meta["_path"]).with_name(meta["weights"])
+    state = load_state_dict(weights, meta["sha256"])
+    model = build_model(meta["architecture"], **meta["arch_kwargs"])
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise ToolkitError(f"{weights} does not fit architecture {meta['architecture']!r}: "
+                           f"{str(e).splitlines()[0][:300]}") from e
+    return model.to(device).eval(), meta

@@ -1,0 +1,123 @@
+"""Classifier architectures.
+
+Every model takes float images in [0, 1], NCHW, and returns logits (the RobustBench / Foolbox
+convention); any normalisation lives inside the model, so attacks and detectors never need to
+know about it.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from core.errors import ToolkitError
+
+
+class ImageClassifier(nn.Module):
+    """Base class: fixed input shape, per-channel normalisation inside, logits out."""
+
+    def __init__(self, input_shape: tuple[int, int, int], num_classes: int,
+                 mean: tuple[float, ...], std: tuple[float, ...]):
+        super().__init__()
+        self.input_shape = tuple(input_shape)
+        self.num_classes = num_classes
+        c = input_shape[0]
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, c, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, c, 1, 1))
+
+    def logits(self, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or tuple(x.shape[1:]) != self.input_shape:
+            raise ToolkitError(f"{type(self).__name__} expects images of shape "
+                               f"(N, {', '.join(map(str, self.input_shape))}), got "
+                               f"{tuple(x.shape)}")
+        return self.logits((x - self.mean) / self.std)
+
+
+class MnistCNN(ImageClassifier):
+    """The MNIST classifier of Carlini & Wagner and MagNet:
+    Conv32-Conv32-Pool-Conv64-Conv64-Pool-FC200-FC200-FC10 (3x3 valid convolutions, ReLU,
+    dropout 0.5 before the last two dense layers' outputs as in C&W's training code).
+    312k parameters, 1.2 MB as float32."""
+
+    def __init__(self, num_classes: int = 10, dropout: float = 0.5):
+        # C&W fed [-0.5, 0.5]; the same shift here keeps their architecture's numerics.
+        super().__init__((1, 28, 28), num_classes, mean=(0.5,), std=(1.0,))
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3), nn.ReLU(), nn.Conv2d(64, 64, 3), nn.ReLU(), nn.MaxPool2d(2))
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(64 * 4 * 4, 200), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(200, 200), nn.ReLU(), nn.Dropout(dropout), nn.Linear(200, num_classes))
+
+    def logits(self, z):
+        return self.classifier(self.features(z))
+
+
+class CifarCNN(ImageClassifier):
+    """A small VGG-style CIFAR-10 network that trains on a 2-core CPU:
+    [w, w, pool, 2w, 2w, pool, 4w, 4w, pool] 3x3 convolutions with batch norm, then FC256-FC10.
+    With the default width w=32: 0.82M parameters, about 40M multiply-adds per image."""
+
+    def __init__(self, num_classes: int = 10, width: int = 32,
+                 mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616)):
+        super().__init__((3, 32, 32), num_classes, mean=mean, std=std)
+        layers, c_in = [], 3
+        for c_out in (width, 2 * width, 4 * width):
+            for _ in range(2):
+                layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+                           nn.BatchNorm2d(c_out), nn.ReLU()]
+                c_in = c_out
+            layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(c_in * 16, 256), nn.ReLU(),
+                                        nn.Dropout(0.3), nn.Linear(256, num_classes))
+
+    def logits(self, z):
+        return self.classifier(self.features(z))
+
+
+class TinyCNN(ImageClassifier):
+    """A very small network for tests and quick experiments on any image shape."""
+
+    def __init__(self, input_shape=(1, 28, 28), num_classes: int = 10, width: int = 8):
+        c = input_shape[0]
+        super().__init__(tuple(input_shape), num_classes, mean=(0.5,) * c, std=(0.5,) * c)
+        self.net = nn.Sequential(
+            nn.Conv2d(c, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4),
+            nn.Flatten(), nn.Linear(2 * width * 16, num_classes))
+
+    def logits(self, z):
+        return self.net(z)
+
+
+ARCHITECTURES: dict[str, Callable[..., ImageClassifier]] = {
+    "mnist-cnn": MnistCNN,
+    "cifar-cnn": CifarCNN,
+    "tiny-cnn": TinyCNN,
+}
+
+# The architecture each built-in data set trains by default.
+DEFAULT_ARCH = {"mnist": "mnist-cnn", "cifar10": "cifar-cnn"}
+
+
+def build_model(arch: str, **kwargs) -> ImageClassifier:
+    """Instantiate an architecture by name with its keyword arguments."""
+    try:
+        cls = ARCHITECTURES[arch]
+    except KeyError:
+        raise ToolkitError(f"unknown architecture {arch!r}; choose one of "
+                           f"{', '.join(ARCHITECTURES)}") from None
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise ToolkitError(f"bad arguments for architecture {arch!r}: {e}") from e
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,198 @@
+"""Classifier training with per-epoch checkpoints and exact resume.
+
+An output folder holds ``state.pt`` (model, optimiser, scheduler, epoch, RNG state; rewritten
+atomically after every epoch), ``history.jsonl`` (one line per finished epoch) and, at the end,
+the final checkpoint ``model.pt`` + ``model.json``. The shuffling order of epoch ``e`` depends
+only on ``(seed, e)``, so a resumed run sees exactly the batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from core.checkpoint import atomic_torch_save, save_checkpoint, write_json
+from core.data import ImageSet, dataset_family
+from core.errors import ToolkitError
+from core.evaluation import accuracy
+from core.models import build_model, count_parameters
+from core.runtime import seed_everything
+
+STATE_FILE = "state.pt"
+HISTORY_FILE = "history.jsonl"
+MODEL_STEM = "model"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; a resumed run must match it exactly."""
+
+    dataset: str
+    arch: str
+    arch_kwargs: dict = field(default_factory=dict)
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    optimizer: str = "adam"  # adam | sgd (momentum 0.9, nesterov)
+    weight_decay: float = 0.0
+    schedule: str = "cosine"  # cosine | constant
+    augment: str = "none"  # none | crop-flip (random 4-pixel shifted crop + horizontal flip)
+    seed: int = 0
+    train_n: int | None = None  # first N training images only (quick experiments)
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise ToolkitError("--epochs must be at least 1")
+        if self.batch_size < 1:
+            raise ToolkitError("--batch-size must be at least 1")
+        if not self.lr > 0:
+            raise ToolkitError("--lr must be positive")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ToolkitError(f"unknown optimizer {self.optimizer!r}; choose adam or sgd")
+        if self.schedule not in ("cosine", "constant"):
+            raise ToolkitError(f"unknown schedule {self.schedule!r}; choose cosine or constant")
+        if self.augment not in ("none", "crop-flip"):
+            raise ToolkitError(f"unknown augmentation {self.augment!r}; choose none or crop-flip")
+
+
+def augment_crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random shifted crops (zero padding) and horizontal flips, done for the whole batch."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    rows = (dy[:, None] + torch.arange(h)[None]).to(x.device)  # n, h
+    cols = (dx[:, None] + torch.arange(w)[None]).to(x.device)  # n, w
+    idx = torch.arange(n, device=x.device)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[idx, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+    out[flip] = out[flip].flip(-1)
+    return out.contiguous()
+
+
+def _make_optimizer(cfg: TrainConfig, model, steps_per_epoch: int):
+    if cfg.optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True,
+                              weight_decay=cfg.weight_decay)
+    total = cfg.epochs * steps_per_epoch
+    if cfg.schedule == "cosine":
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    return opt, sched
+
+
+def train_classifier(cfg: TrainConfig, train: ImageSet, test: ImageSet, out: str | Path,
+                     device: torch.device, resume: bool = False, command: str = "",
+                     progress: bool = True, log: Callable[[str], None] = print) -> dict:
+    """Train ``cfg.arch`` on ``train``; report accuracy on ``test``; return the final metadata."""
+    cfg.validate()
+    out = Path(out)
+    if cfg.train_n:
+        train = train.subset(slice(0, cfg.train_n))
+    state_file = out / STATE_FILE
+    if state_file.exists() and not resume:
+        raise ToolkitError(f"{out} already holds a training run; pass --resume to continue it "
+                           "or choose another --out")
+    if resume and not state_file.exists():
+        raise ToolkitError(f"--resume given but {state_file} does not exist")
+    if (out / f"{MODEL_STEM}.json").exists() and not resume:
+        raise ToolkitError(f"{out} already holds a finished model; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+
+    seed_everything(cfg.seed)
+    model = build_model(cfg.arch, **cfg.arch_kwargs).to(device)
+    if tuple(train.image_shape) != model.input_shape:
+        raise ToolkitError(f"architecture {cfg.arch!r} takes images of shape {model.input_shape}"
+                           f" but {train.name} has {train.image_shape}")
+    steps = math.ceil(len(train) / cfg.batch_size)
+    opt, sched = _make_optimizer(cfg, model, steps)
+    start_epoch, history, elapsed = 0, [], 0.0
+    if resume:
+        state = torch.load(state_file, map_location="cpu", weights_only=True)
+        saved_cfg = json.loads(state["config"])
+        if saved_cfg != asdict(cfg):
+            diff = {k: (saved_cfg.get(k), v) for k, v in asdict(cfg).items()
+                    if saved_cfg.get(k) != v}
+            raise ToolkitError(f"--resume with a different configuration than {out} was "
+                               f"started with (saved, now): {diff}")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        start_epoch, elapsed = int(state["epoch"]), float(state["elapsed"])
+        history = [json.loads(line) for line in (out / HISTORY_FILE).read_text().splitlines()
+                   if line.strip()][:start_epoch]
+        log(f"resuming {out} after epoch {start_epoch}/{cfg.epochs}")
+    log(f"training {cfg.arch} ({count_parameters(model):,} parameters) on {train.name} "
+        f"({len(train)} images) for {cfg.epochs} epochs on {device}")
+
+    x_train, y_train = train.x(), train.labels
+    x_test, y_test = test.x(), test.labels
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        model.train()
+        gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
+        perm = torch.randperm(len(train), generator=gen)
+        total_loss, correct, seen = 0.0, 0, 0
+        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
+                   leave=False, unit="batch")
+        for i in bar:
+            idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            xb, yb = x_train[idx].to(device), y_train[idx].to(device)
+            if cfg.augment == "crop-flip":
+                xb = augment_crop_flip(xb, gen)
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total_loss += float(loss.detach()) * len(idx)
+            correct += int((logits.argmax(1) == yb).sum())
+            seen += len(idx)
+            if i % 20 == 0:
+                bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}")
+        bar.close()
+        model.eval()
+        test_acc = accuracy(model, x_test, y_test, device=device)
+        seconds = time.perf_counter() - t0
+        elapsed += seconds
+        row = {"epoch": epoch + 1, "train_loss": total_loss / seen, "train_acc": correct / seen,
+               "test_acc": test_acc, "seconds": round(seconds, 1)}
+        history.append(row)
+        # History first, then state: a crash in between only repeats the history line,
+        # which resume truncates to the saved epoch count.
+        (out / HISTORY_FILE).write_text("".join(json.dumps(r) + "\n" for r in history))
+        atomic_torch_save({"config": json.dumps(asdict(cfg)), "model": model.state_dict(),
+                           "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                           "rng": torch.get_rng_state(), "epoch": epoch + 1,
+                           "elapsed": elapsed}, state_file)
+        left = (cfg.epochs - epoch - 1) * elapsed / (epoch + 1 - start_epoch or 1)
+        log(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f}, train acc "
+            f"{row['train_acc']:.4f}, test acc {test_acc:.4f} ({seconds:.0f} s"
+            + (f"; about {left / 60:.1f} min left)" if epoch + 1 < cfg.epochs else ")"))
+
+    model.eval()
+    final_acc = history[-1]["test_acc"]
+    meta = save_checkpoint(
+        model, out / MODEL_STEM, architecture=cfg.arch, arch_kwargs=cfg.arch_kwargs,
+        dataset=dataset_family(train.name),
+        accuracy={"clean": final_acc, "split": f"{test.name}:{test.split}", "n": len(test)},
+        training={"command": command, "config": asdict(cfg), "train_images": len(train),
+                  "device": str(device), "seconds": round(elapsed, 1),
+                  "torch": torch.__version__})
+    write_json(out / "train_summary.json", {"accuracy": final_acc, "history": history})
+    log(f"final test accuracy {final_acc:.4f}; model written to {out / MODEL_STEM}.pt/.json")
+    return meta

@@ -1,0 +1,39 @@
+import json
+
+import pytest
+import torch
+
+import core.zoo as zoo
+from core.checkpoint import save_checkpoint
+from core.data import load_dataset
+from core.errors import ToolkitError
+from core.evaluation import accuracy
+from core.models import build_model
+
+
+def test_bundled_mnist_classifier_reaches_99_percent(data_root):
+    model, meta = zoo.load_model("mnist-cnn")
+    test = load_dataset("mnist", "test", data_root, download=False)
+    acc = accuracy(model, test.x(), test.labels)
+    assert acc >= 0.99
+    assert abs(acc - meta["accuracy"]["clean"]) < 1e-6  # the recorded figure is reproducible
+    assert meta["training"]["command"].startswith("adaptive train classifier --dataset mnist")
+
+
+def test_zoo_add_and_record(tmp_path, monkeypatch):
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path / "weights")
+    model = build_model("tiny-cnn")
+    save_checkpoint(model, tmp_path / "run" / "model", architecture="tiny-cnn", arch_kwargs={},
+                    dataset="mnist")
+    zoo.add_to_zoo(tmp_path / "run" / "model", "toy")
+    assert zoo.zoo_names() == ["toy"]
+    loaded, meta = zoo.load_model("toy")
+    x = torch.rand(2, 1, 28, 28)
+    assert torch.equal(loaded(x), model.eval()(x))
+    zoo.record_measurement("toy", "accuracy", {"clean": 0.5, "command": "x"})
+    assert json.loads((tmp_path / "weights/toy.json").read_text())["accuracy"]["clean"] == 0.5
+    zoo.load_model("toy")  # the weights' hash still matches
+    with pytest.raises(ToolkitError, match="bad zoo name"):
+        zoo.add_to_zoo(tmp_path / "run" / "model", "../escape")
+    with pytest.raises(ToolkitError, match="not one"):
+        zoo.record_measurement("absent", "accuracy", {})
