@@ -1,0 +1,77 @@
+"""K-NN detectors on attack costs (A2D, section 4.1).
+
+Fit on cost vectors (one engine, or several: the ensemble "END") of benign and adversarial
+examples; an input is adversarial when more than half of its K nearest neighbours are
+(the paper: ``|A_x| > |B_x|``, K = 100, so a tie is benign).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from sklearn.neighbors import KNeighborsClassifier
+
+from core.checkpoint import write_json
+from core.errors import ToolkitError
+from defenses.a2d.zscore import _read_json, as_costs
+
+
+class KNNDetector:
+    """``fit(benign, adversarial)`` on costs of shape (n,) or (n, engines); True = adversarial."""
+
+    def __init__(self, k: int = 100):
+        if int(k) < 1:
+            raise ToolkitError(f"K must be at least 1, got {k}")
+        self.k = int(k)
+        self._benign = self._adversarial = None
+        self._knn: KNeighborsClassifier | None = None
+
+    def fit(self, benign_costs, adversarial_costs) -> "KNNDetector":
+        b = as_costs(benign_costs, "benign costs", ndim=2)
+        a = as_costs(adversarial_costs, "adversarial costs", ndim=2)
+        if b.shape[1] != a.shape[1]:
+            raise ToolkitError(f"benign costs have {b.shape[1]} engines, adversarial "
+                               f"{a.shape[1]}")
+        if len(b) + len(a) < self.k:
+            raise ToolkitError(f"K={self.k} needs at least {self.k} training costs, got "
+                               f"{len(b) + len(a)}")
+        self._benign, self._adversarial = b, a
+        self._knn = KNeighborsClassifier(n_neighbors=self.k).fit(
+            np.concatenate([b, a]), np.r_[np.zeros(len(b)), np.ones(len(a))])
+        return self
+
+    def score(self, costs) -> np.ndarray:
+        """Fraction of the K nearest training costs that are adversarial."""
+        if self._knn is None:
+            raise ToolkitError("the detector is not fitted yet: call fit(benign, adversarial)")
+        c = as_costs(costs, ndim=2)
+        if c.shape[1] != self._benign.shape[1]:
+            raise ToolkitError(f"expected costs of {self._benign.shape[1]} engines, got "
+                               f"{c.shape[1]}")
+        return self._knn.predict_proba(c)[:, 1]
+
+    def predict(self, costs) -> np.ndarray:
+        return self.score(costs) > 0.5
+
+    def to_dict(self) -> dict:
+        if self._knn is None:
+            raise ToolkitError("the detector is not fitted yet")
+        return {"type": "knn", "version": 1, "k": self.k, "benign": self._benign.tolist(),
+                "adversarial": self._adversarial.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "KNNDetector":
+        if not isinstance(d, dict) or d.get("type") != "knn":
+            raise ToolkitError("not a saved K-NN detector (expected type 'knn')")
+        try:
+            return cls(d["k"]).fit(d["benign"], d["adversarial"])
+        except KeyError as e:
+            raise ToolkitError(f"saved K-NN detector lacks the field {e}") from e
+
+    def save(self, path) -> None:
+        write_json(Path(path), self.to_dict())
+
+    @classmethod
+    def load(cls, path) -> "KNNDetector":
+        return cls.from_dict(_read_json(path))
