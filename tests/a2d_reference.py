@@ -61,7 +61,7 @@ def jsma_cost_one(model, x, theta, max_per_pixel, cap):
 
 
 def dba_cost_one(predict, x, index, threshold, cap, directions, sph_step, src_step, adapt,
-                 init_tries, search_steps, seed):
+                 adapt_every, init_tries, search_steps, seed):
     """(cost, queries) of one image under DBA_d as documented, drawing random numbers from the
     sample's own generator in the documented order."""
     gen = torch.Generator().manual_seed(seed * 1_000_003 + index)
@@ -85,6 +85,7 @@ def dba_cost_one(predict, x, index, threshold, cap, directions, sph_step, src_st
         else:
             lo = mid
     adv = (1 - hi) * x + hi * noise
+    sph_hits = cand_hits = 0
     for it in range(cap):
         if float(((adv - x) ** 2).mean()) < threshold:
             return it, queries
@@ -94,26 +95,27 @@ def dba_cost_one(predict, x, index, threshold, cap, directions, sph_step, src_st
         diff = (x - adv)[0]
         dist = max(float(diff.norm()), 1e-12)
         unit = diff / dist
-        successes, chosen = 0, None
+        chosen = None
         for eta in etas:
             eta = eta - (eta * unit).sum() * unit
             eta = eta * (sph_step * dist / max(float(eta.norm()), 1e-12))
             sph = adv[0] + eta
             back = x[0] - sph
-            sph = x[0] - back * (dist / max(float(back.norm()), 1e-12))
+            sph = (x[0] - back * (dist / max(float(back.norm()), 1e-12))).clamp(0, 1)
             cand = (sph + src_step * (x[0] - sph)).clamp(0, 1)
-            queries += 1
+            queries += 2
+            sph_hits += int(predict(sph.unsqueeze(0))[0]) != label
             if int(predict(cand.unsqueeze(0))[0]) != label:
-                successes += 1
+                cand_hits += 1
                 if chosen is None:
                     chosen = cand.unsqueeze(0)
         if chosen is not None:
             adv = chosen
-        rate = successes / directions
-        if rate > 0.5:
-            sph_step, src_step = sph_step * adapt, min(src_step * adapt, 0.5)
-        elif rate < 0.2:
-            sph_step, src_step = sph_step / adapt, min(src_step / adapt, 0.5)
-    if float(((adv - x) ** 2).mean()) < threshold:
-        return cap, queries  # reached only after the last iteration: still costs the cap
+        if (it + 1) % adapt_every == 0:
+            p_sph = sph_hits / (directions * adapt_every)
+            p_cand = cand_hits / (directions * adapt_every)
+            f = adapt if p_sph > 0.5 else (1 / adapt if p_sph < 0.2 else 1.0)
+            g = adapt if p_cand > 0.5 else (1 / adapt if p_cand < 0.2 else 1.0)
+            sph_step, src_step = sph_step * f, min(src_step * f * g, 0.5)
+            sph_hits = cand_hits = 0
     return cap, queries

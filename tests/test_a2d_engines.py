@@ -98,11 +98,11 @@ def test_dba_costs_equal_the_per_sample_reference(batch_size):
 
     model, x = tiny_model(), images(12)
     settings = dict(threshold=0.01, max_iter=40, directions=3, spherical_step=0.05,
-                    source_step=0.05, step_adaptation=1.5, init_tries=20, init_search_steps=8,
-                    seed=5)
+                    source_step=0.05, step_adaptation=1.5, adapt_every=3, init_tries=20,
+                    init_search_steps=8, seed=5)
     r = BoundaryCost(**settings, batch_size=batch_size).run(labels_of(model), x)
-    ref = [dba_cost_one(labels_of(model), x[i:i + 1], i, 0.01, 40, 3, 0.05, 0.05, 1.5, 20, 8, 5)
-           for i in range(len(x))]
+    ref = [dba_cost_one(labels_of(model), x[i:i + 1], i, 0.01, 40, 3, 0.05, 0.05, 1.5, 3, 20, 8,
+                        5) for i in range(len(x))]
     assert r.costs.tolist() == [c for c, _ in ref]
     assert r.queries.tolist() == [q for _, q in ref]
     assert 0 < int(r.flipped.sum()) < len(x)

@@ -6,17 +6,19 @@ The attack needs nothing but ``predict_labels(x) -> int labels``. Per input ``x`
 1. Start: uniform noise images until one is not labelled ``c`` (at most ``init_tries``), then
    ``init_search_steps`` of binary search on the blend ``(1 - a) x + a u`` towards ``x``.
 2. Iteration ``i`` (0-based): if the mean squared distance ``mean((x_adv - x)^2)`` is below
-   ``threshold``, stop: the cost is ``i``. Otherwise draw ``directions`` candidates: a random
-   step orthogonal to ``x - x_adv`` of relative size ``spherical_step`` (kept on the sphere
-   around ``x``), then a step of relative size ``source_step`` towards ``x``; the first candidate
-   (in draw order) still not labelled ``c`` becomes ``x_adv``. Both step sizes are multiplied by
-   ``step_adaptation`` when more than half of the candidates succeeded and divided by it when
-   fewer than a fifth did (the 50% / 20% targets of the original attack's adaptation).
+   ``threshold``, stop: the cost is ``i``. Otherwise draw ``directions`` random steps
+   orthogonal to ``x - x_adv`` of relative size ``spherical_step``, kept on the sphere around
+   ``x`` (the spherical points), and from each a step of relative size ``source_step`` towards
+   ``x`` (the candidates); both are queried. The first candidate (in draw order) still not
+   labelled ``c`` becomes ``x_adv``. Every ``adapt_every`` iterations the step sizes adapt as
+   in the original attack: both are multiplied by ``step_adaptation`` when more than half of
+   the spherical points were adversarial and divided by it when fewer than a fifth were; the
+   source step alone likewise by the candidates' success rate.
 3. A sample that never gets below the threshold within ``max_iter`` iterations (or finds no
    adversarial start) costs ``max_iter``.
 
-Queries count every call on every image: 1 for ``c``, the start-up, then ``directions`` per
-iteration. Each sample draws its random numbers from its own generator, seeded by the engine's
+Queries count every call on every image: 1 for ``c``, the start-up, then ``2 * directions``
+per iteration. Each sample draws its random numbers from its own generator, seeded by the engine's
 seed and the sample's index, so results do not depend on how samples are batched.
 
 Setting: MNIST threshold 0.02 (the A2D authors'); other data sets need their own (see presets).
@@ -59,18 +61,19 @@ class BoundaryCost:
 
     def __init__(self, threshold: float = 0.02, max_iter: int = 500, directions: int = 4,
                  spherical_step: float = 0.05, source_step: float = 0.05,
-                 step_adaptation: float = 1.5, init_tries: int = 50, init_search_steps: int = 10,
-                 seed: int = 0, batch_size: int = 256):
+                 step_adaptation: float = 1.5, adapt_every: int = 5, init_tries: int = 50,
+                 init_search_steps: int = 10, seed: int = 0, batch_size: int = 256):
         self.threshold, self.max_iter = float(threshold), check_cap(max_iter)
         self.directions, self.seed, self.batch_size = int(directions), int(seed), int(batch_size)
         self.spherical_step, self.source_step = float(spherical_step), float(source_step)
-        self.step_adaptation = float(step_adaptation)
+        self.step_adaptation, self.adapt_every = float(step_adaptation), int(adapt_every)
         self.init_tries, self.init_search_steps = int(init_tries), int(init_search_steps)
 
     def config(self) -> dict:
         return {"engine": self.name, "threshold": self.threshold, "max_iter": self.max_iter,
                 "directions": self.directions, "spherical_step": self.spherical_step,
                 "source_step": self.source_step, "step_adaptation": self.step_adaptation,
+                "adapt_every": self.adapt_every,
                 "init_tries": self.init_tries, "init_search_steps": self.init_search_steps,
                 "seed": self.seed}
 
@@ -99,8 +102,12 @@ class BoundaryCost:
             start, used, found = self._start(predict, src, label, range(a, b), gens, device)
             return {"src": src, "adv": start, "label": label, "found": found,
                     "queries": used + 1, "it": torch.zeros(b - a, dtype=torch.long),
-                    "sph": torch.full((b - a,), self.spherical_step, device=device),
-                    "srcstep": torch.full((b - a,), self.source_step, device=device)}
+                    "sph": torch.full((b - a,), self.spherical_step, device=device,
+                                      dtype=x.dtype),
+                    "srcstep": torch.full((b - a,), self.source_step, device=device,
+                                          dtype=x.dtype),
+                    "sph_hits": torch.zeros(b - a, device=device, dtype=x.dtype),
+                    "cand_hits": torch.zeros(b - a, device=device, dtype=x.dtype)}
 
         batch = RunningBatch(n, self.batch_size, new_rows)
         while batch.pending():
@@ -175,19 +182,32 @@ class BoundaryCost:
         to_src_norm = to_src.flatten(2).norm(dim=2).clamp_min(1e-12)
         sph = src.unsqueeze(1) - to_src * (dist / to_src_norm).view(*eta.shape[:2],
                                                                     *([1] * (src.ndim - 1)))
+        sph = sph.clamp(0, 1)
         cand = sph + batch.srcstep.view(-1, 1, *([1] * (src.ndim - 1))) * (src.unsqueeze(1) - sph)
         cand = cand.clamp(0, 1)
         m = len(src)
-        labels = predict(cand.flatten(0, 1)).view(m, k)
-        success = labels != batch.label.view(-1, 1)
+        both = predict(torch.cat([sph.flatten(0, 1), cand.flatten(0, 1)])).view(2, m, k)
+        sph_ok = both[0] != batch.label.view(-1, 1)
+        success = both[1] != batch.label.view(-1, 1)
         any_ok = success.any(1)
         first = success.float().argmax(1)  # first successful candidate in draw order
         chosen = cand[torch.arange(m, device=device), first]
-        rate = success.float().mean(1)
-        a = self.step_adaptation
-        factor = torch.where(rate > 0.5, torch.full_like(rate, a),
-                             torch.where(rate < 0.2, torch.full_like(rate, 1 / a),
-                                         torch.ones_like(rate)))
+        sph_hits = batch.sph_hits + sph_ok.float().sum(1)
+        cand_hits = batch.cand_hits + success.float().sum(1)
+        it = batch.it + 1
+        sph_step, src_step = batch.sph, batch.srcstep
+        adapt = (it % self.adapt_every == 0).to(device)
+        if adapt.any():
+            a, window = self.step_adaptation, k * self.adapt_every
+            p_sph, p_cand = sph_hits / window, cand_hits / window
+            f_both = torch.where(p_sph > 0.5, a, torch.where(p_sph < 0.2, 1 / a, 1.0))
+            f_src = torch.where(p_cand > 0.5, a, torch.where(p_cand < 0.2, 1 / a, 1.0))
+            one = torch.ones_like(f_both)
+            f_both, f_src = torch.where(adapt, f_both, one), torch.where(adapt, f_src, one)
+            sph_step = sph_step * f_both
+            src_step = (src_step * f_both * f_src).clamp(max=0.5)
+            sph_hits = torch.where(adapt, torch.zeros_like(sph_hits), sph_hits)
+            cand_hits = torch.where(adapt, torch.zeros_like(cand_hits), cand_hits)
         batch.set(adv=torch.where(any_ok.view(shape), chosen, adv),
-                  queries=batch.queries + k, it=batch.it + 1,
-                  sph=batch.sph * factor, srcstep=(batch.srcstep * factor).clamp(max=0.5))
+                  queries=batch.queries + 2 * k, it=it, sph=sph_step, srcstep=src_step,
+                  sph_hits=sph_hits, cand_hits=cand_hits)
