@@ -17,9 +17,10 @@ from typing import Any
 import torch
 
 from core.errors import ToolkitError
-from core.models import ImageClassifier, build_model
+from core.models import build_model
 
 FORMAT = "adaptive-toolkit/classifier-v1"
+FORMAT_PREFIX = "adaptive-toolkit/"  # other kinds (e.g. MagNet's autoencoder-v1) share the layout
 
 
 def sha256_file(path: Path) -> str:
@@ -66,22 +67,24 @@ def metadata_path(path: str | os.PathLike) -> Path:
     return p.with_name(p.name + ".json")
 
 
-def save_checkpoint(model: ImageClassifier, path: str | os.PathLike, *, architecture: str,
-                    arch_kwargs: dict, dataset: str, **metadata) -> dict:
+def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, *, architecture: str,
+                    arch_kwargs: dict, dataset: str, fmt: str = FORMAT, **metadata) -> dict:
     """Write ``path.pt`` and ``path.json``; returns the metadata written."""
     meta_file = metadata_path(path)
     weights = meta_file.with_suffix(".pt")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_torch_save(state, weights)
-    meta = {"format": FORMAT, "architecture": architecture, "arch_kwargs": arch_kwargs,
+    meta = {"format": fmt, "architecture": architecture, "arch_kwargs": arch_kwargs,
             "dataset": dataset, "input_shape": list(model.input_shape),
-            "num_classes": model.num_classes, **metadata,
+            **({"num_classes": model.num_classes} if hasattr(model, "num_classes") else {}),
+            **metadata,
             "weights": weights.name, "sha256": sha256_file(weights)}
     write_json(meta_file, meta)
     return meta
 
 
-def read_metadata(path: str | os.PathLike) -> dict:
+def read_metadata(path: str | os.PathLike, fmt: str | None = FORMAT) -> dict:
+    """The metadata of a checkpoint of format ``fmt`` (None: any toolkit format)."""
     meta_file = metadata_path(path)
     if not meta_file.is_file():
         weights = meta_file.with_suffix(".pt")
@@ -93,9 +96,11 @@ def read_metadata(path: str | os.PathLike) -> dict:
         meta = json.loads(meta_file.read_text())
     except (OSError, ValueError) as e:
         raise ToolkitError(f"cannot read checkpoint metadata {meta_file}: {e}") from e
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ToolkitError(f"{meta_file} is not a toolkit checkpoint (expected format "
-                           f"{FORMAT!r}); retrain with 'adaptive train classifier'")
+    found = meta.get("format", "") if isinstance(meta, dict) else ""
+    if not str(found).startswith(FORMAT_PREFIX) or (fmt is not None and found != fmt):
+        raise ToolkitError(f"{meta_file} is not a toolkit checkpoint of format {fmt or 'any'!r}"
+                           f" (found {found or 'none'!r}); train it with the toolkit's "
+                           "'adaptive train' commands")
     for key in ("architecture", "arch_kwargs", "weights", "sha256"):
         if key not in meta:
             raise ToolkitError(f"{meta_file} lacks the field {key!r}; the metadata is damaged")
@@ -124,13 +129,14 @@ def load_state_dict(weights: Path, expected_sha256: str | None) -> dict[str, tor
     return state
 
 
-def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu"
-                    ) -> tuple[ImageClassifier, dict]:
-    """Build the model recorded in the metadata, load its verified weights, set eval mode."""
-    meta = read_metadata(path)
+def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu",
+                    builder=build_model, fmt: str = FORMAT) -> tuple[torch.nn.Module, dict]:
+    """Build the model recorded in the metadata (with ``builder(architecture, **kwargs)``),
+    load its verified weights, set eval mode."""
+    meta = read_metadata(path, fmt)
     weights = Path(meta["_path"]).with_name(meta["weights"])
     state = load_state_dict(weights, meta["sha256"])
-    model = build_model(meta["architecture"], **meta["arch_kwargs"])
+    model = builder(meta["architecture"], **meta["arch_kwargs"])
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:

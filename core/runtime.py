@@ -32,3 +32,22 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def environment_info() -> dict:
+    """Versions and machine facts to record beside results."""
+    import platform
+    import sys
+    from importlib import metadata
+
+    versions = {}
+    for pkg in ("adaptive-a2d", "torch", "torchvision", "foolbox", "numpy", "scipy",
+                "scikit-learn", "scikit-image"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return {"python": sys.version.split()[0], "platform": platform.platform(),
+            "processor": platform.machine(), "cpu_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "versions": versions}

@@ -17,6 +17,7 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm.auto import tqdm
 
 from core.checkpoint import atomic_torch_save, save_checkpoint, write_json
@@ -93,30 +94,30 @@ def _make_optimizer(cfg: TrainConfig, model, steps_per_epoch: int):
     return opt, sched
 
 
-def train_classifier(cfg: TrainConfig, train: ImageSet, test: ImageSet, out: str | Path,
-                     device: torch.device, resume: bool = False, command: str = "",
-                     progress: bool = True, log: Callable[[str], None] = print) -> dict:
-    """Train ``cfg.arch`` on ``train``; report accuracy on ``test``; return the final metadata."""
-    cfg.validate()
+StepFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator],
+                  tuple[torch.Tensor, dict]]
+
+
+def fit(cfg, model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, step_fn: StepFn,
+        eval_fn: Callable[[nn.Module], dict], out: Path, device: torch.device,
+        resume: bool = False, progress: bool = True,
+        log: Callable[[str], None] = print) -> tuple[list[dict], float]:
+    """The epoch loop shared by every trainer: shuffling by ``(seed, epoch)``, the optimiser
+    and schedule of ``cfg``, a progress bar, ``state.pt`` after every epoch, exact resume.
+
+    ``step_fn(model, xb, yb, generator)`` returns the batch's mean loss and a dict of per-batch
+    sums (e.g. ``{"acc": correct}``), reported per image; ``eval_fn(model)`` returns the epoch's
+    held-out metrics. Returns the history and the total training seconds.
+    """
     out = Path(out)
-    if cfg.train_n:
-        train = train.subset(slice(0, cfg.train_n))
     state_file = out / STATE_FILE
     if state_file.exists() and not resume:
         raise ToolkitError(f"{out} already holds a training run; pass --resume to continue it "
                            "or choose another --out")
     if resume and not state_file.exists():
         raise ToolkitError(f"--resume given but {state_file} does not exist")
-    if (out / f"{MODEL_STEM}.json").exists() and not resume:
-        raise ToolkitError(f"{out} already holds a finished model; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
-
-    seed_everything(cfg.seed)
-    model = build_model(cfg.arch, **cfg.arch_kwargs).to(device)
-    if tuple(train.image_shape) != model.input_shape:
-        raise ToolkitError(f"architecture {cfg.arch!r} takes images of shape {model.input_shape}"
-                           f" but {train.name} has {train.image_shape}")
-    steps = math.ceil(len(train) / cfg.batch_size)
+    steps = math.ceil(len(x_train) / cfg.batch_size)
     opt, sched = _make_optimizer(cfg, model, steps)
     start_epoch, history, elapsed = 0, [], 0.0
     if resume:
@@ -135,42 +136,37 @@ def train_classifier(cfg: TrainConfig, train: ImageSet, test: ImageSet, out: str
         history = [json.loads(line) for line in (out / HISTORY_FILE).read_text().splitlines()
                    if line.strip()][:start_epoch]
         log(f"resuming {out} after epoch {start_epoch}/{cfg.epochs}")
-    log(f"training {cfg.arch} ({count_parameters(model):,} parameters) on {train.name} "
-        f"({len(train)} images) for {cfg.epochs} epochs on {device}")
 
-    x_train, y_train = train.x(), train.labels
-    x_test, y_test = test.x(), test.labels
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         model.train()
         gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
-        perm = torch.randperm(len(train), generator=gen)
-        total_loss, correct, seen = 0.0, 0, 0
+        perm = torch.randperm(len(x_train), generator=gen)
+        total_loss, sums, seen = 0.0, {}, 0
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
                    leave=False, unit="batch")
         for i in bar:
             idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-            xb, yb = x_train[idx].to(device), y_train[idx].to(device)
-            if cfg.augment == "crop-flip":
-                xb = augment_crop_flip(xb, gen)
-            logits = model(xb)
-            loss = F.cross_entropy(logits, yb)
+            yb = y_train[idx].to(device) if y_train is not None else None
+            loss, extra = step_fn(model, x_train[idx].to(device), yb, gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             total_loss += float(loss.detach()) * len(idx)
-            correct += int((logits.argmax(1) == yb).sum())
+            for k, v in extra.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
             seen += len(idx)
             if i % 20 == 0:
-                bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}")
+                bar.set_postfix(loss=f"{total_loss / seen:.4f}",
+                                **{k: f"{v / seen:.4f}" for k, v in sums.items()})
         bar.close()
         model.eval()
-        test_acc = accuracy(model, x_test, y_test, device=device)
+        row = {"epoch": epoch + 1, "train_loss": total_loss / seen,
+               **{f"train_{k}": v / seen for k, v in sums.items()}, **eval_fn(model)}
         seconds = time.perf_counter() - t0
         elapsed += seconds
-        row = {"epoch": epoch + 1, "train_loss": total_loss / seen, "train_acc": correct / seen,
-               "test_acc": test_acc, "seconds": round(seconds, 1)}
+        row["seconds"] = round(seconds, 1)
         history.append(row)
         # History first, then state: a crash in between only repeats the history line,
         # which resume truncates to the saved epoch count.
@@ -179,12 +175,45 @@ def train_classifier(cfg: TrainConfig, train: ImageSet, test: ImageSet, out: str
                            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                            "rng": torch.get_rng_state(), "epoch": epoch + 1,
                            "elapsed": elapsed}, state_file)
-        left = (cfg.epochs - epoch - 1) * elapsed / (epoch + 1 - start_epoch or 1)
-        log(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f}, train acc "
-            f"{row['train_acc']:.4f}, test acc {test_acc:.4f} ({seconds:.0f} s"
+        left = (cfg.epochs - epoch - 1) * elapsed / (epoch + 1)
+        metrics = ", ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in row.items()
+                            if k not in ("epoch", "seconds"))
+        log(f"epoch {epoch + 1}/{cfg.epochs}: {metrics} ({seconds:.0f} s"
             + (f"; about {left / 60:.1f} min left)" if epoch + 1 < cfg.epochs else ")"))
-
     model.eval()
+    return history, elapsed
+
+
+def train_classifier(cfg: TrainConfig, train: ImageSet, test: ImageSet, out: str | Path,
+                     device: torch.device, resume: bool = False, command: str = "",
+                     progress: bool = True, log: Callable[[str], None] = print) -> dict:
+    """Train ``cfg.arch`` on ``train``; report accuracy on ``test``; return the final metadata."""
+    cfg.validate()
+    out = Path(out)
+    if cfg.train_n:
+        train = train.subset(slice(0, cfg.train_n))
+    if (out / f"{MODEL_STEM}.json").exists() and not resume:
+        raise ToolkitError(f"{out} already holds a finished model; choose another --out")
+    seed_everything(cfg.seed)
+    model = build_model(cfg.arch, **cfg.arch_kwargs).to(device)
+    if tuple(train.image_shape) != model.input_shape:
+        raise ToolkitError(f"architecture {cfg.arch!r} takes images of shape {model.input_shape}"
+                           f" but {train.name} has {train.image_shape}")
+    log(f"training {cfg.arch} ({count_parameters(model):,} parameters) on {train.name} "
+        f"({len(train)} images) for {cfg.epochs} epochs on {device}")
+    x_test, y_test = test.x(), test.labels
+
+    def step(model, xb, yb, gen):
+        if cfg.augment == "crop-flip":
+            xb = augment_crop_flip(xb, gen)
+        logits = model(xb)
+        return F.cross_entropy(logits, yb), {"acc": (logits.argmax(1) == yb).sum()}
+
+    def evaluate(model):
+        return {"test_acc": accuracy(model, x_test, y_test, device=device)}
+
+    history, elapsed = fit(cfg, model, train.x(), train.labels, step, evaluate, out, device,
+                           resume, progress, log)
     final_acc = history[-1]["test_acc"]
     meta = save_checkpoint(
         model, out / MODEL_STEM, architecture=cfg.arch, arch_kwargs=cfg.arch_kwargs,

@@ -68,7 +68,11 @@ def test_existing_run_and_mismatched_resume_are_refused(tmp_path):
     data = _toy_data(32)
     quiet = dict(progress=False, log=lambda s: None)
     train_classifier(_cfg(epochs=1), data, data, tmp_path / "r", torch.device("cpu"), **quiet)
-    with pytest.raises(ToolkitError, match="--resume"):
+    with pytest.raises(ToolkitError, match="already holds a finished model"):
+        train_classifier(_cfg(epochs=1), data, data, tmp_path / "r", torch.device("cpu"),
+                         **quiet)
+    (tmp_path / "r" / "model.json").unlink()  # an unfinished run: resume is the way on
+    with pytest.raises(ToolkitError, match="pass --resume"):
         train_classifier(_cfg(epochs=1), data, data, tmp_path / "r", torch.device("cpu"),
                          **quiet)
     with pytest.raises(ToolkitError, match="different configuration"):

@@ -45,8 +45,14 @@ def run_list(args: argparse.Namespace) -> int:
         return 0
     for e in entries:
         cmd = e.get("training", {}).get("command", "?")
-        print(f"{e['name']}\n  dataset:  {e['dataset']}\n  arch:     {e['architecture']}\n"
-              f"  accuracy: {_accuracy_text(e)}\n  trained:  {cmd}")
+        kind = e["format"].split("/")[-1].rsplit("-", 1)[0]
+        print(f"{e['name']}  ({kind})\n  dataset:  {e['dataset']}\n"
+              f"  arch:     {e['architecture']}")
+        if kind == "classifier":
+            print(f"  accuracy: {_accuracy_text(e)}")
+        for key, value in e.get("summary", {}).items():
+            print(f"  {key + ':':9s} {value}")
+        print(f"  trained:  {cmd}")
         if e.get("accuracy", {}).get("command"):
             print(f"  measured: {e['accuracy']['command']}")
     return 0

@@ -1,0 +1,246 @@
+"""Evaluate A2D's detectors on a model: the paper's Tables 2 and 3 and Figure 6, measured.
+
+Correctly classified test images are split (seeded) into a calibration set and a disjoint
+evaluation set. Adversarial examples (FGSM, BIM, JSMA, DeepFool, C&W) are made from both. Every
+engine's attack costs are computed for every set. Then:
+
+* AUROC per engine and attack: benign evaluation costs vs adversarial evaluation costs.
+* Z-score detectors (calibrated on benign calibration costs only; threshold h): detection rate
+  on each attack's evaluation examples, accuracy on benign evaluation images, and the mean
+  queries in detection mode (each engine stopped at its detector's cost threshold).
+* The Z-score ensemble END (benign when at least k engines say benign).
+* K-NN detectors, trained on calibration costs (benign + that attack's examples; END: benign +
+  an equal share of every attack's), tested on evaluation costs.
+
+Every finished piece is stored under ``OUT/cache`` as it finishes, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+from torch import nn
+from tqdm.auto import tqdm
+
+from adaptive.adversarial_sets import AdversarialSet, attack_settings, make_adversarial
+from core.checkpoint import write_json
+from core.data import ImageSet
+from core.errors import ToolkitError
+from core.evaluation import predict_logits
+from core.runtime import environment_info, seed_everything
+from core.store import RunStore
+from defenses.a2d.knn import KNNDetector
+from defenses.a2d.presets import build_engine, engine_settings
+from defenses.a2d.zscore import DEFAULT_H, ZScoreDetector, ZScoreEnsemble
+
+RESULT_FILE = "a2d_eval.json"
+
+
+@dataclass
+class A2DEvalConfig:
+    dataset: str
+    model: str
+    model_sha256: str
+    n: int = 200
+    n_cal: int = 200
+    engines: list = field(default_factory=lambda: ["bim_d", "bim2_d", "jsma_d", "dba_d"])
+    attacks: list = field(default_factory=lambda: ["fgsm", "bim", "jsma", "deepfool", "cw"])
+    engine_settings: dict = field(default_factory=dict)
+    attack_settings: dict = field(default_factory=dict)
+    h: float = DEFAULT_H
+    k: int = 2
+    knn_k: int = 100
+    seed: int = 0
+    chunk: int = 100
+
+    def complete(self) -> "A2DEvalConfig":
+        """Fill in the data set's presets for engines and attacks not given explicitly."""
+        for e in self.engines:
+            self.engine_settings.setdefault(e, engine_settings(e, self.dataset))
+        for a in self.attacks:
+            self.attack_settings.setdefault(a, attack_settings(a, self.dataset))
+        if len(self.engines) > 1 and not 1 <= self.k <= len(self.engines):
+            raise ToolkitError(f"--k must be between 1 and {len(self.engines)}")
+        return self
+
+
+def split_images(model: nn.Module, data: ImageSet, n_cal: int, n: int, seed: int,
+                 device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Disjoint calibration and evaluation indices among the correctly classified images."""
+    pred = predict_logits(model, data.x(), device=device).argmax(1)
+    correct = (pred == data.labels).nonzero().squeeze(1)
+    if len(correct) < n_cal + n:
+        raise ToolkitError(f"{data.name} has {len(correct)} correctly classified images; "
+                           f"--n-cal {n_cal} + --n {n} need {n_cal + n}")
+    order = correct[torch.randperm(len(correct), generator=torch.Generator().manual_seed(seed))]
+    return order[:n_cal].sort().values, order[n_cal:n_cal + n].sort().values
+
+
+def _costs(store: RunStore, key: str, engine, model, x: torch.Tensor, chunk: int,
+           bar: tqdm, cap: int | None = None) -> dict:
+    """An engine's costs for x, computed chunk by chunk; each chunk is stored as it finishes."""
+    done = store.get(key)
+    if done is not None:
+        return done
+    parts = []
+    for i, start in enumerate(range(0, len(x), chunk)):
+        ck = f"{key}.part{i}"
+        part = store.get(ck)
+        if part is None:
+            r = engine.run(model, x[start:start + chunk], max_iter=cap)
+            part = store.put(ck, {"costs": r.costs, "queries": r.queries, "flipped": r.flipped})
+        parts.append(part)
+        bar.set_postfix_str(f"{key} {min(start + chunk, len(x))}/{len(x)}")
+    result = {k: torch.cat([p[k] for p in parts]) for k in ("costs", "queries", "flipped")}
+    store.put(key, result)
+    for i in range(len(parts)):
+        store.remove(f"{key}.part{i}")
+    return result
+
+
+def run_a2d_evaluation(cfg: A2DEvalConfig, model: nn.Module, data: ImageSet, out, device,
+                       resume: bool = False, command: str = "", progress: bool = True,
+                       log=print) -> dict:
+    cfg.complete()
+    store = RunStore(out, asdict(cfg), resume)
+    store.write_config({"command": command, "environment": environment_info()})
+    seed_everything(cfg.seed)
+    t_start = time.perf_counter()
+    cal_idx, eval_idx = split_images(model, data, cfg.n_cal, cfg.n, cfg.seed, device)
+    x_all, y_all = data.x(), data.labels
+    splits = {"cal": cal_idx, "eval": eval_idx}
+    log(f"A2D evaluation: {cfg.n_cal} calibration + {cfg.n} evaluation images of {data.name}, "
+        f"engines {', '.join(cfg.engines)}, attacks {', '.join(cfg.attacks)}; results in {out}")
+
+    sets: dict[tuple[str, str], torch.Tensor] = {}
+    adv_info = {}
+    bar = tqdm(total=2 * len(cfg.attacks), desc="adversarial sets", disable=not progress)
+    for split, idx in splits.items():
+        sets[(split, "benign")] = x_all[idx]
+        for attack in cfg.attacks:
+            key = f"adv_{split}_{attack}"
+            got = store.get(key)
+            if got is None:
+                bar.set_postfix_str(key)
+                seed_everything(cfg.seed)
+                t0 = time.perf_counter()
+                s: AdversarialSet = make_adversarial(attack, model, x_all[idx].to(device),
+                                                     y_all[idx].to(device),
+                                                     cfg.attack_settings[attack])
+                got = store.put(key, {"x": s.x.cpu(), "source": s.source.cpu(),
+                                      "attempted": torch.tensor(s.attempted),
+                                      "seconds": torch.tensor(time.perf_counter() - t0)})
+            sets[(split, attack)] = got["x"]
+            if split == "eval":
+                l2 = (got["x"] - x_all[idx][got["source"]]).flatten(1).norm(dim=1)
+                adv_info[attack] = {"attempted": int(got["attempted"]),
+                                    "succeeded": len(got["x"]),
+                                    "mean_l2": float(l2.mean()) if len(l2) else None,
+                                    "settings": cfg.attack_settings[attack]}
+            if len(got["x"]) == 0:
+                raise ToolkitError(f"{attack} produced no successful adversarial example on "
+                                   f"the {split} images; nothing to evaluate")
+            bar.update()
+    bar.close()
+
+    engines = {e: build_engine(e, **cfg.engine_settings[e]) for e in cfg.engines}
+    costs: dict[tuple[str, str, str], dict] = {}
+    bar = tqdm(total=len(engines) * len(sets), desc="attack costs", disable=not progress)
+    for name, engine in engines.items():
+        for (split, set_name), x in sets.items():
+            costs[(name, split, set_name)] = _costs(store, f"cost_{name}_{split}_{set_name}",
+                                                    engine, model, x.to(device), cfg.chunk, bar)
+            bar.update()
+    bar.close()
+
+    def c(name, split, set_name):
+        return costs[(name, split, set_name)]["costs"].numpy().astype(float)
+
+    result = {"command": command, "seed": cfg.seed, "dataset": cfg.dataset, "model": cfg.model,
+              "model_sha256": cfg.model_sha256, "n_calibration": cfg.n_cal, "n_evaluation": cfg.n,
+              "h": cfg.h, "k": cfg.k, "engines": {n: e.config() for n, e in engines.items()},
+              "attacks": adv_info, "auroc": {}, "zscore": {}, "zscore_ensemble": {},
+              "knn": {}, "costs": {}}
+    zdet = {}
+    for name in cfg.engines:
+        benign = c(name, "eval", "benign")
+        result["auroc"][name] = {}
+        for attack in cfg.attacks:
+            adv = c(name, "eval", attack)
+            labels = np.r_[np.zeros(len(benign)), np.ones(len(adv))]
+            result["auroc"][name][attack] = float(roc_auc_score(labels, -np.r_[benign, adv]))
+        det = ZScoreDetector(cfg.h).fit(c(name, "cal", "benign"))
+        zdet[name] = det
+        threshold = det.cost_threshold()
+        # Detection mode: the engine stopped at the threshold (measured, not derived).
+        bar = tqdm(total=1 + len(cfg.attacks), desc=f"{name} detection mode",
+                   disable=not progress, leave=False)
+        detq = {}
+        for set_name in ["benign", *cfg.attacks]:
+            r = _costs(store, f"detq_{name}_eval_{set_name}", engines[name], model,
+                       sets[("eval", set_name)].to(device), cfg.chunk, bar,
+                       cap=max(1, min(threshold, engines[name].max_iter)))
+            if not np.array_equal(det.predict(r["costs"].numpy()),
+                                  det.predict(c(name, "eval", set_name))):
+                raise RuntimeError(f"detection mode changed a decision of {name}")
+            detq[set_name] = float(r["queries"].float().mean())
+            bar.update()
+        bar.close()
+        result["zscore"][name] = {
+            "benign_accuracy": float(1 - det.predict(benign).mean()),
+            "detection_rate": {a: float(det.predict(c(name, "eval", a)).mean())
+                               for a in cfg.attacks},
+            "cost_threshold": threshold, "boxcox_lambda": det.boxcox_lambda,
+            "normality_p": det.normality_p, "calibration": det.to_dict()}
+        result["costs"][name] = {
+            s: {"mean_cost": float(costs[(name, "eval", s)]["costs"].float().mean()),
+                "median_cost": float(costs[(name, "eval", s)]["costs"].float().median()),
+                "mean_queries": float(costs[(name, "eval", s)]["queries"].float().mean()),
+                "mean_queries_detection_mode": detq[s],
+                "flipped": float(costs[(name, "eval", s)]["flipped"].float().mean())}
+            for s in ["benign", *cfg.attacks]}
+        zdet[name].save(store.out / f"zscore_{name}.json")
+
+    if len(cfg.engines) > 1:
+        ens = ZScoreEnsemble(cfg.engines, cfg.k, cfg.h)
+        ens.detectors = zdet
+        ens.save(store.out / "zscore_ensemble.json")
+
+        def vec(split, set_name):
+            return {e: c(e, split, set_name) for e in cfg.engines}
+        result["zscore_ensemble"] = {
+            "k": cfg.k, "benign_accuracy": float(1 - ens.predict(vec("eval", "benign")).mean()),
+            "detection_rate": {a: float(ens.predict(vec("eval", a)).mean())
+                               for a in cfg.attacks}}
+
+    knn_k_used = {}
+    for name in cfg.engines + (["END"] if len(cfg.engines) > 1 else []):
+        names = cfg.engines if name == "END" else [name]
+
+        def mat(split, set_name):
+            return np.stack([c(e, split, set_name) for e in names], axis=1)
+        result["knn"][name] = {}
+        train_sets = ({a: mat("cal", a) for a in cfg.attacks} if name != "END" else
+                      {"all": np.concatenate([mat("cal", a)[:max(1, cfg.n_cal // len(cfg.attacks))]
+                                              for a in cfg.attacks])})
+        for key, adv_train in train_sets.items():
+            benign_train = mat("cal", "benign")
+            k_used = min(cfg.knn_k, len(benign_train) + len(adv_train))
+            knn = KNNDetector(k_used).fit(benign_train, adv_train)
+            knn_k_used[name] = k_used
+            attacks = cfg.attacks if key == "all" else [key]
+            benign_acc = float(1 - knn.predict(mat("eval", "benign")).mean())
+            for a in attacks:
+                result["knn"][name][a] = {
+                    "benign_accuracy": benign_acc,
+                    "adversarial_accuracy": float(knn.predict(mat("eval", a)).mean())}
+    result["knn_k"] = knn_k_used
+    result["seconds"] = round(time.perf_counter() - t_start, 1)
+    result["environment"] = environment_info()
+    write_json(store.out / RESULT_FILE, result)
+    log(f"wrote {store.out / RESULT_FILE}")
+    return result

@@ -1,0 +1,119 @@
+"""A MagNet defense: its detectors (an input is rejected if any fires) and, optionally, the
+reformer, which classifies ``f(AE(x))`` instead of ``f(x)``.
+
+A defense is described by a JSON spec: the autoencoders (zoo names or checkpoint paths,
+relative to the spec), each detector's kind, parameters and threshold, and the reformer. The
+bundled MNIST defense is ``defenses/magnet/bundled/mnist.json`` (``MagNet.load("mnist", f)``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from core.checkpoint import load_checkpoint, write_json
+from core.errors import ToolkitError
+from core.zoo import WEIGHTS_DIR
+from defenses.magnet.autoencoder import AE_FORMAT, build_autoencoder
+from defenses.magnet.detectors import DivergenceDetector, ReconstructionDetector
+
+BUNDLED = Path(__file__).parent / "bundled"
+SPEC_TYPE = "magnet"
+
+
+class ReformedClassifier(nn.Module):
+    """``f(AE(x))``: MagNet's reformer in front of a classifier ([0, 1] in, logits out)."""
+
+    def __init__(self, classifier: nn.Module, ae: nn.Module):
+        super().__init__()
+        self.classifier, self.ae = classifier, ae
+        self.input_shape = getattr(classifier, "input_shape", None)
+        self.num_classes = getattr(classifier, "num_classes", None)
+
+    def forward(self, x):
+        return self.classifier(self.ae(x))
+
+
+def load_autoencoder(ref: str, base: Path, device="cpu") -> tuple[nn.Module, dict]:
+    """An autoencoder by zoo name or by checkpoint path (relative to ``base``)."""
+    path = WEIGHTS_DIR / ref if (WEIGHTS_DIR / f"{ref}.json").is_file() else base / ref
+    return load_checkpoint(path, device, builder=build_autoencoder, fmt=AE_FORMAT)
+
+
+def make_detector(cfg: dict, ae: nn.Module, classifier: nn.Module):
+    kind = cfg.get("type")
+    if kind == "reconstruction":
+        det = ReconstructionDetector(ae, cfg["p"], cfg["name"])
+    elif kind == "divergence":
+        det = DivergenceDetector(ae, classifier, cfg["temperature"], cfg["name"])
+    else:
+        raise ToolkitError(f"unknown MagNet detector type {kind!r}")
+    det.threshold, det.drop_rate = cfg.get("threshold"), cfg.get("drop_rate")
+    return det
+
+
+class MagNet:
+    def __init__(self, classifier: nn.Module, autoencoders: dict[str, nn.Module],
+                 detectors: list, reformer: str | None = None, spec: dict | None = None):
+        if reformer is not None and reformer not in autoencoders:
+            raise ToolkitError(f"reformer autoencoder {reformer!r} is not among "
+                               f"{sorted(autoencoders)}")
+        self.classifier, self.autoencoders = classifier, autoencoders
+        self.detectors, self.reformer = list(detectors), reformer
+        self.spec = spec or {}
+
+    @property
+    def name(self) -> str:
+        return "magnet"
+
+    def defended_classifier(self) -> nn.Module:
+        """The classifier MagNet answers with: reformed when it has a reformer."""
+        if self.reformer is None:
+            return self.classifier
+        return ReformedClassifier(self.classifier, self.autoencoders[self.reformer]).eval()
+
+    def detect_each(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {d.name: d.detect(x) for d in self.detectors}
+
+    def detect(self, x: torch.Tensor) -> torch.Tensor:
+        """True where any detector rejects the input."""
+        flags = self.detect_each(x)
+        return torch.stack(list(flags.values())).any(0)
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        """Largest score/threshold ratio over detectors: above 1 exactly when ``detect`` fires."""
+        return torch.stack([d.score(x) / d.threshold for d in self.detectors]).amax(0)
+
+    @classmethod
+    def load(cls, spec_ref: str, classifier: nn.Module, device="cpu") -> "MagNet":
+        """From a bundled name (``mnist``) or a spec path."""
+        path = BUNDLED / f"{spec_ref}.json" if (BUNDLED / f"{spec_ref}.json").is_file() \
+            else Path(spec_ref).expanduser()
+        try:
+            spec = json.loads(path.read_text())
+        except FileNotFoundError:
+            known = ", ".join(p.stem for p in BUNDLED.glob("*.json")) or "none"
+            raise ToolkitError(f"no MagNet defense {spec_ref!r} (bundled: {known}; or give "
+                               "the path of a magnet.json)") from None
+        except (OSError, ValueError) as e:
+            raise ToolkitError(f"cannot read MagNet spec {path}: {e}") from e
+        if not isinstance(spec, dict) or spec.get("type") != SPEC_TYPE:
+            raise ToolkitError(f"{path} is not a MagNet spec (expected type {SPEC_TYPE!r})")
+        aes = {k: load_autoencoder(ref, path.parent, device)[0]
+               for k, ref in spec["autoencoders"].items()}
+        dets = [make_detector(d, aes[d["ae"]], classifier) for d in spec["detectors"]]
+        return cls(classifier, aes, dets, spec.get("reformer"), spec)
+
+    def save(self, path, autoencoder_refs: dict[str, str], extra: dict | None = None) -> dict:
+        """Write the spec; ``autoencoder_refs`` name each autoencoder's checkpoint."""
+        ae_of = {id(ae): k for k, ae in self.autoencoders.items()}
+        spec = {"type": SPEC_TYPE, "version": 1, **(extra or {}),
+                "autoencoders": autoencoder_refs,
+                "detectors": [{"name": d.name, "ae": ae_of[id(d.ae)], **d.config()}
+                              for d in self.detectors],
+                "reformer": self.reformer}
+        write_json(Path(path), spec)
+        return spec

@@ -1,0 +1,86 @@
+"""MagNet's detectors, each with the toolkit's detector interface: ``score(x)`` (higher is
+more suspicious), ``detect(x) -> bool tensor`` and a threshold fitted on benign images at a
+chosen false-positive ("drop") rate.
+
+* ``ReconstructionDetector``: ``mean(|x - AE(x)|^p)`` per image (p = 1 or 2).
+* ``DivergenceDetector``: Jensen-Shannon divergence between ``softmax(f(x)/T)`` and
+  ``softmax(f(AE(x))/T)`` for the classifier ``f``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.errors import ToolkitError
+from core.validation import check_images
+
+
+class _ThresholdDetector:
+    name = "detector"
+    threshold: float | None = None
+    drop_rate: float | None = None
+
+    @torch.no_grad()
+    def score(self, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+        check_images(x, getattr(self.ae, "input_shape", None), what=f"inputs to {self.name}")
+        device = next(self.ae.parameters()).device
+        return torch.cat([self._score(x[i:i + batch_size].to(device)).cpu()
+                          for i in range(0, len(x), batch_size)])
+
+    def fit_threshold(self, x_benign: torch.Tensor, drop_rate: float) -> "_ThresholdDetector":
+        """Threshold such that a fraction ``drop_rate`` of these benign images is rejected."""
+        if not 0 <= drop_rate < 1:
+            raise ToolkitError(f"drop rate must be in [0, 1), got {drop_rate}")
+        scores = self.score(x_benign).double().numpy()
+        self.threshold = float(np.quantile(scores, 1 - drop_rate, method="higher"))
+        self.drop_rate = float(drop_rate)
+        return self
+
+    def detect(self, x: torch.Tensor) -> torch.Tensor:
+        if self.threshold is None:
+            raise ToolkitError(f"{self.name} has no threshold yet: call fit_threshold() on "
+                               "benign validation images")
+        return self.score(x) > self.threshold
+
+
+class ReconstructionDetector(_ThresholdDetector):
+    def __init__(self, ae: nn.Module, p: int = 2, name: str | None = None):
+        if p not in (1, 2):
+            raise ToolkitError(f"reconstruction error norm p must be 1 or 2, got {p}")
+        self.ae, self.p = ae, p
+        self.name = name or f"recon_l{p}"
+
+    def _score(self, x):
+        return (x - self.ae(x)).abs().pow(self.p).flatten(1).mean(1)
+
+    def config(self) -> dict:
+        return {"type": "reconstruction", "p": self.p, "threshold": self.threshold,
+                "drop_rate": self.drop_rate}
+
+
+def jensen_shannon(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Row-wise Jensen-Shannon divergence (natural log) of probability vectors."""
+    m = 0.5 * (p + q)
+
+    def kl(a, b):
+        return torch.where(a > 0, a * (a.clamp_min(1e-30).log() - b.clamp_min(1e-30).log()),
+                           torch.zeros_like(a)).sum(1)
+    return 0.5 * kl(p, m) + 0.5 * kl(q, m)
+
+
+class DivergenceDetector(_ThresholdDetector):
+    def __init__(self, ae: nn.Module, classifier: nn.Module, temperature: float = 10.0,
+                 name: str | None = None):
+        self.ae, self.classifier, self.temperature = ae, classifier, float(temperature)
+        self.name = name or f"jsd_T{temperature:g}"
+
+    def _score(self, x):
+        p = torch.softmax(self.classifier(x) / self.temperature, dim=1)
+        q = torch.softmax(self.classifier(self.ae(x)) / self.temperature, dim=1)
+        return jensen_shannon(p.double(), q.double()).float()
+
+    def config(self) -> dict:
+        return {"type": "divergence", "temperature": self.temperature,
+                "threshold": self.threshold, "drop_rate": self.drop_rate}
