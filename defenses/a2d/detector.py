@@ -58,13 +58,15 @@ class A2DDetector:
         return out
 
     def calibrate(self, x_benign: torch.Tensor = None, *,
-                  costs: dict[str, AttackCost] | None = None) -> "A2DDetector":
-        """Fit the Z-score detectors on benign images (or on their precomputed full costs)."""
+                  costs: dict | None = None) -> "A2DDetector":
+        """Fit the Z-score detectors on benign images, or on their precomputed full costs
+        (per engine: an ``AttackCost`` or a tensor of costs)."""
         if costs is None:
             if x_benign is None:
                 raise ToolkitError("calibrate needs benign images or their costs")
             costs = self.costs(x_benign, detection_mode=False)
-        self.zscore.fit({n: c.costs for n, c in costs.items()})
+        self.zscore.fit({n: c.costs if isinstance(c, AttackCost) else c
+                         for n, c in costs.items()})
         self.calibrated = True
         return self
 

@@ -1,0 +1,141 @@
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import adaptive.sweep as sweep
+from adaptive.cli.main import main
+from adaptive.defense import Defense, judge
+from adaptive.sweep import SweepConfig, parse_kappas, run_sweep
+from core.data import load_dataset
+from core.errors import ToolkitError
+from core.zoo import load_model
+from defenses.magnet.defense import MagNet
+
+
+class FixedClassifier(nn.Module):
+    """Predicts the class stored in the first pixel (times 10)."""
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        cls = (x[:, 0, 0, 0] * 10).round().long().clamp(0, 9)
+        return nn.functional.one_hot(cls, 10).float() * 5
+
+
+class FlagList:
+    def __init__(self, flags):
+        self.flags = torch.tensor(flags)
+
+    def detect(self, x):
+        return self.flags[:len(x)]
+
+
+def test_success_accounting_on_hand_made_cases():
+    x = torch.zeros(5, 1, 4, 4)  # class 0 everywhere
+    adv = x.clone()
+    adv[:, 0, 0, 0] = 0.3  # now class 3...
+    adv[2, 0, 0, 0] = 0.0  # ...except sample 2: still class 0
+    adv[3, 0, 1:, :] = 1.0  # sample 3: a huge distortion
+    labels = torch.zeros(5, dtype=torch.long)
+    attack_ok = torch.tensor([True, False, True, True, True])
+    d = Defense("toy", FixedClassifier(), {"det": FlagList([False, False, False, False, True])})
+    v = judge(d, adv, x, labels, attack_ok, max_l2=2.0)
+    assert v.success.tolist() == [True, False, False, False, False]
+    assert v.reasons == [[], ["attack_failed"], ["not_misclassified"], ["bound_exceeded"],
+                         ["detected:det"]]
+    targets = torch.tensor([3, 3, 3, 3, 4])
+    vt = judge(Defense("none", FixedClassifier()), adv, x, labels, attack_ok, 2.0, targets)
+    assert vt.reasons[4] == ["not_target"] and vt.success.tolist()[0]
+    with pytest.raises(ToolkitError, match="no detect"):
+        Defense("bad", FixedClassifier(), {"x": object()})
+
+
+def test_parse_kappas():
+    assert parse_kappas("0:20:5") == [0, 5, 10, 15, 20]
+    assert parse_kappas("0,2.5") == [0, 2.5]
+    for bad in ("5:0:1", "a", "0:10:0", "-1"):
+        with pytest.raises(ToolkitError):
+            parse_kappas(bad)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    model, meta = load_model("mnist-cnn")
+    data = load_dataset("mnist-bundled").subset(slice(0, 80))
+    return model, meta, data, MagNet.load("mnist", model)
+
+
+def _cfg(**kw):
+    args = dict(n=4, n_cal=30, kappas=[0.0, 5.0], batch=2,
+                cw=dict(steps=40, binary_search_steps=2, lr=0.05, initial_const=1.0))
+    args.update(kw)
+    return SweepConfig(**args)
+
+
+def test_kill_and_resume_equals_an_uninterrupted_run(setup, tmp_path, monkeypatch):
+    model, meta, data, magnet = setup
+    quiet = dict(progress=False, log=lambda s: None)
+    full = run_sweep(_cfg(), model, data, tmp_path / "full", "cpu", magnet=magnet, **quiet)
+    rows = {(r["kappa"], r["defense"]): r for r in full["rows"]}
+    assert set(d for _, d in rows) == {"none", "a2d", "magnet", "a2d+magnet"}
+    assert rows[(0.0, "none")]["n"] == 4
+    assert "detection_rate:a2d" in rows[(0.0, "a2d+magnet")]
+    for f in ("summary.json", "summary.csv", "config.json", "records.jsonl",
+              "asr_vs_kappa.png", "detection_vs_kappa.png", "l2_vs_kappa.png", "examples.png"):
+        assert (tmp_path / "full" / f).is_file(), f
+    records = [json.loads(x) for x in (tmp_path / "full/records.jsonl").read_text().splitlines()]
+    assert len(records) == 8
+    # Die after the second batch has been recorded, then resume.
+    real, calls = sweep._append, {"n": 0}
+
+    def dying(path, rows):
+        real(path, rows)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep, "_append", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(_cfg(), model, data, tmp_path / "cut", "cpu", magnet=magnet, **quiet)
+    monkeypatch.setattr(sweep, "_append", real)
+    assert not (tmp_path / "cut/summary.json").exists()
+    resumed = run_sweep(_cfg(), model, data, tmp_path / "cut", "cpu", magnet=magnet,
+                        resume=True, **quiet)
+    assert resumed["rows"] == full["rows"]
+    with pytest.raises(ToolkitError, match="different configuration"):
+        run_sweep(_cfg(max_l2=1.0), model, data, tmp_path / "cut", "cpu", magnet=magnet,
+                  resume=True, **quiet)
+    with pytest.raises(ToolkitError, match="--resume"):
+        run_sweep(_cfg(), model, data, tmp_path / "cut", "cpu", magnet=magnet, **quiet)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--defenses", "a2d,foo"], "unknown defense foo"),
+    (["--kappa", "20:0:5"], "bad --kappa"),
+    (["--resume"], "--resume needs --out"),
+    (["--defense-module", "nomodule"], "pkg.module:factory"),
+    (["--defense-module", "no.such.module:f"], "cannot import"),
+    (["--dataset", "cifar10"], "trained on mnist"),
+])
+def test_bad_flags(capsys, argv, message):
+    code = main(["sweep", "--no-progress", *argv])
+    assert code == 2 and message in capsys.readouterr().err
+
+
+def make_toy_defense(model, dataset, device):
+    """A user's plug-in defense, as README shows."""
+    return Defense("never-detects", model, {"nothing": FlagList([False] * 1000)})
+
+
+def test_defense_module_plug_in(capsys, tmp_path):
+    code = main(["sweep", "--no-progress", "--defense-module",
+                 "tests.test_sweep:make_toy_defense", "--n", "2", "--n-cal", "10",
+                 "--kappa", "0", "--cw-steps", "30", "--cw-binary-steps", "2",
+                 "--out", str(tmp_path / "plug")])
+    assert code == 0
+    summary = json.loads((tmp_path / "plug/summary.json").read_text())
+    assert {r["defense"] for r in summary["rows"]} == {"none", "never-detects"}
