@@ -26,3 +26,10 @@ def test_dependencies_run_one_way(layer):
     for path in (REPO / layer).rglob("*.py"):
         bad = _imports(path) & forbidden
         assert not bad, f"{path.relative_to(REPO)} imports {bad}, against the layering"
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_every_code_folder_is_a_package(layer):
+    """A folder of modules without __init__.py is dropped from wheels by setuptools."""
+    for folder in {p.parent for p in (REPO / layer).rglob("*.py")}:
+        assert (folder / "__init__.py").is_file(), f"{folder.relative_to(REPO)} lacks __init__.py"

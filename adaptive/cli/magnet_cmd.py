@@ -30,7 +30,11 @@ def register(sub) -> None:
                                                   "(default: all)")
     e.add_argument("--n-cw", type=positive_int, default=100, help="C&W examples (default 100)")
     e.add_argument("--kappa", type=number, default=20.0, help="C&W confidence (default 20)")
-    e.add_argument("--cw-steps", type=positive_int, default=300, help="C&W Adam steps")
+    e.add_argument("--cw-steps", type=positive_int, default=200, help="C&W Adam steps per "
+                   "constant (default 200)")
+    e.add_argument("--cw-binary-steps", type=positive_int, default=5,
+                   help="C&W binary-search steps (default 5)")
+    e.add_argument("--cw-lr", type=number, default=0.05, help="C&W Adam step size (default 0.05)")
     e.add_argument("--out", default="runs/magnet-eval", help="output folder")
     add_seed(e)
     add_device(e)
@@ -45,8 +49,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     data = load_dataset(args.dataset, "test", args.data_root)
     if args.n:
         data = data.subset(slice(0, args.n))
-    result = evaluate_magnet(magnet, data.x(), data.labels, args.n_cw, args.kappa,
-                             args.cw_steps, args.seed, device)
+    cw = dict(steps=args.cw_steps, binary_search_steps=args.cw_binary_steps, lr=args.cw_lr,
+              initial_const=0.1)
+    result = evaluate_magnet(magnet, data.x(), data.labels, args.n_cw, args.kappa, cw,
+                             args.seed, device)
     result = {"command": args.command_line, "magnet": args.magnet, "model": args.model,
               "model_sha256": meta["sha256"], "dataset": args.dataset, **result}
     out = Path(args.out)
