@@ -30,7 +30,7 @@ from adaptive.adversarial_sets import AdversarialSet, attack_settings, make_adve
 from core.checkpoint import write_json
 from core.data import ImageSet
 from core.errors import ToolkitError
-from core.evaluation import predict_logits
+from core.evaluation import correct_subsets
 from core.runtime import environment_info, seed_everything
 from core.store import RunStore
 from defenses.a2d.knn import KNNDetector
@@ -71,13 +71,8 @@ class A2DEvalConfig:
 def split_images(model: nn.Module, data: ImageSet, n_cal: int, n: int, seed: int,
                  device) -> tuple[torch.Tensor, torch.Tensor]:
     """Disjoint calibration and evaluation indices among the correctly classified images."""
-    pred = predict_logits(model, data.x(), device=device).argmax(1)
-    correct = (pred == data.labels).nonzero().squeeze(1)
-    if len(correct) < n_cal + n:
-        raise ToolkitError(f"{data.name} has {len(correct)} correctly classified images; "
-                           f"--n-cal {n_cal} + --n {n} need {n_cal + n}")
-    order = correct[torch.randperm(len(correct), generator=torch.Generator().manual_seed(seed))]
-    return order[:n_cal].sort().values, order[n_cal:n_cal + n].sort().values
+    cal, ev = correct_subsets(model, data, [n_cal, n], seed, device)
+    return cal, ev
 
 
 def _costs(store: RunStore, key: str, engine, model, x: torch.Tensor, chunk: int,

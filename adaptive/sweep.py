@@ -32,7 +32,7 @@ from adaptive.defense import Defense, judge
 from core.checkpoint import write_json
 from core.data import ImageSet
 from core.errors import ToolkitError
-from core.evaluation import predict_logits
+from core.evaluation import correct_subsets, predict_logits
 from core.runtime import environment_info, seed_everything
 from core.store import RunStore
 from defenses.a2d.presets import make_engine
@@ -84,13 +84,8 @@ def parse_kappas(text: str) -> list[float]:
 
 def choose_images(model: nn.Module, data: ImageSet, n: int, n_cal: int, seed: int, device):
     """Correctly classified images: ``n`` to attack and ``n_cal`` disjoint ones to calibrate."""
-    pred = predict_logits(model, data.x(), device=device).argmax(1)
-    correct = (pred == data.labels).nonzero().squeeze(1)
-    if len(correct) < n + n_cal:
-        raise ToolkitError(f"{data.name} has {len(correct)} correctly classified images; "
-                           f"--n {n} + --n-cal {n_cal} need {n + n_cal}")
-    order = correct[torch.randperm(len(correct), generator=torch.Generator().manual_seed(seed))]
-    return order[:n].sort().values, order[n:n + n_cal].sort().values
+    attacked, cal = correct_subsets(model, data, [n, n_cal], seed, device)
+    return attacked, cal
 
 
 def read_records(path: Path) -> list[dict]:

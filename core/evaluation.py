@@ -21,3 +21,22 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     """Fraction of ``x`` the model labels ``y`` (model put in eval mode by the caller)."""
     pred = predict_logits(model, x, batch_size, device).argmax(1)
     return float((pred == y.cpu()).float().mean())
+
+
+def correct_subsets(model: nn.Module, data, sizes: list[int], seed: int,
+                    device=None) -> list[torch.Tensor]:
+    """Disjoint random subsets (sorted indices) of the images ``model`` classifies correctly,
+    of the given sizes, in that order; a seeded permutation makes them repeatable."""
+    from core.errors import ToolkitError
+
+    pred = predict_logits(model, data.x(), device=device).argmax(1)
+    correct = (pred == data.labels).nonzero().squeeze(1)
+    if len(correct) < sum(sizes):
+        raise ToolkitError(f"{data.name} has {len(correct)} correctly classified images; "
+                           f"{' + '.join(map(str, sizes))} = {sum(sizes)} are needed")
+    order = correct[torch.randperm(len(correct), generator=torch.Generator().manual_seed(seed))]
+    out, start = [], 0
+    for size in sizes:
+        out.append(order[start:start + size].sort().values)
+        start += size
+    return out

@@ -126,16 +126,18 @@ def test_bad_flags(capsys, argv, message):
     assert code == 2 and message in capsys.readouterr().err
 
 
-def make_toy_defense(model, dataset, device):
-    """A user's plug-in defense, as README shows."""
-    return Defense("never-detects", model, {"nothing": FlagList([False] * 1000)})
+def test_readme_plug_in_example_runs(capsys, tmp_path, monkeypatch):
+    """The README's own-defense example, taken from README.md, through --defense-module."""
+    from pathlib import Path
 
-
-def test_defense_module_plug_in(capsys, tmp_path):
-    code = main(["sweep", "--no-progress", "--defense-module",
-                 "tests.test_sweep:make_toy_defense", "--n", "2", "--n-cal", "10",
-                 "--kappa", "0", "--cw-steps", "30", "--cw-binary-steps", "2",
-                 "--out", str(tmp_path / "plug")])
-    assert code == 0
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = readme.split("# mydefense.py\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "mydefense.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    rc = main(["sweep", "--no-progress", "--defense-module", "mydefense:make_defense",
+               "--n", "2", "--n-cal", "10", "--kappa", "0", "--cw-steps", "30",
+               "--cw-binary-steps", "2", "--out", str(tmp_path / "plug")])
+    assert rc == 0
     summary = json.loads((tmp_path / "plug/summary.json").read_text())
-    assert {r["defense"] for r in summary["rows"]} == {"none", "never-detects"}
+    assert {r["defense"] for r in summary["rows"]} == {"none", "mine"}
+    assert "detection_rate:norm" in summary["rows"][1]

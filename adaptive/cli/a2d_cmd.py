@@ -8,8 +8,8 @@ from pathlib import Path
 from adaptive.a2d_eval import RESULT_FILE, A2DEvalConfig, run_a2d_evaluation
 from adaptive.adversarial_sets import ATTACKS
 from adaptive.cli.common import (add_data_root, add_device, add_progress, add_seed,
-                                 positive_int)
-from core.data import check_dataset_name, dataset_family, load_dataset
+                                 dataset_for_model, positive_int)
+from core.data import load_dataset
 from core.errors import ToolkitError
 from core.runtime import resolve_device
 from core.zoo import load_model
@@ -67,10 +67,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     attacks = _names(args.attacks, ATTACKS, "attack")
     device = resolve_device(args.device)
     model, meta = load_model(args.model, device)
-    name = check_dataset_name(args.dataset or DEFAULT_DATASET.get(meta["dataset"],
-                                                                  meta["dataset"]))
-    if dataset_family(name) != meta["dataset"] and not name.endswith(".npz"):
-        raise ToolkitError(f"model {args.model!r} was trained on {meta['dataset']}, not {name}")
+    name = dataset_for_model(args.dataset, args.model, meta,
+                             DEFAULT_DATASET.get(meta["dataset"], meta["dataset"]))
     data = load_dataset(name, "test", args.data_root)
     cfg = A2DEvalConfig(dataset=name, model=args.model, model_sha256=meta["sha256"], n=args.n,
                         n_cal=args.n_cal, engines=engines, attacks=attacks, h=args.h,

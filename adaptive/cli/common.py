@@ -44,3 +44,16 @@ def positive_int(text: str) -> int:
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
     return v
+
+
+def dataset_for_model(requested: str | None, model_ref: str, meta: dict, default: str) -> str:
+    """The data set to use with a model: the requested one (checked to exist and to match the
+    model's training data; .npz files are the user's call) or the default."""
+    from core.data import check_dataset_name, dataset_family, is_npz_name
+    from core.errors import ToolkitError
+
+    name = check_dataset_name(requested or default)
+    if dataset_family(name) != meta["dataset"] and not is_npz_name(name):
+        raise ToolkitError(f"model {model_ref!r} was trained on {meta['dataset']}, not {name}; "
+                           "pick a matching --dataset")
+    return name

@@ -6,9 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-from adaptive.cli.common import add_data_root, add_device, positive_int
+from adaptive.cli.common import add_data_root, add_device, dataset_for_model, positive_int
 from core.checkpoint import write_json
-from core.data import check_dataset_name, dataset_family, is_npz_name, load_dataset
+from core.data import load_dataset
 from core.errors import ToolkitError
 from core.evaluation import accuracy
 from core.runtime import resolve_device
@@ -34,10 +34,7 @@ def register(sub) -> None:
 def run_clean(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model, meta = load_model(args.model, device)
-    name = check_dataset_name(args.dataset or meta["dataset"])
-    if dataset_family(name) != meta["dataset"] and not is_npz_name(name):
-        raise ToolkitError(f"model {args.model!r} was trained on {meta['dataset']}, not "
-                           f"{name}; pick a matching --dataset")
+    name = dataset_for_model(args.dataset, args.model, meta, meta["dataset"])
     data = load_dataset(name, args.split, args.data_root)
     if args.n:
         data = data.subset(slice(0, args.n))

@@ -6,12 +6,12 @@ import argparse
 import time
 from pathlib import Path
 
-from adaptive.cli.common import (add_data_root, add_device, add_progress, add_seed, number,
-                                 positive_int)
+from adaptive.cli.common import (add_data_root, add_device, add_progress, add_seed,
+                                 dataset_for_model, number, positive_int)
 from adaptive.compositions import parse_defenses
 from adaptive.defense import Defense, load_factory
 from adaptive.sweep import SweepConfig, parse_kappas, run_sweep
-from core.data import check_dataset_name, dataset_family, load_dataset
+from core.data import load_dataset
 from core.errors import ToolkitError
 from core.runtime import resolve_device
 from core.zoo import load_model
@@ -76,9 +76,7 @@ def run(args: argparse.Namespace) -> int:
     model, meta = load_model(args.model, device)
     family = meta["dataset"]
     defaults = DEFAULTS.get(family, DEFAULTS["mnist"])
-    name = check_dataset_name(args.dataset or defaults["dataset"])
-    if dataset_family(name) != family and not name.endswith(".npz"):
-        raise ToolkitError(f"model {args.model!r} was trained on {family}, not {name}")
+    name = dataset_for_model(args.dataset, args.model, meta, defaults["dataset"])
     names = parse_defenses(args.defenses or defaults["defenses"]) if not (
         args.defense_module and args.defenses is None) else ["none"]
     magnet_ref = args.magnet or defaults["magnet"]
