@@ -113,7 +113,11 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
               resume: bool = False, command: str = "", progress: bool = True,
               log=print) -> dict:
     store = RunStore(out, asdict(cfg), resume)
-    store.write_config({"command": command, "environment": environment_info()})
+    models = {cfg.model: cfg.model_sha256}
+    if magnet is not None:
+        models.update({f"magnet:{k}": v for k, v in magnet.autoencoder_sha256.items()})
+    store.write_config({"command": command, "environment": environment_info(),
+                        "model_sha256": models})
     seed_everything(cfg.seed)
     t_start = time.perf_counter()
     attacked, cal = choose_images(model, data, cfg.n, cfg.n_cal, cfg.seed, device)

@@ -87,6 +87,9 @@ def test_kill_and_resume_equals_an_uninterrupted_run(setup, tmp_path, monkeypatc
     for f in ("summary.json", "summary.csv", "config.json", "records.jsonl",
               "asr_vs_kappa.png", "detection_vs_kappa.png", "l2_vs_kappa.png", "examples.png"):
         assert (tmp_path / "full" / f).is_file(), f
+    config = json.loads((tmp_path / "full/config.json").read_text())
+    assert set(config["model_sha256"]) == {"mnist-cnn", "magnet:I", "magnet:II"}
+    assert "torch" in config["environment"]["versions"]
     records = [json.loads(x) for x in (tmp_path / "full/records.jsonl").read_text().splitlines()]
     assert len(records) == 8
     # Die after the second batch has been recorded, then resume.

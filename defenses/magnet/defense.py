@@ -64,6 +64,7 @@ class MagNet:
         self.classifier, self.autoencoders = classifier, autoencoders
         self.detectors, self.reformer = list(detectors), reformer
         self.spec = spec or {}
+        self.autoencoder_sha256: dict[str, str] = {}
 
     @property
     def name(self) -> str:
@@ -102,10 +103,13 @@ class MagNet:
             raise ToolkitError(f"cannot read MagNet spec {path}: {e}") from e
         if not isinstance(spec, dict) or spec.get("type") != SPEC_TYPE:
             raise ToolkitError(f"{path} is not a MagNet spec (expected type {SPEC_TYPE!r})")
-        aes = {k: load_autoencoder(ref, path.parent, device)[0]
-               for k, ref in spec["autoencoders"].items()}
+        loaded = {k: load_autoencoder(ref, path.parent, device)
+                  for k, ref in spec["autoencoders"].items()}
+        aes = {k: ae for k, (ae, _) in loaded.items()}
         dets = [make_detector(d, aes[d["ae"]], classifier) for d in spec["detectors"]]
-        return cls(classifier, aes, dets, spec.get("reformer"), spec)
+        magnet = cls(classifier, aes, dets, spec.get("reformer"), spec)
+        magnet.autoencoder_sha256 = {k: meta["sha256"] for k, (_, meta) in loaded.items()}
+        return magnet
 
     def save(self, path, autoencoder_refs: dict[str, str], extra: dict | None = None) -> dict:
         """Write the spec; ``autoencoder_refs`` name each autoencoder's checkpoint."""
