@@ -1,0 +1,94 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from adaptive.clever import clever, fit_lipschitz
+from core.errors import ToolkitError
+
+
+class Linear(nn.Module):
+    """A linear classifier on 1x4x4 images: its minimal adversarial distances are known."""
+
+    def __init__(self, seed=0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.input_shape = (1, 4, 4)
+        self.lin = nn.Linear(16, 4)
+        with torch.no_grad():
+            self.lin.weight.copy_(torch.randn(4, 16, generator=g))
+            self.lin.bias.copy_(torch.randn(4, generator=g) * 0.5)
+
+    def forward(self, x):
+        return self.lin(x.flatten(1))
+
+
+@torch.no_grad()
+def exact_distance(model, x, norm):
+    """min_j (Z_c - Z_j) / ||w_c - w_j||_dual for a linear model (no box constraints)."""
+    z = model(x)[0]
+    c = int(z.argmax())
+    w = model.lin.weight
+    dists = []
+    for j in range(len(z)):
+        if j != c:
+            diff = w[c] - w[j]
+            dual = diff.norm() if norm == "l2" else diff.abs().sum()
+            dists.append(float((z[c] - z[j]) / dual))
+    return min(dists)
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_clever_matches_the_exact_distance_of_a_linear_model(norm):
+    model = Linear()
+    x = torch.full((3, 1, 4, 4), 0.5)
+    x[1] += 0.1
+    x[2] -= 0.05
+    scores = clever(model, x, norm=norm, radius=2.0, n_batches=20, n_samples=32)
+    for i, s in enumerate(scores):
+        exact = exact_distance(model, x[i:i + 1], norm)
+        assert exact < 2.0
+        assert abs(s.score - exact) <= 0.05 * exact, (s.score, exact)
+        assert s.fit == "constant" and not s.flags
+
+
+def test_weibull_fit_recovers_a_known_location():
+    rng = np.random.default_rng(0)
+    sample = 3.0 - rng.weibull(2.0, size=(400, 64)) * 0.5  # maxima of batches below 3.0
+    lip, how, params = fit_lipschitz(sample.max(1))
+    assert how in ("weibull", "sample-max")
+    assert lip >= sample.max() - 1e-9 and abs(lip - 3.0) < 0.05
+
+
+def test_benign_scores_exceed_adversarial_on_a_small_cnn():
+    from core.data import load_dataset
+    from core.zoo import load_model
+    from defenses.a2d.bim import BIMCost
+
+    model, _ = load_model("mnist-cnn")
+    x = load_dataset("mnist-bundled").x()[:4]
+    adv = BIMCost(0.3, 0.01, 100).run(model, x).adversarial  # stops at the first flip
+    kw = dict(norm="l2", radius=2.0, n_batches=8, n_samples=16)
+    benign = [s.score for s in clever(model, x, **kw)]
+    adversarial = [s.score for s in clever(model, adv, **kw)]
+    assert np.median(benign) > 10 * np.median(adversarial)
+
+
+def test_guards_and_bad_input():
+    model = Linear()
+    x = torch.full((1, 1, 4, 4), 0.5)
+    s = clever(model, x, radius=2.0, n_batches=4, n_samples=8,
+               labels=torch.tensor([(int(model(x).argmax()) + 1) % 4]))[0]
+    assert "misclassified" in s.flags
+    assert math.isfinite(s.flip_distance_bound) or s.flip_distance_bound == math.inf
+    model.train()
+    clever(model, x, radius=2.0, n_batches=2, n_samples=4)
+    assert model.training  # the caller's mode is restored
+    with pytest.raises(ToolkitError, match="norm"):
+        clever(model, x, norm="l1")
+    with pytest.raises(ToolkitError, match="target"):
+        clever(model, x, target="top3")
+    with pytest.raises(ToolkitError, match="NaN"):
+        clever(model, torch.full((1, 1, 4, 4), float("nan")))
