@@ -62,6 +62,15 @@ def test_weibull_fit_recovers_a_known_location():
     assert lip >= sample.max() - 1e-9 and abs(lip - 3.0) < 0.05
 
 
+def test_degenerate_fits_fall_back_to_the_sample_maximum():
+    rng = np.random.default_rng(1)
+    maxima = 10 + rng.gumbel(0, 0.3, 50)  # no finite upper end: the fit tends to degenerate
+    lip, how, params = fit_lipschitz(maxima)
+    assert lip <= maxima.max() + 5 * (maxima.max() - maxima.min())
+    if how == "sample-max":
+        assert lip == maxima.max()
+
+
 def test_benign_scores_exceed_adversarial_on_a_small_cnn():
     from core.data import load_dataset
     from core.zoo import load_model
