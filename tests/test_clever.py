@@ -101,3 +101,18 @@ def test_guards_and_bad_input():
         clever(model, x, target="top3")
     with pytest.raises(ToolkitError, match="NaN"):
         clever(model, torch.full((1, 1, 4, 4), float("nan")))
+
+
+def test_clever_command_writes_scores_and_diagnostics(tmp_path, capsys):
+    import json
+
+    from adaptive.cli.main import main
+
+    assert main(["clever", "--n", "2", "--batches", "3", "--samples", "8", "--target", "top2",
+                 "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "clever.json").read_text())
+    kinds = [im["kind"] for im in result["images"]]
+    assert kinds.count("benign") == 2 and "cw" in kinds
+    for im in result["images"]:
+        assert {"score", "fit", "weibull", "lipschitz", "flags", "flip_distance_bound"} <= set(im)
+    assert result["settings"]["n_batches"] == 3 and "ratio_benign_to_cw" in result["summary"]

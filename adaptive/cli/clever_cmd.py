@@ -36,6 +36,8 @@ def register(sub) -> None:
     p.add_argument("--preset", default="cpu-fast", choices=sorted(PRESETS),
                    help="batches x samples: original = 500 x 1024 (the paper's), cpu-fast = "
                         "50 x 64 (default)")
+    p.add_argument("--batches", type=positive_int, help="override the preset's batch count")
+    p.add_argument("--samples", type=positive_int, help="override the preset's samples per batch")
     p.add_argument("--compare", choices=("none", "cw"), default="cw",
                    help="also score C&W kappa=0 examples of the same images (default cw)")
     p.add_argument("--out", default="runs/clever", help="output folder")
@@ -55,8 +57,12 @@ def run(args: argparse.Namespace) -> int:
     x, y = data.x()[idx], data.labels[idx]
     norm = "l2" if args.norm == "2" else "linf"
     radius = args.radius or (5.0 if norm == "l2" else 0.3)
-    settings = dict(norm=norm, target=args.target, radius=radius, seed=args.seed,
-                    **PRESETS[args.preset])
+    sizes = dict(PRESETS[args.preset])
+    if args.batches:
+        sizes["n_batches"] = args.batches
+    if args.samples:
+        sizes["n_samples"] = args.samples
+    settings = dict(norm=norm, target=args.target, radius=radius, seed=args.seed, **sizes)
     t0 = time.perf_counter()
     sets = {"benign": (x, idx)}
     if args.compare == "cw":
