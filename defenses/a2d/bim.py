@@ -49,10 +49,9 @@ class BIMCost:
         cap = check_cap(self.max_iter if max_iter is None else max_iter)
         device = model_device(model)
         n = len(x)
-        costs = torch.full((n,), cap, dtype=torch.long)
-        queries = torch.zeros(n, dtype=torch.long)
-        flipped = torch.zeros(n, dtype=torch.bool)
-        final = x.clone()
+        result = AttackCost.empty(x, cap)
+        costs, queries, flipped, final = (result.costs, result.queries, result.flipped,
+                                          result.adversarial)
 
         def new_rows(a, b):
             xs = x[a:b].to(device)
@@ -90,4 +89,4 @@ class BIMCost:
             stepped = xi.detach()[k] + self.step * normalize_step(grad[k], self.norm)
             batch.set(xi=(batch.x0 + project(stepped - batch.x0, self.eps, self.norm)).clamp_(0, 1),
                       it=batch.it + 1)
-        return AttackCost(costs, queries, flipped, final)
+        return result

@@ -30,6 +30,13 @@ class AttackCost:
     def __len__(self) -> int:
         return len(self.costs)
 
+    @classmethod
+    def empty(cls, x: torch.Tensor, cap: int) -> "AttackCost":
+        """Result buffers before a run: every sample at the cap, unflipped, at its input."""
+        n = len(x)
+        return cls(torch.full((n,), cap, dtype=torch.long), torch.zeros(n, dtype=torch.long),
+                   torch.zeros(n, dtype=torch.bool), x.clone())
+
 
 def check_cap(max_iter: int) -> int:
     if not isinstance(max_iter, int) or max_iter < 1:

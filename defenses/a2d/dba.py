@@ -88,10 +88,9 @@ class BoundaryCost:
         predict = labels_of(model)
         device = _device_of(model)
         n = len(x)
-        costs = torch.full((n,), cap, dtype=torch.long)
-        queries = torch.zeros(n, dtype=torch.long)
-        flipped = torch.zeros(n, dtype=torch.bool)
-        final = x.clone()
+        result = AttackCost.empty(x, cap)
+        costs, queries, flipped, final = (result.costs, result.queries, result.flipped,
+                                          result.adversarial)
         gens: dict[int, torch.Generator] = {}
 
         def new_rows(a, b):
@@ -129,7 +128,7 @@ class BoundaryCost:
             if len(batch) == 0:
                 continue
             self._step(predict, batch, gens, device)
-        return AttackCost(costs, queries, flipped, final)
+        return result
 
     def _start(self, predict, src, label, indices, gens, device):
         """Adversarial starting points: blended uniform noise, then a binary search."""

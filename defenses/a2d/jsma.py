@@ -41,10 +41,9 @@ class JSMACost:
         cap = check_cap(self.max_iter if max_iter is None else max_iter)
         device = model_device(model)
         n = len(x)
-        costs = torch.full((n,), cap, dtype=torch.long)
-        queries = torch.zeros(n, dtype=torch.long)
-        flipped = torch.zeros(n, dtype=torch.bool)
-        final = x.clone()
+        result = AttackCost.empty(x, cap)
+        costs, queries, flipped, final = (result.costs, result.queries, result.flipped,
+                                          result.adversarial)
 
         def new_rows(a, b):
             xs = x[a:b].to(device)
@@ -95,4 +94,4 @@ class JSMACost:
             batch.keep(keep.cpu())
             batch.set(xi=new_x.view_as(batch.xi), changes=changes.view_as(batch.changes),
                       it=batch.it + 1)
-        return AttackCost(costs, queries, flipped, final)
+        return result
