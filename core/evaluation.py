@@ -40,3 +40,30 @@ def correct_subsets(model: nn.Module, data, sizes: list[int], seed: int,
         out.append(order[start:start + size].sort().values)
         start += size
     return out
+
+
+def robust_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
+                   norm: str = "linf", steps: int = 20, step_size: float | None = None,
+                   restarts: int = 1, batch_size: int = 500, seed: int = 0,
+                   device: torch.device | str | None = None,
+                   progress: bool = False) -> torch.Tensor:
+    """Per-image robust correctness under PGD (cross-entropy, random start, ``restarts``):
+    True where the clean image and every restart's adversarial image are classified ``y``.
+
+    The model's mode is left as it is (evaluate in eval mode). Seeded, hence repeatable.
+    """
+    from tqdm.auto import tqdm
+
+    from core.attacks.pgd import pgd
+
+    device = device or next(model.parameters()).device
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for i in tqdm(range(0, len(x), batch_size), desc=f"PGD-{steps}", disable=not progress,
+                  unit="batch", leave=False):
+        xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
+        adv = pgd(model, xb, yb, eps, norm, steps, step_size, restarts=restarts, generator=gen)
+        with torch.no_grad():
+            ok = (model(xb).argmax(1) == yb) & (model(adv).argmax(1) == yb)
+        out.append(ok.cpu())
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)

@@ -30,6 +30,7 @@ from core.runtime import seed_everything
 STATE_FILE = "state.pt"
 HISTORY_FILE = "history.jsonl"
 MODEL_STEM = "model"
+ESTIMATE_AFTER = 5  # batches timed (after the first) for the start-of-run time estimate
 
 
 @dataclass
@@ -48,6 +49,9 @@ class TrainConfig:
     augment: str = "none"  # none | crop-flip (random 4-pixel shifted crop + horizontal flip)
     seed: int = 0
     train_n: int | None = None  # first N training images only (quick experiments)
+    # Adversarial training recipe (empty: standard training). Core only records it; the
+    # perturbation itself is built by defenses.adversarial_training.
+    adversarial: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -146,6 +150,14 @@ def fit(cfg, model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, ste
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
                    leave=False, unit="batch")
         for i in bar:
+            if i == 1:
+                t_first = time.perf_counter()  # batch 0 includes one-off warm-up costs
+            elif i == ESTIMATE_AFTER + 1 and epoch == start_epoch:
+                per_batch = (time.perf_counter() - t_first) / ESTIMATE_AFTER
+                left = per_batch * (steps * (cfg.epochs - epoch) - i)
+                log(f"time estimate: {per_batch * steps / 60:.1f} min per epoch, about "
+                    f"{left / 3600:.1f} h for the {cfg.epochs - epoch} epoch(s) left "
+                    "(per-epoch checkpoints: stop any time, continue with --resume)")
             idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             yb = y_train[idx].to(device) if y_train is not None else None
             loss, extra = step_fn(model, x_train[idx].to(device), yb, gen)
@@ -184,10 +196,20 @@ def fit(cfg, model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, ste
     return history, elapsed
 
 
+Perturb = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
+
+
 def train_classifier(cfg: TrainConfig, train: ImageSet, test: ImageSet, out: str | Path,
                      device: torch.device, resume: bool = False, command: str = "",
-                     progress: bool = True, log: Callable[[str], None] = print) -> dict:
-    """Train ``cfg.arch`` on ``train``; report accuracy on ``test``; return the final metadata."""
+                     progress: bool = True, log: Callable[[str], None] = print,
+                     perturb: Perturb | None = None,
+                     extra_eval: Callable[[nn.Module], dict] | None = None) -> dict:
+    """Train ``cfg.arch`` on ``train``; report accuracy on ``test``; return the final metadata.
+
+    ``perturb(model, x, y, generator)``, when given, replaces each (augmented) training batch
+    by the images it returns (adversarial training); ``extra_eval(model)`` adds held-out
+    metrics to every epoch's history line (e.g. robust accuracy on a test subset).
+    """
     cfg.validate()
     out = Path(out)
     if cfg.train_n:
@@ -206,11 +228,14 @@ def train_classifier(cfg: TrainConfig, train: ImageSet, test: ImageSet, out: str
     def step(model, xb, yb, gen):
         if cfg.augment == "crop-flip":
             xb = augment_crop_flip(xb, gen)
+        if perturb is not None:
+            xb = perturb(model, xb, yb, gen)
         logits = model(xb)
         return F.cross_entropy(logits, yb), {"acc": (logits.argmax(1) == yb).sum()}
 
     def evaluate(model):
-        return {"test_acc": accuracy(model, x_test, y_test, device=device)}
+        row = {"test_acc": accuracy(model, x_test, y_test, device=device)}
+        return {**row, **(extra_eval(model) if extra_eval else {})}
 
     history, elapsed = fit(cfg, model, train.x(), train.labels, step, evaluate, out, device,
                            resume, progress, log)

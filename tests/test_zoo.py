@@ -37,3 +37,22 @@ def test_zoo_add_and_record(tmp_path, monkeypatch):
         zoo.add_to_zoo(tmp_path / "run" / "model", "../escape")
     with pytest.raises(ToolkitError, match="not one"):
         zoo.record_measurement("absent", "accuracy", {})
+
+
+def test_zoo_list_labels_clean_and_robust_accuracy(tmp_path, monkeypatch, capsys):
+    from adaptive.cli.main import main
+
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path / "weights")
+    save_checkpoint(build_model("tiny-cnn"), tmp_path / "run" / "model",
+                    architecture="tiny-cnn", arch_kwargs={}, dataset="mnist")
+    zoo.add_to_zoo(tmp_path / "run" / "model", "toy")
+    zoo.record_measurement("toy", "accuracy", {"clean": 0.5, "split": "mnist:test", "n": 10})
+    assert main(["evaluate", "robust", "--model", "toy", "--dataset", "mnist-bundled", "--n",
+                 "20", "--eps", "8/255", "--foolbox-n", "0", "--record", "--no-progress"]) == 0
+    capsys.readouterr()
+    main(["zoo", "list"])
+    out = capsys.readouterr().out
+    assert "clean 50.00% (mnist:test, n=10)" in out
+    assert "robust " in out and "(linf eps=8/255, PGD-20 x 1 restart(s), mnist-bundled:test" \
+        in out
+    assert "measured: adaptive evaluate robust --model toy" in out

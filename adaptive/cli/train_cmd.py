@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from adaptive.cli.common import (add_data_root, add_device, add_progress, add_seed,
+from adaptive.cli.common import (add_data_root, add_device, add_progress, add_seed, number,
                                  positive_int)
 from core.data import dataset_family, load_dataset
 from core.errors import ToolkitError
@@ -45,6 +45,21 @@ def register(sub) -> None:
     c.add_argument("--augment", choices=("none", "crop-flip"))
     c.add_argument("--train-n", type=positive_int,
                    help="use only the first N training images (quick experiments)")
+    a = c.add_argument_group(
+        "adversarial training", "scales are in the [0, 1] pixel range and accept fractions: "
+        "--eps 8/255, not 8")
+    a.add_argument("--adversarial", choices=("pgd", "fgsm-rs"),
+                   help="train on adversarial examples: pgd (Madry et al.) or fgsm-rs (one "
+                        "step from a random start, Wong et al.'s 'fast' training)")
+    a.add_argument("--norm", choices=("linf", "l2"), default="linf")
+    a.add_argument("--eps", type=number, help="budget (default 8/255 CIFAR-10, 0.3 MNIST)")
+    a.add_argument("--steps", type=positive_int,
+                   help="PGD steps (default 7 CIFAR-10, 40 MNIST; fgsm-rs: 1)")
+    a.add_argument("--step-size", type=number,
+                   help="step size (default eps/4 for pgd, 1.25 eps for fgsm-rs)")
+    a.add_argument("--monitor-n", type=positive_int, default=1000,
+                   help="test images on which PGD-10 robust accuracy is measured after every "
+                        "epoch (default 1000)")
     c.add_argument("--out", help="output folder (default: runs/train-DATASET-ARCH)")
     c.add_argument("--resume", action="store_true", help="continue the run in --out")
     add_seed(c)
@@ -78,6 +93,7 @@ def run_classifier(args: argparse.Namespace) -> int:
     arch = args.arch or DEFAULT_ARCH.get(family)
     if arch is None:
         raise ToolkitError(f"no default architecture for {args.dataset!r}; pass --arch")
+    adv = _adversarial_config(args, family)  # bad flags fail before any data is read
     arch_kwargs = {}
     if args.width is not None:
         if arch == "mnist-cnn":
@@ -89,13 +105,48 @@ def run_classifier(args: argparse.Namespace) -> int:
         arch_kwargs.update(input_shape=list(train.image_shape), num_classes=train.num_classes)
     cfg = TrainConfig(
         dataset=args.dataset, arch=arch, arch_kwargs=arch_kwargs, seed=args.seed,
-        train_n=args.train_n,
+        train_n=args.train_n, adversarial=adv.to_dict() if adv else {},
         **{k: (getattr(args, k) if getattr(args, k) is not None else v)
            for k, v in preset.items()})
-    out = Path(args.out or f"runs/train-{family}-{arch}")
+    out = Path(args.out or f"runs/train-{family}-{arch}" + (f"-{adv.method}" if adv else ""))
+    perturb = extra_eval = None
+    if adv is not None:
+        from defenses.adversarial_training import make_perturbation, robustness_monitor
+
+        print(f"adversarial training: {adv.describe()}")
+        perturb = make_perturbation(adv)
+        n = min(args.monitor_n, len(test))
+        extra_eval = robustness_monitor(test.x()[:n], test.labels[:n], adv)
     train_classifier(cfg, train, test, out, resolve_device(args.device), resume=args.resume,
-                     command=args.command_line, progress=not args.no_progress)
+                     command=args.command_line, progress=not args.no_progress,
+                     perturb=perturb, extra_eval=extra_eval)
     return 0
+
+
+# Per-data-set adversarial budgets (Madry et al.): L-inf 0.3 with 40 steps of 0.01 on MNIST,
+# 8/255 with 7 steps of 2/255 on CIFAR-10.
+ADVERSARIAL_DEFAULTS = {"mnist": dict(eps=0.3, steps=40, step_size=0.01),
+                        "cifar10": dict(eps=8 / 255, steps=7, step_size=2 / 255)}
+
+
+def _adversarial_config(args: argparse.Namespace, family: str):
+    given = [f for f in ("eps", "steps", "step_size") if getattr(args, f) is not None]
+    if args.adversarial is None:
+        if given:
+            raise ToolkitError(f"--{given[0].replace('_', '-')} needs --adversarial pgd|fgsm-rs")
+        return None
+    from defenses.adversarial_training import AdversarialConfig
+
+    defaults = dict(ADVERSARIAL_DEFAULTS.get(family, ADVERSARIAL_DEFAULTS["cifar10"]))
+    if args.norm != "linf" and args.eps is None:
+        raise ToolkitError("--norm l2 needs an explicit --eps")
+    if args.eps is not None:  # the default step size belongs to the default budget
+        defaults.pop("step_size")
+    if args.adversarial == "fgsm-rs":
+        defaults.update(steps=1, step_size=None)
+    values = {k: getattr(args, k) if getattr(args, k) is not None else v
+              for k, v in defaults.items()}
+    return AdversarialConfig(method=args.adversarial, norm=args.norm, **values)
 
 
 def run_magnet(args: argparse.Namespace) -> int:

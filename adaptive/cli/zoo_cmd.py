@@ -28,7 +28,9 @@ def _accuracy_text(meta: dict) -> str:
                      f"n={acc.get('n', '?')})")
     robust = meta.get("robust_accuracy")
     if robust:
-        parts.append(f"robust {100 * robust['accuracy']:.2f}% ({robust.get('threat', '?')})")
+        parts.append(f"robust {100 * robust['accuracy']:.2f}% ({robust.get('threat', '?')}, "
+                     f"{robust.get('attack', '?')}, {robust.get('split', '?')}, "
+                     f"n={robust.get('n', '?')})")
     return "; ".join(parts) or "not measured"
 
 
@@ -53,8 +55,9 @@ def run_list(args: argparse.Namespace) -> int:
         for key, value in e.get("summary", {}).items():
             print(f"  {key + ':':9s} {value}")
         print(f"  trained:  {cmd}")
-        if e.get("accuracy", {}).get("command"):
-            print(f"  measured: {e['accuracy']['command']}")
+        for key in ("accuracy", "robust_accuracy"):
+            if e.get(key, {}).get("command"):
+                print(f"  measured: {e[key]['command']}")
     return 0
 
 
