@@ -89,6 +89,19 @@ def fit_lipschitz(maxima: np.ndarray, min_pvalue: float = 0.05) -> tuple[float, 
     return float(loc * top), "weibull", params
 
 
+def image_generator(seed: int, index: int) -> torch.Generator:
+    """The random stream of image ``index``: its points do not depend on how images are
+    batched, so one image's score is the same alone or among others."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + index)
+
+
+def sample_points(x0: torch.Tensor, n: int, radius: float, norm: str,
+                  generator: torch.Generator) -> torch.Tensor:
+    """``n`` points uniform in the Lp ball of ``radius`` around one image, clipped to [0, 1]."""
+    delta = random_in_ball((n,) + tuple(x0.shape), radius, norm, generator, x0.device, x0.dtype)
+    return (x0.unsqueeze(0) + delta).clamp(0, 1)
+
+
 def _dual(grad: torch.Tensor, norm: str) -> torch.Tensor:
     flat = grad.flatten(-3)
     return flat.norm(dim=-1) if norm == "l2" else flat.abs().sum(-1)
@@ -128,7 +141,7 @@ def _clever(model, x, norm, target, radius, n_batches, n_samples, labels, seed, 
     n, k = logits0.shape
     pred = logits0.argmax(1)
     order = logits0.argsort(1, descending=True)
-    gen = torch.Generator().manual_seed(seed)
+    gens = [image_generator(seed, i) for i in range(n)]
     maxima = torch.zeros(n, k, n_batches, dtype=torch.float64)
     bad_grad = torch.zeros(n, dtype=torch.bool)
     flip_bound = torch.full((n,), math.inf, dtype=torch.float64)
@@ -138,9 +151,8 @@ def _clever(model, x, norm, target, radius, n_batches, n_samples, labels, seed, 
         for s in range(0, n, per_chunk):
             xs = x[s:s + per_chunk]
             m = len(xs)
-            delta = random_in_ball((m * n_samples,) + tuple(x.shape[1:]), radius, norm, gen,
-                                   device, x.dtype)
-            pts = (xs.repeat_interleave(n_samples, 0) + delta).clamp(0, 1).requires_grad_(True)
+            pts = torch.cat([sample_points(xs[t], n_samples, radius, norm, gens[s + t])
+                             for t in range(m)]).requires_grad_(True)
             logits = model(pts)
             # Gradients of every logit in one batched backward pass: (k, points, C, H, W).
             grads = torch.autograd.grad(logits, pts, grad_outputs=eye[:, None, :].expand(

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from adaptive import metrics
 from adaptive.attacks.cw import CarliniWagnerL2
+from adaptive.clever import clever
 from adaptive.compositions import COMPOSITIONS, build_a2d, build_defenses
 from adaptive.defense import Defense, judge
 from core.checkpoint import write_json
@@ -60,6 +61,9 @@ class SweepConfig:
     h: float = DEFAULT_H
     magnet: str | None = "mnist"
     defense_module: str | None = None
+    # CLEVER (untargeted, L2) of every adversarial example the attack made, for mean_clever;
+    # None: not measured. E.g. {"n_batches": 50, "n_samples": 64, "radius": 5.0}.
+    clever: dict | None = None
 
 
 def parse_kappas(text: str) -> list[float]:
@@ -183,6 +187,14 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
                         for name, d in defenses.items()}
             l2, linf, ssim = metrics.l2(x_adv, x), metrics.linf(x_adv, x), metrics.ssim(x_adv, x)
             pred_bare = predict_logits(model, x_adv, device=device).argmax(1)
+            clever_scores = [None] * len(rows)
+            if cfg.clever:
+                made = r.success.nonzero().squeeze(1).tolist()
+                if made:
+                    scores = clever(model, x_adv[made].to(device), norm="l2",
+                                    target="untargeted", seed=cfg.seed, **cfg.clever)
+                    for j, sc in zip(made, scores):
+                        clever_scores[j] = sc.score
             out_rows = []
             for j, i in enumerate(rows):
                 out_rows.append({
@@ -191,6 +203,7 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
                     "cw_success": bool(r.success[j]), "cw_steps": int(r.gradient_steps[j]),
                     "l2": float(l2[j]), "linf": float(linf[j]), "ssim": float(ssim[j]),
                     "pred_bare": int(pred_bare[j]), "bim_d_cost": int(costs.costs[j]),
+                    "clever": clever_scores[j],
                     "flags": {k: bool(v[j]) for k, v in flags.items()},
                     "defenses": {name: {"success": bool(v.success[j]),
                                         "pred": int(v.predicted[j]), "reasons": v.reasons[j]}
@@ -226,6 +239,7 @@ def summarize(records: list[dict], cfg: SweepConfig, defenses: dict[str, Defense
                    "mean_ssim": float(np.mean([r["ssim"] for r in made])) if made else None,
                    "mean_a2d_cost": float(np.mean([r["bim_d_cost"] for r in made]))
                    if made else None,
+                   "mean_clever": _mean([r.get("clever") for r in made]),
                    "within_bound": float(np.mean([r["l2"] <= cfg.max_l2 for r in made]))
                    if made else None}
             for det in d.detectors:
@@ -239,6 +253,11 @@ def summarize(records: list[dict], cfg: SweepConfig, defenses: dict[str, Defense
             row["failure_reasons"] = reasons
             rows.append(row)
     return rows
+
+
+def _mean(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
 
 
 def write_summary(out: Path, cfg: SweepConfig, rows: list[dict]) -> None:

@@ -116,3 +116,25 @@ def test_clever_command_writes_scores_and_diagnostics(tmp_path, capsys):
     for im in result["images"]:
         assert {"score", "fit", "weibull", "lipschitz", "flags", "flip_distance_bound"} <= set(im)
     assert result["settings"]["n_batches"] == 3 and "ratio_benign_to_cw" in result["summary"]
+
+
+@pytest.mark.parametrize("norm,target", [("l2", "untargeted"), ("linf", "top2"),
+                                         ("l2", "llc")])
+def test_batched_clever_equals_the_per_image_per_target_reference(norm, target):
+    from core.data import load_dataset
+    from core.zoo import load_model
+    from tests.clever_reference import clever_reference
+
+    model, _ = load_model("mnist-cnn")
+    x = load_dataset("mnist-bundled").x()[:3]
+    radius = 2.0 if norm == "l2" else 0.1
+    kw = dict(norm=norm, target=target, radius=radius, n_batches=12, n_samples=16, seed=4)
+    # chunk_points 32: two images per forward pass, so chunking is exercised too.
+    batched = clever(model, x, chunk_points=32, **kw)
+    for i, s in enumerate(batched):
+        score, j = clever_reference(model, x[i], i, **kw)
+        assert s.target == j
+        assert s.score == pytest.approx(score, rel=1e-4), (i, s.score, score)
+    alone = clever(model, x[2:3], **kw)[0]  # image 2 alone draws other points (index 0) ...
+    again = clever(model, x, chunk_points=4096, **kw)[2]  # ... but chunking changes nothing
+    assert again.score == pytest.approx(batched[2].score, rel=1e-5) and alone.score > 0

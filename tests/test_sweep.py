@@ -139,8 +139,15 @@ def test_readme_plug_in_example_runs(capsys, tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     rc = main(["sweep", "--no-progress", "--defense-module", "mydefense:make_defense",
                "--n", "2", "--n-cal", "10", "--kappa", "0", "--cw-steps", "30",
-               "--cw-binary-steps", "2", "--out", str(tmp_path / "plug")])
+               "--cw-binary-steps", "2", "--clever", "--out", str(tmp_path / "plug")])
     assert rc == 0
     summary = json.loads((tmp_path / "plug/summary.json").read_text())
     assert {r["defense"] for r in summary["rows"]} == {"none", "mine"}
     assert "detection_rate:norm" in summary["rows"][1]
+    # --clever: each adversarial example's CLEVER score, averaged per row.
+    assert summary["config"]["clever"] == {"n_batches": 50, "n_samples": 64, "radius": 5.0}
+    records = [json.loads(x) for x in (tmp_path / "plug/records.jsonl").read_text().split("\n")
+               if x]
+    made = [r["clever"] for r in records if r["cw_success"]]
+    assert made and all(0 <= c < 1 for c in made)
+    assert summary["rows"][0]["mean_clever"] == pytest.approx(sum(made) / len(made))
