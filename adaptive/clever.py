@@ -9,11 +9,14 @@ its location; the score is ``min(g(x0) / L, R)``. Untargeted: the minimum over a
 ``top2`` / ``top5`` / ``llc``: the 2nd, 5th most likely and least likely class.
 
 Batching: all images of a chunk and all their sampled points go through one forward pass per
-sample batch, and the gradients of every logit come from one batched backward pass
-(``is_grads_batched``), so every target is covered at once.
+sample batch, shared by every target class (one backward pass per target); the reverse-Weibull
+fits of all (image, target) rows run together, vectorised (``fit_lipschitz_batch``).
 
-Fits (scipy, float64, maxima rescaled by their largest value): several starting shapes, the best
-by the Kolmogorov-Smirnov p-value; a fit that is poor (p < ``min_pvalue``), whose location lies
+Fits (maximum likelihood in float64, maxima rescaled by their largest value): by default the
+vectorised profile-likelihood fit of ``fit_lipschitz_batch`` (all rows at once, about 70x faster
+than scipy here, at least scipy's likelihood in the tests); ``fit="scipy"`` uses
+``scipy.stats.weibull_max.fit`` per row from several starting shapes, best by the
+Kolmogorov-Smirnov p-value. Either way a fit that is poor (p < ``min_pvalue``), whose location lies
 below the largest observed maximum (impossible for a reverse Weibull) or implausibly far above it
 (more than 5 spreads of the maxima; a degenerate fit with shape > 1000, whose location and scale
 cancel, matches the data yet bounds nothing) falls back to the sample maximum, and maxima that
@@ -89,6 +92,92 @@ def fit_lipschitz(maxima: np.ndarray, min_pvalue: float = 0.05) -> tuple[float, 
     return float(loc * top), "weibull", params
 
 
+# Reverse-Weibull fits of many rows at once, by profile likelihood: for a location ``loc`` the
+# distances y = loc - maxima are Weibull, whose maximum-likelihood shape solves a monotone
+# equation (bisection, all rows and candidate locations together) and whose scale is then in
+# closed form; the location maximising the profile likelihood is picked on a geometric grid of
+# (loc - max) / spread, then refined between the best point's neighbours.
+_LOC_GRID = np.geomspace(1e-3, 10.0, 48)
+_SHAPE_RANGE = (0.02, 5000.0)
+_BISECTIONS = 48
+
+
+def _profile(r: np.ndarray, loc: np.ndarray):
+    """Shape, scale and profile log-likelihood of Weibull fits to ``loc - r``.
+
+    ``r``: (rows, n) rescaled maxima; ``loc``: (rows, grid) candidate locations (> max r)."""
+    y = loc[..., None] - r[:, None, :]  # rows, grid, n; all positive
+    y_max = y.max(-1)
+    log_y = np.log(y / y_max[..., None])  # <= 0: powers below stay in (0, 1]
+    mean_log = log_y.mean(-1)
+    lo = np.full(loc.shape, math.log(_SHAPE_RANGE[0]))
+    hi = np.full(loc.shape, math.log(_SHAPE_RANGE[1]))
+    for _ in range(_BISECTIONS):  # d/dc of the equation > 0: a single root
+        mid = 0.5 * (lo + hi)
+        c = np.exp(mid)[..., None]
+        w = np.exp(c * log_y)
+        f = (w * log_y).sum(-1) / w.sum(-1) - 1.0 / c[..., 0] - mean_log
+        lo, hi = np.where(f < 0, mid, lo), np.where(f < 0, hi, mid)
+    c = np.exp(0.5 * (lo + hi))
+    n = r.shape[1]
+    mean_pow = np.exp(c[..., None] * log_y).mean(-1)
+    scale = y_max * mean_pow ** (1.0 / c)
+    loglik = (n * np.log(c) - n * np.log(mean_pow) + (c - 1) * log_y.sum(-1)
+              - n * np.log(y_max) - n)
+    return c, scale, loglik
+
+
+def fit_lipschitz_batch(maxima: np.ndarray, min_pvalue: float = 0.05,
+                        max_elements: int = 4_000_000) -> tuple[np.ndarray, list, list]:
+    """Lipschitz estimates of many rows of batch maxima at once: (L per row, how per row,
+    Weibull parameters per row), with the acceptance rules of :func:`fit_lipschitz`."""
+    m = np.asarray(maxima, dtype=np.float64)
+    if m.ndim != 2 or m.shape[1] < 2:
+        raise ToolkitError("fit_lipschitz_batch needs a (rows, n >= 2) array of maxima")
+    rows, n = m.shape
+    top = m.max(1)
+    lip = top.copy()
+    how = ["sample-max"] * rows
+    params: list = [{} for _ in range(rows)]
+    finite = np.isfinite(m).all(1) & (top > 0)
+    spread_all = np.where(finite, 1.0 - m.min(1) / np.where(top > 0, top, 1.0), 0.0)
+    for i in np.nonzero(finite & (spread_all <= 1e-9))[0]:
+        how[i] = "constant"
+    todo = np.nonzero(finite & (spread_all > 1e-9))[0]
+    step = max(1, max_elements // (len(_LOC_GRID) * n))
+    for start in range(0, len(todo), step):
+        idx = todo[start:start + step]
+        r = m[idx] / top[idx, None]
+        spread = spread_all[idx]
+        loc = 1.0 + spread[:, None] * _LOC_GRID[None, :]
+        _, _, ll = _profile(r, loc)
+        k = ll.argmax(1)
+        # Refine between the neighbours of the best grid point.
+        g_lo = _LOC_GRID[np.maximum(k - 1, 0)]
+        g_hi = _LOC_GRID[np.minimum(k + 1, len(_LOC_GRID) - 1)]
+        fine = np.geomspace(g_lo, g_hi, 17, axis=1)  # rows, 17
+        loc_f = 1.0 + spread[:, None] * fine
+        c_f, s_f, ll_f = _profile(r, loc_f)
+        b = ll_f.argmax(1)
+        sel = np.arange(len(idx))
+        c, scale, loc_b = c_f[sel, b], s_f[sel, b], loc_f[sel, b]
+        # Kolmogorov-Smirnov goodness of fit, every row at once.
+        rs = np.sort(r, axis=1)
+        cdf = np.exp(-(((loc_b[:, None] - rs) / scale[:, None]) ** c[:, None]))
+        ranks = np.arange(1, n + 1) / n
+        d = np.maximum((ranks - cdf).max(1), (cdf - (ranks - 1.0 / n)).max(1))
+        pvalue = stats.kstwo.sf(d, n)
+        at_edge = (k == len(_LOC_GRID) - 1)  # the likelihood still rising: no finite location
+        for t, i in enumerate(idx):
+            params[i] = {"c": float(c[t]), "loc": float(loc_b[t] * top[i]),
+                         "scale": float(scale[t] * top[i]), "ks_pvalue": float(pvalue[t])}
+            bad = (pvalue[t] < min_pvalue or c[t] > 1e3 or at_edge[t]
+                   or loc_b[t] > 1.0 + 5 * spread[t])
+            if not bad:
+                lip[i], how[i] = loc_b[t] * top[i], "weibull"
+    return lip, how, params
+
+
 def image_generator(seed: int, index: int) -> torch.Generator:
     """The random stream of image ``index``: its points do not depend on how images are
     batched, so one image's score is the same alone or among others."""
@@ -110,7 +199,7 @@ def _dual(grad: torch.Tensor, norm: str) -> torch.Tensor:
 def clever(model: nn.Module, x: torch.Tensor, *, norm: str = "l2", target: str = "untargeted",
            radius: float = 5.0, n_batches: int = 500, n_samples: int = 1024,
            labels: torch.Tensor | None = None, seed: int = 0, chunk_points: int = 4096,
-           min_pvalue: float = 0.05) -> list[CleverScore]:
+           min_pvalue: float = 0.05, fit: str = "batched") -> list[CleverScore]:
     """CLEVER scores of the images ``x`` (float NCHW in [0, 1])."""
     if norm in ("2", "l2"):
         norm = "l2"
@@ -120,6 +209,8 @@ def clever(model: nn.Module, x: torch.Tensor, *, norm: str = "l2", target: str =
         raise ToolkitError(f"CLEVER norm must be 2 or inf, got {norm!r}")
     if target not in TARGETS:
         raise ToolkitError(f"unknown CLEVER target {target!r}; choose from {', '.join(TARGETS)}")
+    if fit not in ("batched", "scipy"):
+        raise ToolkitError(f"unknown CLEVER fit {fit!r}; choose batched or scipy")
     if radius <= 0 or n_batches < 2 or n_samples < 1:
         raise ToolkitError("CLEVER needs radius > 0, n_batches >= 2 and n_samples >= 1")
     check_images(x, getattr(model, "input_shape", None), what="inputs to CLEVER")
@@ -127,13 +218,13 @@ def clever(model: nn.Module, x: torch.Tensor, *, norm: str = "l2", target: str =
     model.eval()
     try:
         return _clever(model, x, norm, target, radius, n_batches, n_samples, labels, seed,
-                       chunk_points, min_pvalue)
+                       chunk_points, min_pvalue, fit)
     finally:
         model.train(was_training)
 
 
 def _clever(model, x, norm, target, radius, n_batches, n_samples, labels, seed, chunk_points,
-            min_pvalue) -> list[CleverScore]:
+            min_pvalue, fit) -> list[CleverScore]:
     device = next(model.parameters()).device
     x = x.to(device)
     with torch.no_grad():
@@ -141,11 +232,20 @@ def _clever(model, x, norm, target, radius, n_batches, n_samples, labels, seed, 
     n, k = logits0.shape
     pred = logits0.argmax(1)
     order = logits0.argsort(1, descending=True)
+    candidates = []  # the target classes of every image, as many per image
+    for i in range(n):
+        c = int(pred[i])
+        if target == "untargeted":
+            candidates.append([j for j in range(k) if j != c])
+        else:
+            rank = {"top2": 1, "top5": min(4, k - 1), "llc": k - 1}[target]
+            candidates.append([int(order[i, rank])])
+    cand = torch.tensor(candidates, device=device)  # n, slots
+    slots = cand.shape[1]
     gens = [image_generator(seed, i) for i in range(n)]
-    maxima = torch.zeros(n, k, n_batches, dtype=torch.float64)
+    maxima = torch.zeros(n, slots, n_batches, dtype=torch.float64)
     bad_grad = torch.zeros(n, dtype=torch.bool)
     flip_bound = torch.full((n,), math.inf, dtype=torch.float64)
-    eye = torch.eye(k, device=device)
     per_chunk = max(1, chunk_points // n_samples)  # images per forward pass
     for b in range(n_batches):
         for s in range(0, n, per_chunk):
@@ -154,15 +254,17 @@ def _clever(model, x, norm, target, radius, n_batches, n_samples, labels, seed, 
             pts = torch.cat([sample_points(xs[t], n_samples, radius, norm, gens[s + t])
                              for t in range(m)]).requires_grad_(True)
             logits = model(pts)
-            # Gradients of every logit in one batched backward pass: (k, points, C, H, W).
-            grads = torch.autograd.grad(logits, pts, grad_outputs=eye[:, None, :].expand(
-                k, len(pts), k), is_grads_batched=True)[0]
             c = pred[s:s + m].repeat_interleave(n_samples)
-            g_c = grads[c, torch.arange(len(pts), device=device)]  # grad of Z_c per point
-            dual = _dual(g_c.unsqueeze(0) - grads, norm)  # (k, points): grad of Z_c - Z_j
-            bad = ~torch.isfinite(dual).all(0)
-            maxima[s:s + m, :, b] = dual.view(k, m, n_samples).amax(2).T.double().cpu()
-            bad_grad[s:s + m] |= bad.view(m, n_samples).any(1).cpu()
+            z_c = logits.gather(1, c[:, None])[:, 0]
+            targets = cand[s:s + m].repeat_interleave(n_samples, 0)  # points, slots
+            # One forward pass for every target; one backward pass per target slot (on a CPU
+            # a loop of backward passes beats a vmapped one, is_grads_batched, by ~1.5x).
+            for q in range(slots):
+                margin = z_c - logits.gather(1, targets[:, q:q + 1])[:, 0]
+                (grad,) = torch.autograd.grad(margin.sum(), pts, retain_graph=q < slots - 1)
+                dual = _dual(grad, norm).view(m, n_samples)
+                bad_grad[s:s + m] |= (~torch.isfinite(dual)).any(1).cpu()
+                maxima[s:s + m, q, b] = dual.amax(1).double().cpu()
             with torch.no_grad():
                 flipped = (logits.argmax(1) != c).view(m, n_samples)
                 dist = (pts.detach() - xs.repeat_interleave(n_samples, 0)).flatten(1)
@@ -170,18 +272,20 @@ def _clever(model, x, norm, target, radius, n_batches, n_samples, labels, seed, 
                 dist = torch.where(flipped, dist, torch.full_like(dist, math.inf))
                 flip_bound[s:s + m] = torch.minimum(flip_bound[s:s + m], dist.amin(1).double().cpu())
 
+    if fit == "batched":  # every (image, target) row in one vectorised fit
+        fits = list(zip(*fit_lipschitz_batch(maxima.reshape(n * slots, -1).numpy(),
+                                             min_pvalue)))
+    else:  # one scipy fit per (image, target): the slower reference
+        fits = [fit_lipschitz(row.numpy(), min_pvalue)
+                for row in maxima.reshape(n * slots, -1)]
     out = []
     for i in range(n):
         c = int(pred[i])
-        if target == "untargeted":
-            candidates = [j for j in range(k) if j != c]
-        else:
-            rank = {"top2": 1, "top5": min(4, k - 1), "llc": k - 1}[target]
-            candidates = [int(order[i, rank])]
         best = None
-        for j in candidates:
+        for q, j in enumerate(candidates[i]):
             margin = float(logits0[i, c] - logits0[i, j])
-            lip, how, params = fit_lipschitz(maxima[i, j].numpy(), min_pvalue)
+            lip, how, params = fits[i * slots + q]
+            lip = float(lip)
             score = min(margin / lip, radius) if lip > 0 else radius
             if best is None or score < best.score:
                 best = CleverScore(score=max(score, 0.0), target=j, margin=margin, lipschitz=lip,

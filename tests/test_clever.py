@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from adaptive.clever import clever, fit_lipschitz
+from adaptive.clever import clever, fit_lipschitz, fit_lipschitz_batch
 from core.errors import ToolkitError
 
 
@@ -71,6 +71,33 @@ def test_degenerate_fits_fall_back_to_the_sample_maximum():
         assert lip == maxima.max()
 
 
+def test_batched_fits_agree_with_scipy_row_by_row():
+    from scipy import stats
+
+    rng = np.random.default_rng(2)
+    rows = [(3.0 - rng.weibull(shape, size=(60, 64)) * 0.5).max(1)  # maxima below 3.0
+            for shape in (0.7, 1.5, 2.0, 3.0, 4.0)]
+    rows += [10 + rng.gumbel(0, 0.3, 60),  # no finite upper end
+             np.full(60, 2.5),  # constant: a locally linear model
+             np.r_[np.full(59, 1.0), np.nan]]  # a NaN gradient norm
+    lip, how, params = fit_lipschitz_batch(np.array(rows))
+
+    def loglik(row, p):
+        return stats.weibull_max.logpdf(row, p["c"], p["loc"], p["scale"]).sum()
+
+    for t, row in enumerate(rows):
+        ref_lip, ref_how, ref_params = fit_lipschitz(row)
+        if t < 5:  # Weibull data: at least scipy's likelihood, the true end point
+            assert how[t] == "weibull" and abs(lip[t] - 3.0) < 0.05, (t, lip[t])
+            if ref_how == "weibull":
+                assert loglik(row, params[t]) >= loglik(row, ref_params) - 1e-3
+                assert lip[t] == pytest.approx(ref_lip, rel=0.05)
+        else:
+            assert how[t] == ref_how and (lip[t] == ref_lip or np.isnan(ref_lip)), t
+    with pytest.raises(ToolkitError, match="rows, n >= 2"):
+        fit_lipschitz_batch(np.ones(5))
+
+
 def test_benign_scores_exceed_adversarial_on_a_small_cnn():
     from core.data import load_dataset
     from core.zoo import load_model
@@ -129,12 +156,13 @@ def test_batched_clever_equals_the_per_image_per_target_reference(norm, target):
     x = load_dataset("mnist-bundled").x()[:3]
     radius = 2.0 if norm == "l2" else 0.1
     kw = dict(norm=norm, target=target, radius=radius, n_batches=12, n_samples=16, seed=4)
-    # chunk_points 32: two images per forward pass, so chunking is exercised too.
-    batched = clever(model, x, chunk_points=32, **kw)
+    # chunk_points 32: two images per forward pass, so chunking is exercised too. The
+    # reference fits with scipy row by row; the batched fit is checked against scipy above.
+    batched = clever(model, x, chunk_points=32, fit="scipy", **kw)
     for i, s in enumerate(batched):
         score, j = clever_reference(model, x[i], i, **kw)
         assert s.target == j
         assert s.score == pytest.approx(score, rel=1e-4), (i, s.score, score)
     alone = clever(model, x[2:3], **kw)[0]  # image 2 alone draws other points (index 0) ...
-    again = clever(model, x, chunk_points=4096, **kw)[2]  # ... but chunking changes nothing
+    again = clever(model, x, chunk_points=4096, fit="scipy", **kw)[2]  # ... but chunking changes nothing
     assert again.score == pytest.approx(batched[2].score, rel=1e-5) and alone.score > 0
