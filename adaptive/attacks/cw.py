@@ -14,17 +14,24 @@ constants; a sample that never succeeds returns its input unchanged with ``succe
 Early abort, per sample: every ``steps // 10`` steps, a sample whose loss has not dropped
 below 0.9999 of its value at the previous check leaves the batch for the rest of that constant
 (C&W abort the whole batch; here the others continue).
+
+Adaptive variants pass a defended ``model`` (e.g. through MagNet's reformer) and a ``penalty``
+that must reach 0 (e.g. detector scores above their thresholds); see ``adaptive.attacks``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
 
 from core.errors import ToolkitError
 from core.validation import check_images, check_labels
+
+
+Penalty = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -62,18 +69,23 @@ class CarliniWagnerL2:
                 "initial_const": self.initial_const, "abort_early": self.abort_early}
 
     def run(self, model: nn.Module, x: torch.Tensor, labels: torch.Tensor,
-            targeted: bool = False) -> CWResult:
-        """Attack ``x``; ``labels`` are targets (targeted) or true labels (untargeted)."""
+            targeted: bool = False, penalty: Penalty | None = None) -> CWResult:
+        """Attack ``x``; ``labels`` are targets (targeted) or true labels (untargeted).
+
+        ``penalty(adv)``, when given, is a differentiable per-sample term >= 0 added to the
+        classification loss (times the same constant) that must be exactly 0 for success: e.g.
+        how far each detector's score lies above its threshold (adaptive attacks on detectors).
+        """
         check_images(x, getattr(model, "input_shape", None), what="inputs to C&W")
         n_classes = getattr(model, "num_classes", None)
         check_labels(labels, len(x), n_classes or int(labels.max()) + 1, "C&W labels")
         parts = [self._run_batch(model, x[i:i + self.batch_size],
-                                 labels[i:i + self.batch_size], targeted)
+                                 labels[i:i + self.batch_size], targeted, penalty)
                  for i in range(0, len(x), self.batch_size)]
         return CWResult(*(torch.cat([getattr(p, f) for p in parts])
                           for f in ("adversarial", "l2", "success", "margin", "gradient_steps")))
 
-    def _run_batch(self, model, x, labels, targeted) -> CWResult:
+    def _run_batch(self, model, x, labels, targeted, penalty) -> CWResult:
         device = next(model.parameters()).device
         x, labels = x.to(device), labels.to(device)
         n = len(x)
@@ -101,11 +113,17 @@ class CarliniWagnerL2:
                 logits = model(adv)
                 margin = _margins(logits, labels[active], targeted)
                 l2sq = (adv - x[active]).flatten(1).pow(2).sum(1)
-                loss = l2sq + const[active] * torch.clamp(margin + self.kappa, min=0)
+                objective = torch.clamp(margin + self.kappa, min=0)
+                extra = penalty(adv) if penalty is not None else None
+                if extra is not None:
+                    objective = objective + extra
+                loss = l2sq + const[active] * objective
                 (grad,) = torch.autograd.grad(loss.sum(), wa)
                 grad_steps[active.cpu()] += 1
                 with torch.no_grad():
                     ok = margin <= -self.kappa
+                    if extra is not None:
+                        ok &= extra <= 0
                     l2 = l2sq.sqrt()
                     better = ok & (l2 < best_l2[active])
                     idx = active[better]

@@ -38,10 +38,18 @@ class _ThresholdDetector:
         self.drop_rate = float(drop_rate)
         return self
 
-    def detect(self, x: torch.Tensor) -> torch.Tensor:
+    def relative_score(self, x: torch.Tensor) -> torch.Tensor:
+        """score / threshold, differentiable (for adaptive attacks): above 1 is detected."""
+        self._check_threshold()
+        return self._score(x) / self.threshold
+
+    def _check_threshold(self) -> None:
         if self.threshold is None:
             raise ToolkitError(f"{self.name} has no threshold yet: call fit_threshold() on "
                                "benign validation images")
+
+    def detect(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_threshold()
         return self.score(x) > self.threshold
 
 

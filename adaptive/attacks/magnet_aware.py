@@ -1,0 +1,40 @@
+"""MagNet-aware C&W (as Carlini & Wagner attacked MagNet, 2017): one objective for the whole
+defended system.
+
+The classification loss is taken through MagNet's reformer (the classifier MagNet answers
+with), and every detector adds ``relu(score / threshold - (1 - slack))``: zero only when the
+score is below its threshold by the relative ``slack``, so a successful example passes every
+detector with room to spare for float rounding. Success, checked by the attack itself, needs the
+kappa margin on the reformed classifier *and* every penalty at zero.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from adaptive.attacks.cw import CarliniWagnerL2, CWResult
+from core.errors import ToolkitError
+
+
+def detector_penalty(detectors: list, slack: float = 0.02):
+    """``penalty(adv)`` for :class:`CarliniWagnerL2`: how far the detectors' differentiable
+    scores (``relative_score``, 1 at the threshold) lie above ``1 - slack``, summed."""
+    if not detectors:
+        raise ToolkitError("detector_penalty needs at least one detector")
+    for d in detectors:
+        if not callable(getattr(d, "relative_score", None)):
+            raise ToolkitError(f"detector {getattr(d, 'name', d)!r} has no differentiable "
+                               "relative_score(x); an adaptive attack cannot see through it")
+
+    def penalty(adv: torch.Tensor) -> torch.Tensor:
+        return sum(torch.relu(d.relative_score(adv) - (1 - slack)) for d in detectors)
+
+    return penalty
+
+
+def magnet_aware_cw(attack: CarliniWagnerL2, magnet, x: torch.Tensor, labels: torch.Tensor,
+                    targeted: bool = False, slack: float = 0.02) -> CWResult:
+    """C&W-kappa against a MagNet defense as a whole (reformer and every detector)."""
+    model: nn.Module = magnet.defended_classifier()
+    return attack.run(model, x, labels, targeted, detector_penalty(magnet.detectors, slack))
