@@ -40,6 +40,7 @@ from defenses.a2d.presets import make_engine
 from defenses.a2d.zscore import DEFAULT_H
 
 RECORDS = "records.jsonl"
+ATTACKS = ("cw", "cw-magnet", "cw-a2d", "cw-full")
 
 
 @dataclass
@@ -64,6 +65,11 @@ class SweepConfig:
     # CLEVER (untargeted, L2) of every adversarial example the attack made, for mean_clever;
     # None: not measured. E.g. {"n_batches": 50, "n_samples": 64, "radius": 5.0}.
     clever: dict | None = None
+    # The attack: cw (C&W-kappa on the bare classifier, the paper's), cw-magnet (through
+    # MagNet's reformer, penalising its detectors), cw-a2d (penalising a low first-order
+    # BIM_d cost), cw-full (both, against whatever the run defends with).
+    attack: str = "cw"
+    a2d_factor: float = 2.0
 
 
 def parse_kappas(text: str) -> list[float]:
@@ -132,8 +138,13 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
     targets_all = (y_all[attacked] + offsets) % n_classes if cfg.targeted else None
 
     # The A2D detector: BIM_d costs of the benign calibration images, cached for resumes.
+    if cfg.attack not in ATTACKS:
+        raise ToolkitError(f"unknown attack {cfg.attack!r}; choose from {', '.join(ATTACKS)}")
+    if cfg.attack == "cw-magnet" and magnet is None:
+        raise ToolkitError("--attack cw-magnet needs a MagNet defense in the run")
     a2d = None
-    needs_a2d = any("a2d" in d.split("+") for d in cfg.defenses)
+    needs_a2d = (any("a2d" in d.split("+") for d in cfg.defenses)
+                 or cfg.attack in ("cw-a2d", "cw-full"))
     if needs_a2d:
         cal_costs = store.get("a2d_calibration")
         if cal_costs is None:
@@ -158,6 +169,7 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
         f"{', '.join(defenses)}, L2 bound {cfg.max_l2}; results in {store.out}")
     batches = [list(range(i, min(i + cfg.batch, len(attacked))))
                for i in range(0, len(attacked), cfg.batch)]
+    attack_model, penalty = attack_objective(cfg, model, a2d, magnet)
     kbar = tqdm(cfg.kappas, desc="kappa", disable=not progress)
     for kappa in kbar:
         kbar.set_postfix(kappa=kappa)
@@ -170,7 +182,8 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
             x, y = x_all[idx], y_all[idx]
             labels = targets_all[rows] if cfg.targeted else y
             seed_everything(cfg.seed)
-            r = attack.run(model, x.to(device), labels, targeted=cfg.targeted)
+            r = attack.run(attack_model, x.to(device), labels, targeted=cfg.targeted,
+                           penalty=penalty)
             store.put(f"adv_k{kappa:g}_b{b}", {"x": r.adversarial, "index": idx})
             x_adv = r.adversarial
             costs = cost_engine.run(model, x_adv.to(device))
@@ -220,6 +233,23 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
     log(f"done in {time.perf_counter() - t_start:.0f} s; results: {store.out}/summary.json, "
         f"summary.csv, {RECORDS}, figures *.png")
     return {"config": asdict(cfg), "rows": summary}
+
+
+def attack_objective(cfg: SweepConfig, model: nn.Module, a2d, magnet):
+    """(the model C&W attacks, the penalty it must bring to 0) for ``cfg.attack``."""
+    from adaptive.attacks.a2d_aware import a2d_penalty
+    from adaptive.attacks.magnet_aware import detector_penalty
+
+    target, penalties = model, []
+    if cfg.attack in ("cw-magnet", "cw-full") and magnet is not None:
+        target = magnet.defended_classifier()
+        penalties.append(detector_penalty(magnet.detectors))
+    if cfg.attack in ("cw-a2d", "cw-full") and a2d is not None:
+        penalties.append(a2d_penalty(a2d, cfg.a2d_factor))
+    if not penalties:
+        return target, None
+    return target, lambda adv, labels, targeted: sum(p(adv, labels, targeted)
+                                                     for p in penalties)
 
 
 def summarize(records: list[dict], cfg: SweepConfig, defenses: dict[str, Defense]) -> list[dict]:

@@ -39,7 +39,7 @@ def test_detector_penalty_is_minimised_with_the_classification_loss():
     assert aware.success.sum() >= 4
     adv = aware.adversarial[aware.success]
     # Every success passes the detector with the slack, and misclassifies with the margin.
-    assert (penalty(adv) == 0).all() and not det.detect(adv).any()
+    assert (penalty(adv, y[aware.success], False) == 0).all() and not det.detect(adv).any()
     assert (model(adv).argmax(1) != y[aware.success]).all()
     # The plain attack ignores the detector: most of its examples stay detected.
     assert det.detect(plain.adversarial[plain.success]).float().mean() > 0.5
@@ -66,3 +66,41 @@ def test_magnet_aware_cw_beats_plain_cw_against_magnet():
     v_aware = judge(defense, aware.adversarial, x, y, aware.success, max_l2=8.4)
     assert int(v_aware.success.sum()) > int(v_plain.success.sum())
     assert int(v_aware.success.sum()) >= 9  # measured: 10 of 10 (plain C&W: 6)
+
+
+def test_first_order_cost_tracks_the_bim_cost_of_benign_images():
+    from adaptive.attacks.a2d_aware import first_order_cost
+    from core.data import load_dataset
+    from core.zoo import load_model
+    from defenses.a2d.presets import make_engine
+
+    model, _ = load_model("mnist-cnn")
+    x = load_dataset("mnist-bundled").x()[:30]
+    true = make_engine("bim_d", "mnist").run(model, x).costs.float()
+    est = first_order_cost(model, x, step=0.0006)
+    ratio = float(est.median() / true.median())
+    assert 0.7 < ratio < 1.4, ratio
+
+
+def test_cost_penalty_pushes_examples_past_the_target_cost():
+    from adaptive.attacks.a2d_aware import cost_penalty, first_order_cost
+    from core.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("tiny-cnn", input_shape=[1, 8, 8], num_classes=3, width=4).eval()
+    x = torch.rand(6, 1, 8, 8)
+    y = model(x).argmax(1)
+    attack = CarliniWagnerL2(kappa=0.0, steps=150, binary_search_steps=5, lr=0.05,
+                             initial_const=1.0)
+    plain = attack.run(model, x, y)
+    target = 3 * float(first_order_cost(model, plain.adversarial[plain.success], 0.01).median())
+    penalty = cost_penalty(model, step=0.01, target_cost=target)
+    aware = attack.run(model, x, y, penalty=penalty)
+    assert aware.success.sum() >= 4
+    adv = aware.adversarial[aware.success]
+    assert (first_order_cost(model, adv, 0.01) >= target * 0.999).all()
+    assert (model(adv).argmax(1) != y[aware.success]).all()
+    plain_cost = first_order_cost(model, plain.adversarial[plain.success], 0.01)
+    assert float((plain_cost >= target).float().mean()) < 0.5  # plain C&W stops short
+    with pytest.raises(ToolkitError, match="step > 0"):
+        cost_penalty(model, step=0, target_cost=1)

@@ -151,3 +151,16 @@ def test_readme_plug_in_example_runs(capsys, tmp_path, monkeypatch):
     made = [r["clever"] for r in records if r["cw_success"]]
     assert made and all(0 <= c < 1 for c in made)
     assert summary["rows"][0]["mean_clever"] == pytest.approx(sum(made) / len(made))
+
+
+def test_adaptive_attacks_run_through_the_sweep(setup, tmp_path):
+    model, meta, data, magnet = setup
+    quiet = dict(progress=False, log=lambda s: None)
+    cfg = _cfg(n=2, kappas=[0.0], defenses=["a2d+magnet"], attack="cw-full")
+    res = run_sweep(cfg, model, data, tmp_path / "full", "cpu", magnet=magnet, **quiet)
+    assert res["config"]["attack"] == "cw-full" and res["rows"][0]["n"] == 2
+    with pytest.raises(ToolkitError, match="needs a MagNet defense"):
+        run_sweep(_cfg(n=2, kappas=[0.0], defenses=["a2d"], attack="cw-magnet"), model, data,
+                  tmp_path / "bad", "cpu", **quiet)
+    with pytest.raises(ToolkitError, match="unknown attack"):
+        run_sweep(_cfg(attack="pgd"), model, data, tmp_path / "bad2", "cpu", **quiet)

@@ -31,7 +31,8 @@ from core.errors import ToolkitError
 from core.validation import check_images, check_labels
 
 
-Penalty = Callable[[torch.Tensor], torch.Tensor]
+# penalty(adv, labels, targeted) -> per-sample term >= 0 that must be 0 for success.
+Penalty = Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor]
 
 
 @dataclass
@@ -72,7 +73,8 @@ class CarliniWagnerL2:
             targeted: bool = False, penalty: Penalty | None = None) -> CWResult:
         """Attack ``x``; ``labels`` are targets (targeted) or true labels (untargeted).
 
-        ``penalty(adv)``, when given, is a differentiable per-sample term >= 0 added to the
+        ``penalty(adv, labels, targeted)``, when given, is a differentiable per-sample term >= 0
+        (``labels`` as here, for the samples in ``adv``) added to the
         classification loss (times the same constant) that must be exactly 0 for success: e.g.
         how far each detector's score lies above its threshold (adaptive attacks on detectors).
         """
@@ -114,7 +116,8 @@ class CarliniWagnerL2:
                 margin = _margins(logits, labels[active], targeted)
                 l2sq = (adv - x[active]).flatten(1).pow(2).sum(1)
                 objective = torch.clamp(margin + self.kappa, min=0)
-                extra = penalty(adv) if penalty is not None else None
+                extra = (penalty(adv, labels[active], targeted) if penalty is not None
+                         else None)
                 if extra is not None:
                     objective = objective + extra
                 loss = l2sq + const[active] * objective

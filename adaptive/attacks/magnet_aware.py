@@ -27,7 +27,7 @@ def detector_penalty(detectors: list, slack: float = 0.02):
             raise ToolkitError(f"detector {getattr(d, 'name', d)!r} has no differentiable "
                                "relative_score(x); an adaptive attack cannot see through it")
 
-    def penalty(adv: torch.Tensor) -> torch.Tensor:
+    def penalty(adv: torch.Tensor, labels=None, targeted: bool = False) -> torch.Tensor:
         return sum(torch.relu(d.relative_score(adv) - (1 - slack)) for d in detectors)
 
     return penalty

@@ -64,6 +64,14 @@ def register(sub) -> None:
                         "adversarial example, reported as mean_clever; preset cpu-fast "
                         "(50 x 64 samples, the default when the flag is bare) or original "
                         "(500 x 1024, for a GPU)")
+    p.add_argument("--attack", default="cw", choices=("cw", "cw-magnet", "cw-a2d", "cw-full"),
+                   help="cw: C&W-kappa on the bare classifier (the paper's adaptive attack); "
+                        "cw-magnet: through MagNet's reformer, penalising its detectors; "
+                        "cw-a2d: penalising a low first-order BIM_d cost; cw-full: both "
+                        "(default cw)")
+    p.add_argument("--a2d-factor", type=number, default=2.0,
+                   help="cw-a2d/cw-full: target first-order cost as a multiple of A2D's "
+                        "benign cost threshold (default 2)")
     p.add_argument("--out", help="output folder (default: a new runs/sweep-TIME)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     add_seed(p)
@@ -111,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
                               lr=args.cw_lr, initial_const=0.1),
                       magnet=magnet_ref if magnet is not None else None,
                       defense_module=args.defense_module,
-                      clever=(dict(PRESETS[args.clever], radius=5.0) if args.clever else None))
+                      clever=(dict(PRESETS[args.clever], radius=5.0) if args.clever else None),
+                      attack=args.attack, a2d_factor=args.a2d_factor)
     out = Path(args.out or f"runs/sweep-{time.strftime('%Y%m%d-%H%M%S')}")
     result = run_sweep(cfg, model, data, out, device, magnet=magnet, extra_defenses=extra,
                        resume=args.resume, command=args.command_line,
