@@ -164,3 +164,35 @@ def test_adaptive_attacks_run_through_the_sweep(setup, tmp_path):
                   tmp_path / "bad", "cpu", **quiet)
     with pytest.raises(ToolkitError, match="unknown attack"):
         run_sweep(_cfg(attack="pgd"), model, data, tmp_path / "bad2", "cpu", **quiet)
+
+
+def test_sanity_checks_fire_on_a_broken_attack(setup, tmp_path, monkeypatch):
+    """An 'attack' that claims success but returns the clean images must be caught."""
+    from adaptive.attacks import cw
+
+    model, meta, data, magnet = setup
+    quiet = dict(progress=False, log=lambda s: None)
+    cfg = _cfg(n=2, kappas=[0.0], defenses=["none"],
+               cw=dict(steps=100, binary_search_steps=3, lr=0.05, initial_const=1.0))
+    good = run_sweep(cfg, model, data, tmp_path / "good", "cpu", **quiet)
+    assert all(c["passed"] for c in good["sanity_checks"]), good["sanity_checks"]
+    names = [c["name"] for c in good["sanity_checks"]]
+    assert any("unbounded" in n for n in names) and "ASR grows with the L2 bound" in names
+    asr = good["asr_by_l2_bound"][0]["asr"]
+    assert list(asr) == ["1.05", "2.1", "4.2", "6.3", "8.4", "inf"]
+    assert asr["inf"] == 1.0 and list(asr.values()) == sorted(asr.values())
+
+    def broken(self, model, x, labels, targeted=False, penalty=None):
+        n = len(x)
+        return cw.CWResult(x.clone(), torch.zeros(n), torch.ones(n, dtype=torch.bool),
+                           torch.zeros(n), torch.zeros(n, dtype=torch.long))
+
+    monkeypatch.setattr(cw.CarliniWagnerL2, "run", broken)
+    logs = []
+    bad = run_sweep(cfg, model, data, tmp_path / "bad", "cpu", progress=False,
+                    log=logs.append)
+    failed = [c for c in bad["sanity_checks"] if not c["passed"]]
+    assert failed and "unbounded attack fools the bare classifier" in failed[0]["name"]
+    assert any(line.startswith("WARNING: sanity check failed") for line in logs)
+    saved = json.loads((tmp_path / "bad/summary.json").read_text())
+    assert saved["sanity_checks"] == bad["sanity_checks"]

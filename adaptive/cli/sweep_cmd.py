@@ -130,5 +130,8 @@ def run(args: argparse.Namespace) -> int:
         asr = "-" if r["attack_success_rate"] is None else f"{r['attack_success_rate']:.2f}"
         l2 = "-" if r["mean_l2"] is None else f"{r['mean_l2']:.2f}"
         print(f"{r['kappa']:>6g} {r['defense']:>12} {asr:>6} {l2:>8}")
+    for c in result["sanity_checks"]:
+        print(f"sanity check {'passed' if c['passed'] else 'FAILED'}: {c['name']}: "
+              f"{c['detail']}")
     print(f"results: {out}")
     return 0
