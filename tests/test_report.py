@@ -1,0 +1,57 @@
+import json
+
+import pytest
+
+from adaptive.cli.main import main
+from adaptive.report import make_report
+
+
+def _fake_sweep(folder, attack, success_l2):
+    """A finished sweep folder with two images at kappa 0 and 20 (no attacking needed)."""
+    folder.mkdir(parents=True)
+    cfg = {"dataset": "mnist-bundled", "model": "mnist-cnn", "defenses": ["none", "a2d+magnet"],
+           "kappas": [0.0, 20.0], "max_l2": 8.4, "attack": attack}
+    records, rows = [], []
+    for kappa in cfg["kappas"]:
+        for i, l2 in enumerate(success_l2):
+            ok = l2 is not None
+            records.append({"kappa": kappa, "index": i, "label": 1, "cw_success": ok,
+                            "l2": l2 or 0.0, "pred_bare": 2 if ok else 1, "defenses": {
+                                "none": {"reasons": [] if ok else ["attack_failed"]},
+                                "a2d+magnet": {"reasons": ["detected:a2d"] if i == 0 else
+                                               (["bound_exceeded"] if l2 and l2 > 8.4 else [])}}})
+        for d in cfg["defenses"]:
+            rows.append({"kappa": kappa, "defense": d, "attack_success_rate": 0.5,
+                         "mean_l2": 2.0})
+    (folder / "summary.json").write_text(json.dumps({"config": cfg, "rows": rows}))
+    (folder / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (folder / "config.json").write_text(json.dumps({"command": f"adaptive sweep --attack "
+                                                               f"{attack}"}))
+
+
+def test_report_tables_from_sweep_folders(tmp_path, capsys):
+    _fake_sweep(tmp_path / "cw", "cw", [1.0, 3.0])
+    _fake_sweep(tmp_path / "full", "cw-full", [2.0, 9.0])
+    assert main(["report", str(tmp_path / "cw"), str(tmp_path / "full"), "--out",
+                 str(tmp_path / "rep")]) == 0
+    files = sorted(p.name for p in (tmp_path / "rep").iterdir())
+    assert files == ["mnist_mnist-cnn_asr_vs_bound.csv", "mnist_mnist-cnn_asr_vs_bound.md",
+                     "mnist_mnist-cnn_asr_vs_kappa.csv", "mnist_mnist-cnn_asr_vs_kappa.md",
+                     "report_index.json"]
+    kappa_md = (tmp_path / "rep/mnist_mnist-cnn_asr_vs_kappa.md").read_text()
+    assert "| defense | kappa | ASR cw | L2 cw | ASR cw-full | L2 cw-full | paper |" in kappa_md
+    assert "`adaptive sweep --attack cw-full`" in kappa_md
+    bound_md = (tmp_path / "rep/mnist_mnist-cnn_asr_vs_bound.md").read_text()
+    # cw-full against a2d+magnet: image 0 detected, image 1 at L2 9.0 (over 8.4, under inf).
+    assert "| cw-full | a2d+magnet | 20 | 0 % | 0 % | 0 % | 0 % | 0 % | 50 % |" in bound_md
+    assert "| cw | none | 20 | 50 % | 50 % | 100 % | 100 % | 100 % | 100 % |" in bound_md
+
+
+def test_report_refuses_unknown_folders(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty")]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+    _fake_sweep(tmp_path / "a", "cw", [1.0])
+    _fake_sweep(tmp_path / "b", "cw", [1.0])
+    with pytest.raises(Exception, match="same attack"):
+        make_report([tmp_path / "a", tmp_path / "b"], tmp_path / "rep")
