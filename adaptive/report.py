@@ -2,7 +2,9 @@
 
 Sweep folders (``summary.json``, ``records.jsonl``, ``config.json``) give the adaptive-attack
 tables: ASR against every defense by kappa and by L2 bound, one column per attack, beside the
-A2D paper's claims. Each table names the runs and the commands that produced them.
+A2D paper's claims. A2D evaluations (``a2d_eval.json``) give the Table 2 (AUROC) and Table 3
+(detection cost) analogues beside the paper's numbers. Each table names the runs and the
+commands that produced them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,66 @@ from core.errors import ToolkitError
 # The A2D paper's claims for its combined defenses under its adaptive C&W attack (section 6,
 # Figure 7): no success at any kappa within the bound.
 PAPER_ASR = {("mnist", "a2d+magnet"): 0.0, ("cifar10", "a2d+at"): 0.0}
+
+
+# The A2D paper's Table 2 (AUROC; MNIST/CIFAR-10, Env2 where it has the attack, else Env1) and
+# Table 3 (Z-score detectors: queries and accuracies).
+PAPER_AUROC = {
+    "mnist": {"fgsm": (0.9665, 0.9883, 0.9846, 0.9595), "bim": (0.9986, 0.9996, 0.9995, 0.9625),
+              "jsma": (0.9971, 0.9984, 0.9974, 0.984),
+              "deepfool": (0.9918, 0.9971, 0.9951, 0.9587),
+              "cw": (0.9456, 0.9870, 0.9769, 0.8672)},
+    "cifar10": {"fgsm": (0.8808, 0.8994, 0.8998, 0.8746),
+                "bim": (0.8558, 0.8636, 0.861, 0.8276),
+                "jsma": (0.9774, 0.9890, 0.9873, 0.9566),
+                "deepfool": (0.9832, 0.9898, 0.9902, 0.9769),
+                "cw": (0.8842, 0.9176, 0.9175, 0.9004)},
+}
+PAPER_AUROC_ENGINES = ("jsma_d", "bim_d", "bim2_d", "dba_d")
+PAPER_COSTS = {  # engine: (#adv, Acc_adv, #benign, threshold); Acc_benign >= 89.7 % / 74.0 %
+    "mnist": {"jsma_d": (20, 0.954, 240, 53), "bim_d": (16, 0.998, 148, 122),
+              "bim2_d": (38, 0.996, 352, 189), "dba_d": (92, 0.882, 319, 195)},
+    "cifar10": {"jsma_d": (6, 0.926, 33, 13), "bim_d": (14, 0.930, 65, 35),
+                "bim2_d": (29, 0.927, 129, 71), "dba_d": (252, 0.877, 744, 409)},
+}
+
+
+def a2d_tables(result: dict, source: str) -> dict[str, dict]:
+    """Table 2 (AUROC) and Table 3 (Z-score detection costs) analogues from ``a2d_eval.json``."""
+    family = _family(result["dataset"])
+    engines, attacks = result["engines"], result["attacks"]
+    runs = [(source, result.get("command", "?"))]
+    rows = []
+    for attack in attacks:
+        row = {"attack": attack}
+        for e in engines:
+            row[f"AUROC {e}"] = result["auroc"][e].get(attack)
+            paper = PAPER_AUROC.get(family, {}).get(attack)
+            if paper and e in PAPER_AUROC_ENGINES:
+                row[f"paper {e}"] = paper[PAPER_AUROC_ENGINES.index(e)]
+        rows.append(row)
+    tables = {f"{family}_a2d_auroc": {
+        "title": f"{family.upper()}: AUROC of each attack-cost engine (A2D Table 2 analogue; "
+                 f"n {result['n_evaluation']} per attack)", "rows": rows, "runs": runs}}
+    rows = []
+    for e in engines:
+        z, costs = result["zscore"][e], result["costs"][e]
+        adv = [a for a in attacks if a in costs]
+        row = {"engine": e,
+               "#adv": sum(costs[a]["mean_queries_detection_mode"] for a in adv) / len(adv),
+               "Acc adv": sum(z["detection_rate"][a] for a in adv) / len(adv),
+               "#benign": costs["benign"]["mean_queries_detection_mode"],
+               "threshold": z["cost_threshold"], "Acc benign": z["benign_accuracy"]}
+        paper = PAPER_COSTS.get(family, {}).get(e)
+        if paper:
+            row.update({"paper #adv": paper[0], "paper Acc adv": paper[1],
+                        "paper #benign": paper[2], "paper threshold": paper[3]})
+        rows.append(row)
+    tables[f"{family}_a2d_costs"] = {
+        "title": f"{family.upper()}: Z-score detectors, queries in detection mode and accuracy "
+                 "(A2D Table 3 analogue; paper's benign accuracy >= 89.7 % MNIST, 74.0 % "
+                 "CIFAR-10)", "rows": rows, "runs": runs}
+    return tables
 
 
 def load_sweep(folder: str | Path) -> dict:
@@ -37,12 +99,19 @@ def load_sweep(folder: str | Path) -> dict:
             "records": records, "command": config.get("command", "?")}
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise ToolkitError(f"cannot read {path}: {e}") from e
+
+
 def _family(dataset: str) -> str:
     return "cifar10" if dataset.startswith("cifar10") else "mnist"
 
 
 def _pct(v) -> str:
-    return "–" if v is None else f"{100 * v:.0f} %"
+    return "–" if v is None else f"{100 * v:.1f} %"
 
 
 def sweep_tables(runs: list[dict]) -> dict[str, dict]:
@@ -98,12 +167,15 @@ def sweep_tables(runs: list[dict]) -> dict[str, dict]:
 def _cell(key: str, v) -> str:
     if v is None:
         return "–"
-    if isinstance(v, float) and (key.startswith("ASR") or key.startswith("L2 ≤")
-                                 or key == "paper"):
+    if not isinstance(v, float):
+        return str(v)
+    if key == "kappa":
+        return f"{v:g}"
+    if key.startswith(("ASR", "L2 ≤")) or key == "paper" or "Acc" in key:
         return _pct(v)
-    if isinstance(v, float):
-        return f"{v:.2f}" if not key == "kappa" else f"{v:g}"
-    return str(v)
+    if "AUROC" in key or key.startswith("paper "):
+        return f"{v:.4f}"
+    return f"{v:.1f}" if key.startswith("#") else f"{v:.2f}"
 
 
 def write_table(out: Path, name: str, table: dict) -> list[Path]:
@@ -132,13 +204,21 @@ def write_table(out: Path, name: str, table: dict) -> list[Path]:
 def make_report(folders: list[str | Path], out: str | Path) -> list[Path]:
     """Every table the given run folders support, written into ``out``; returns the files."""
     out = Path(out)
-    sweeps = [load_sweep(f) for f in folders if (Path(f) / "summary.json").is_file()]
-    unknown = [str(f) for f in folders if not (Path(f) / "summary.json").is_file()]
+    sweeps, tables, unknown = [], {}, []
+    for f in map(Path, folders):
+        if (f / "summary.json").is_file():
+            sweeps.append(load_sweep(f))
+        elif (f / "a2d_eval.json").is_file() or f.name.endswith("a2d_eval.json"):
+            path = f / "a2d_eval.json" if f.is_dir() else f
+            tables.update(a2d_tables(_read_json(path), str(path)))
+        else:
+            unknown.append(str(f))
     if unknown:
-        raise ToolkitError("not a run folder this report understands (a finished sweep): "
-                           + ", ".join(unknown))
+        raise ToolkitError("not a run folder this report understands (a finished sweep, or an "
+                           "a2d evaluation): " + ", ".join(unknown))
+    tables.update(sweep_tables(sweeps))
     written = []
-    for name, table in sweep_tables(sweeps).items():
+    for name, table in tables.items():
         written += write_table(out, name, table)
     write_json(out / "report_index.json", {"files": [p.name for p in written],
                                            "runs": [str(f) for f in folders]})

@@ -43,8 +43,10 @@ def test_report_tables_from_sweep_folders(tmp_path, capsys):
     assert "`adaptive sweep --attack cw-full`" in kappa_md
     bound_md = (tmp_path / "rep/mnist_mnist-cnn_asr_vs_bound.md").read_text()
     # cw-full against a2d+magnet: image 0 detected, image 1 at L2 9.0 (over 8.4, under inf).
-    assert "| cw-full | a2d+magnet | 20 | 0 % | 0 % | 0 % | 0 % | 0 % | 50 % |" in bound_md
-    assert "| cw | none | 20 | 50 % | 50 % | 100 % | 100 % | 100 % | 100 % |" in bound_md
+    assert "| cw-full | a2d+magnet | 20 | 0.0 % | 0.0 % | 0.0 % | 0.0 % | 0.0 % | 50.0 % |" \
+        in bound_md
+    assert "| cw | none | 20 | 50.0 % | 50.0 % | 100.0 % | 100.0 % | 100.0 % | 100.0 % |" \
+        in bound_md
 
 
 def test_report_refuses_unknown_folders(tmp_path, capsys):
@@ -55,3 +57,15 @@ def test_report_refuses_unknown_folders(tmp_path, capsys):
     _fake_sweep(tmp_path / "b", "cw", [1.0])
     with pytest.raises(Exception, match="same attack"):
         make_report([tmp_path / "a", tmp_path / "b"], tmp_path / "rep")
+
+
+def test_report_a2d_tables_beside_the_paper(tmp_path):
+    from pathlib import Path
+
+    source = Path(__file__).resolve().parents[1] / "reports/a2d/mnist_a2d_eval.json"
+    make_report([source], tmp_path / "rep")
+    auroc = (tmp_path / "rep/mnist_a2d_auroc.md").read_text()
+    assert "| attack | AUROC bim_d | paper bim_d |" in auroc
+    assert "| cw | 0.9999 | 0.9870 |" in auroc  # ours, then the paper's Table 2 (Env2)
+    costs = (tmp_path / "rep/mnist_a2d_costs.md").read_text()
+    assert "| bim_d | 14.1 | 100.0 % | 158.8 | 162 | 89.0 % | 16 | 99.8 % | 148 | 122 |" in costs
