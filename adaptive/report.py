@@ -3,7 +3,8 @@
 Sweep folders (``summary.json``, ``records.jsonl``, ``config.json``) give the adaptive-attack
 tables: ASR against every defense by kappa and by L2 bound, one column per attack, beside the
 A2D paper's claims. A2D evaluations (``a2d_eval.json``) give the Table 2 (AUROC) and Table 3
-(detection cost) analogues beside the paper's numbers. Each table names the runs and the
+(detection cost) analogues, and sweeps run with ``--clever`` the Table 4 analogue (CLEVER,
+BIM_d cost and L2 by kappa), beside the paper's numbers. Each table names the runs and the
 commands that produced them.
 """
 
@@ -42,6 +43,37 @@ PAPER_COSTS = {  # engine: (#adv, Acc_adv, #benign, threshold); Acc_benign >= 89
     "cifar10": {"jsma_d": (6, 0.926, 33, 13), "bim_d": (14, 0.930, 65, 35),
                 "bim2_d": (29, 0.927, 129, 71), "dba_d": (252, 0.877, 744, 409)},
 }
+
+
+# The A2D paper's Table 4: kappa -> (CLEVER, BIM_d iterations, L2) of C&W examples.
+PAPER_KAPPA = {
+    "mnist": {0: (0.0, 1.01, 1.71), 2: (0.11, 10.36, 1.91), 4: (0.14, 20.28, 2.11),
+              6: (0.14, 31.29, 2.32), 8: (0.17, 42.59, 2.53)},
+    "cifar10": {0: (0.0, 1.37, 0.41), 2: (0.07, 8.53, 0.52), 4: (0.08, 17.29, 0.67),
+                6: (0.09, 24.47, 0.82), 8: (0.13, 34.4, 0.99)},
+}
+
+
+def kappa_table(run: dict) -> dict:
+    """Table 4 analogue: CLEVER, BIM_d cost and L2 of the attack's examples by kappa."""
+    family = _family(run["config"]["dataset"])
+    rows = []
+    for kappa in run["config"]["kappas"]:
+        hit = [r for r in run["rows"] if r["kappa"] == kappa]
+        if not hit:
+            continue
+        r = hit[0]  # these statistics do not depend on the defense
+        row = {"kappa": kappa, "CLEVER": r.get("mean_clever"), "BIM_d cost": r["mean_a2d_cost"],
+               "L2": r["mean_l2"]}
+        paper = PAPER_KAPPA.get(family, {}).get(kappa)
+        if paper:
+            row.update({"paper CLEVER": paper[0], "paper BIM_d cost": paper[1],
+                        "paper L2": paper[2]})
+        rows.append(row)
+    return {"title": f"{family.upper()} ({run['config']['model']}): robustness of "
+                     f"{run['config'].get('attack', 'cw')} examples vs kappa (A2D Table 4 "
+                     "analogue; means over the successful examples)", "rows": rows,
+            "runs": [(run["folder"], run["command"])]}
 
 
 def a2d_tables(result: dict, source: str) -> dict[str, dict]:
@@ -173,8 +205,10 @@ def _cell(key: str, v) -> str:
         return f"{v:g}"
     if key.startswith(("ASR", "L2 ≤")) or key == "paper" or "Acc" in key:
         return _pct(v)
-    if "AUROC" in key or key.startswith("paper "):
+    if "AUROC" in key or key.startswith("paper ") and key.endswith("_d"):  # AUROC columns
         return f"{v:.4f}"
+    if key.startswith("paper "):
+        return f"{v:.4g}"
     return f"{v:.1f}" if key.startswith("#") else f"{v:.2f}"
 
 
@@ -217,6 +251,11 @@ def make_report(folders: list[str | Path], out: str | Path) -> list[Path]:
         raise ToolkitError("not a run folder this report understands (a finished sweep, or an "
                            "a2d evaluation): " + ", ".join(unknown))
     tables.update(sweep_tables(sweeps))
+    for run in sweeps:
+        if run["config"].get("clever"):
+            cfg = run["config"]
+            tables[f"{_family(cfg['dataset'])}_{cfg['model']}_{cfg.get('attack', 'cw')}"
+                   "_robustness_vs_kappa"] = kappa_table(run)
     written = []
     for name, table in tables.items():
         written += write_table(out, name, table)

@@ -69,3 +69,20 @@ def test_report_a2d_tables_beside_the_paper(tmp_path):
     assert "| cw | 0.9999 | 0.9870 |" in auroc  # ours, then the paper's Table 2 (Env2)
     costs = (tmp_path / "rep/mnist_a2d_costs.md").read_text()
     assert "| bim_d | 14.1 | 100.0 % | 158.8 | 162 | 89.0 % | 16 | 99.8 % | 148 | 122 |" in costs
+
+
+def test_report_kappa_table_from_a_clever_sweep(tmp_path):
+    import json
+
+    _fake_sweep(tmp_path / "cw", "cw", [1.0, 3.0])
+    summary = json.loads((tmp_path / "cw/summary.json").read_text())
+    summary["config"]["clever"] = {"n_batches": 50, "n_samples": 64, "radius": 5.0}
+    for r in summary["rows"]:
+        r.update(mean_clever=0.01 * r["kappa"], mean_a2d_cost=2.0 * r["kappa"])
+    (tmp_path / "cw/summary.json").write_text(json.dumps(summary))
+    make_report([tmp_path / "cw"], tmp_path / "rep")
+    table = (tmp_path / "rep/mnist_mnist-cnn_cw_robustness_vs_kappa.md").read_text()
+    assert "| kappa | CLEVER | BIM_d cost | L2 | paper CLEVER | paper BIM_d cost | paper L2 |" \
+        in table
+    assert "| 0 | 0.00 | 0.00 | 2.00 | 0 | 1.01 | 1.71 |" in table
+    assert "| 20 | 0.20 | 40.00 | 2.00 | – | – | – |" in table
