@@ -87,4 +87,24 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-__all__ = ["sweep_figures"]
+__all__ = ["sweep_figures", "cost_boxplots"]
+
+
+def cost_boxplots(costs: dict[str, dict[str, "np.ndarray"]], path: Path, title: str) -> Path:
+    """A2D Figures 4-5 analogue: one panel per defense engine, a box of attack costs
+    (iterations) for benign inputs and for each attack's adversarial examples."""
+    import numpy as np
+
+    engines = list(costs)
+    fig, axes = plt.subplots(1, len(engines), figsize=(3.2 * len(engines), 3.2), squeeze=False)
+    for ax, engine in zip(axes[0], engines):
+        sources = list(costs[engine])
+        data = [np.asarray(costs[engine][s], dtype=float) for s in sources]
+        ax.boxplot(data, showfliers=False)
+        ax.set_xticks(range(1, len(sources) + 1), sources, rotation=45, ha="right")
+        ax.set_title(engine)
+        ax.set_ylabel("attack cost (iterations)")
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -114,6 +114,28 @@ def a2d_tables(result: dict, source: str) -> dict[str, dict]:
     return tables
 
 
+def a2d_cost_figure(result: dict, folder: Path, out: Path) -> Path:
+    """Box plots of the per-image attack costs an A2D evaluation cached (evaluation split)."""
+    import torch
+
+    from adaptive.figures import cost_boxplots
+
+    costs: dict = {}
+    for engine in result["engines"]:
+        for source in ["benign"] + list(result["attacks"]):
+            f = folder / "cache" / f"cost_{engine}_eval_{source}.pt"
+            if f.is_file():
+                part = torch.load(f, map_location="cpu", weights_only=True)
+                costs.setdefault(engine, {})[source] = part["costs"].numpy()
+    if not costs:
+        raise ToolkitError(f"{folder}/cache holds no per-image attack costs")
+    family = _family(result["dataset"])
+    out.mkdir(parents=True, exist_ok=True)
+    return cost_boxplots(costs, out / f"{family}_a2d_cost_boxplots.png",
+                         f"{family.upper()}: attack costs of benign vs adversarial inputs "
+                         f"(A2D Figures 4-5 analogue; n {result['n_evaluation']} each)")
+
+
 def load_sweep(folder: str | Path) -> dict:
     """A finished sweep run: its config, rows, records and command."""
     folder = Path(folder)
@@ -238,13 +260,16 @@ def write_table(out: Path, name: str, table: dict) -> list[Path]:
 def make_report(folders: list[str | Path], out: str | Path) -> list[Path]:
     """Every table the given run folders support, written into ``out``; returns the files."""
     out = Path(out)
-    sweeps, tables, unknown = [], {}, []
+    sweeps, tables, unknown, figures = [], {}, [], []
     for f in map(Path, folders):
         if (f / "summary.json").is_file():
             sweeps.append(load_sweep(f))
         elif (f / "a2d_eval.json").is_file() or f.name.endswith("a2d_eval.json"):
             path = f / "a2d_eval.json" if f.is_dir() else f
-            tables.update(a2d_tables(_read_json(path), str(path)))
+            result = _read_json(path)
+            tables.update(a2d_tables(result, str(path)))
+            if (path.parent / "cache").is_dir():
+                figures.append(a2d_cost_figure(result, path.parent, out))
         else:
             unknown.append(str(f))
     if unknown:
@@ -259,6 +284,7 @@ def make_report(folders: list[str | Path], out: str | Path) -> list[Path]:
     written = []
     for name, table in tables.items():
         written += write_table(out, name, table)
+    written += figures
     write_json(out / "report_index.json", {"files": [p.name for p in written],
                                            "runs": [str(f) for f in folders]})
     return written

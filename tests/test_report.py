@@ -86,3 +86,26 @@ def test_report_kappa_table_from_a_clever_sweep(tmp_path):
         in table
     assert "| 0 | 0.00 | 0.00 | 2.00 | 0 | 1.01 | 1.71 |" in table
     assert "| 20 | 0.20 | 40.00 | 2.00 | – | – | – |" in table
+
+
+def test_report_a2d_cost_boxplots_from_a_run_folder(tmp_path):
+    import torch
+
+    folder = tmp_path / "a2d"
+    (folder / "cache").mkdir(parents=True)
+    engines, attacks = ["bim_d"], ["fgsm", "cw"]
+    result = {"dataset": "mnist-bundled", "engines": engines, "attacks": attacks,
+              "n_evaluation": 4, "command": "adaptive a2d evaluate",
+              "auroc": {"bim_d": {"fgsm": 0.9, "cw": 1.0}},
+              "zscore": {"bim_d": {"detection_rate": {"fgsm": 0.8, "cw": 1.0},
+                                   "cost_threshold": 10, "benign_accuracy": 0.9}},
+              "costs": {"bim_d": {s: {"mean_queries_detection_mode": 5.0}
+                                  for s in ["benign"] + attacks}}}
+    (folder / "a2d_eval.json").write_text(json.dumps(result))
+    for s, c in (("benign", [20, 30, 25, 40]), ("fgsm", [3, 5, 2, 1]), ("cw", [0, 0, 1, 0])):
+        torch.save({"costs": torch.tensor(c), "queries": torch.tensor(c) + 2,
+                    "flipped": torch.ones(4, dtype=torch.bool)},
+                   folder / "cache" / f"cost_bim_d_eval_{s}.pt")
+    written = make_report([folder], tmp_path / "rep")
+    png = tmp_path / "rep/mnist_a2d_cost_boxplots.png"
+    assert png in written and png.stat().st_size > 10_000
