@@ -136,6 +136,52 @@ def a2d_cost_figure(result: dict, folder: Path, out: Path) -> Path:
                          f"(A2D Figures 4-5 analogue; n {result['n_evaluation']} each)")
 
 
+# The paper's Table 7 (MNIST): (parameter kind, value) -> (Acc benign, Acc adv).
+PAPER_PARAMETERS = {
+    ("K", 5): (0.988, 0.9373), ("K", 10): (0.986, 0.9465), ("K", 25): (0.986, 0.9545),
+    ("K", 50): (0.985, 0.962), ("K", 100): (0.979, 0.9685), ("K", 150): (0.977, 0.9715),
+    ("K", 200): (0.976, 0.9753),
+    ("ratio", "1:0.5"): (0.981, 0.9643), ("ratio", "1:0.8"): (0.979, 0.9658),
+    ("ratio", "1:1"): (0.979, 0.9685), ("ratio", "1:1.2"): (0.977, 0.9705),
+    ("ratio", "1:2"): (0.971, 0.9768),
+    ("h", -1.0): (0.875, 0.9918), ("h", -1.281552): (0.926, 0.987),
+    ("h", -1.644854): (0.963, 0.9763), ("h", -1.959964): (0.979, 0.9635),
+    ("h", -2.0): (0.98, 0.962),
+    ("k", 1): (0.972, 0.8835), ("k", 2): (0.926, 0.987), ("k", 3): (0.883, 0.994),
+    ("k", 4): (0.775, 0.9963),
+    ("classifier", "K-NN"): (0.979, 0.9685), ("classifier", "SVM"): (0.975, 0.9643),
+    ("classifier", "decision tree"): (0.994, 0.9078),
+    ("classifier", "random forest"): (0.994, 0.9068),
+}
+
+
+def a2d_parameter_table(result: dict, folder: Path) -> dict[str, dict]:
+    """Table 7 analogue from an A2D evaluation's cached costs (needs several engines)."""
+    from adaptive.a2d_parameters import load_costs, parameter_study
+
+    engines, attacks = list(result["engines"]), list(result["attacks"])
+    if len(engines) < 2:
+        return {}
+    costs = load_costs(folder, engines, ["benign"] + attacks)
+    rows = []
+    for r in parameter_study(costs, engines, attacks, result.get("knn_k", {}).get("END", 100)
+                             if isinstance(result.get("knn_k"), dict) else 100,
+                             result.get("h", -1.281552), result.get("k", 2)):
+        kind = {"K": "K", "ben": "ratio", "h ": "h", "k ": "k", "cla": "classifier"}
+        key = next(v for p, v in kind.items() if r["parameter"].startswith(p))
+        paper = PAPER_PARAMETERS.get((key, r["value"]))
+        family = _family(result["dataset"])
+        rows.append({"parameter": r["parameter"], "value": r["value"],
+                     "used": "yes" if r["default"] else "",
+                     "Acc benign": r["acc_benign"], "Acc adv": r["acc_adv"],
+                     "paper Acc benign": paper[0] if paper and family == "mnist" else None,
+                     "paper Acc adv": paper[1] if paper and family == "mnist" else None})
+    return {f"{_family(result['dataset'])}_a2d_parameters": {
+        "title": f"{_family(result['dataset']).upper()}: detector parameters (A2D Table 7 "
+                 "analogue; fitted on the calibration split, scored on the evaluation split)",
+        "rows": rows, "runs": [(str(folder), result.get("command", "?"))]}}
+
+
 def load_sweep(folder: str | Path) -> dict:
     """A finished sweep run: its config, rows, records and command."""
     folder = Path(folder)
@@ -223,7 +269,7 @@ def _cell(key: str, v) -> str:
         return "–"
     if not isinstance(v, float):
         return str(v)
-    if key == "kappa":
+    if key in ("kappa", "value"):
         return f"{v:g}"
     if key.startswith(("ASR", "L2 ≤")) or key == "paper" or "Acc" in key:
         return _pct(v)
@@ -270,6 +316,7 @@ def make_report(folders: list[str | Path], out: str | Path) -> list[Path]:
             tables.update(a2d_tables(result, str(path)))
             if (path.parent / "cache").is_dir():
                 figures.append(a2d_cost_figure(result, path.parent, out))
+                tables.update(a2d_parameter_table(result, path.parent))
         else:
             unknown.append(str(f))
     if unknown:

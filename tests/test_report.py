@@ -2,6 +2,8 @@ import json
 
 import pytest
 
+from core.errors import ToolkitError
+
 from adaptive.cli.main import main
 from adaptive.report import make_report
 
@@ -55,7 +57,7 @@ def test_report_refuses_unknown_folders(tmp_path, capsys):
     assert "not a run folder" in capsys.readouterr().err
     _fake_sweep(tmp_path / "a", "cw", [1.0])
     _fake_sweep(tmp_path / "b", "cw", [1.0])
-    with pytest.raises(Exception, match="same attack"):
+    with pytest.raises(ToolkitError, match="same attack"):
         make_report([tmp_path / "a", tmp_path / "b"], tmp_path / "rep")
 
 
@@ -109,3 +111,34 @@ def test_report_a2d_cost_boxplots_from_a_run_folder(tmp_path):
     written = make_report([folder], tmp_path / "rep")
     png = tmp_path / "rep/mnist_a2d_cost_boxplots.png"
     assert png in written and png.stat().st_size > 10_000
+
+
+def test_parameter_study_on_separable_costs(tmp_path):
+    import numpy as np
+    import torch
+
+    from adaptive.a2d_parameters import load_costs, parameter_study
+
+    rng = np.random.default_rng(0)
+    engines, attacks = ["bim_d", "jsma_d"], ["fgsm", "cw"]
+    (tmp_path / "cache").mkdir()
+    for split in ("cal", "eval"):
+        for source in ["benign"] + attacks:
+            for e in engines:
+                mean = 200 if source == "benign" else 10
+                c = np.maximum(rng.normal(mean, mean / 4, 120), 0).round()
+                torch.save({"costs": torch.tensor(c)},
+                           tmp_path / "cache" / f"cost_{e}_{split}_{source}.pt")
+    rows = parameter_study(load_costs(tmp_path, engines, ["benign"] + attacks), engines, attacks)
+    kinds = {r["parameter"].split(" (")[0] for r in rows}
+    assert kinds == {"K", "benign:adversarial", "h", "k", "classifier"}
+    assert sum(r["default"] for r in rows) == 5  # one default per parameter
+    for r in rows:
+        if r["parameter"].startswith(("K", "classifier")):
+            assert r["acc_benign"] > 0.95 and r["acc_adv"] > 0.95, r
+    h_rows = [r for r in rows if r["parameter"].startswith("h ")]
+    benign = [r["acc_benign"] for r in h_rows]  # h from -1 to -2: fewer false positives
+    assert benign == sorted(benign) and benign[0] < benign[-1]
+    (tmp_path / "cache" / "cost_jsma_d_eval_cw.pt").unlink()
+    with pytest.raises(ToolkitError, match="is missing"):
+        load_costs(tmp_path, engines, ["benign"] + attacks)
