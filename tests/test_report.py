@@ -2,10 +2,9 @@ import json
 
 import pytest
 
-from core.errors import ToolkitError
-
 from adaptive.cli.main import main
 from adaptive.report import make_report
+from core.errors import ToolkitError
 
 
 def _fake_sweep(folder, attack, success_l2):
