@@ -20,6 +20,23 @@ def test_bundled_mnist_classifier_reaches_99_percent(data_root):
     assert meta["training"]["command"].startswith("adaptive train classifier --dataset mnist")
 
 
+@pytest.mark.parametrize("name", ["cifar-cnn", "cifar-cnn-at"])
+def test_bundled_cifar_classifiers_on_the_genuine_subset(data_root, name):
+    """The genuine-pixel accuracy in reports/zoo is reproducible (1,017 test images)."""
+    from pathlib import Path
+
+    if name not in zoo.zoo_names():
+        pytest.skip(f"{name} is not bundled yet")
+    report = Path(__file__).resolve().parents[1] / f"reports/zoo/{name}-clean-genuine.json"
+    recorded = json.loads(report.read_text())
+    model, meta = zoo.load_model(name)
+    assert recorded["model_sha256"] == meta["sha256"]
+    test = load_dataset("cifar10-genuine", "test", data_root)
+    acc = accuracy(model, test.x(), test.labels)
+    assert abs(acc - recorded["accuracy"]) < 1e-6
+    assert acc >= (0.80 if name == "cifar-cnn" else 0.65)
+
+
 def test_zoo_add_and_record(tmp_path, monkeypatch):
     monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path / "weights")
     model = build_model("tiny-cnn")
