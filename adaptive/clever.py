@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from scipy import stats
 from torch import nn
+from tqdm.auto import tqdm
 
 from core.attacks.lp import random_in_ball
 from core.errors import ToolkitError
@@ -199,7 +200,8 @@ def _dual(grad: torch.Tensor, norm: str) -> torch.Tensor:
 def clever(model: nn.Module, x: torch.Tensor, *, norm: str = "l2", target: str = "untargeted",
            radius: float = 5.0, n_batches: int = 500, n_samples: int = 1024,
            labels: torch.Tensor | None = None, seed: int = 0, chunk_points: int = 4096,
-           min_pvalue: float = 0.05, fit: str = "batched") -> list[CleverScore]:
+           min_pvalue: float = 0.05, fit: str = "batched",
+           progress: bool = False) -> list[CleverScore]:
     """CLEVER scores of the images ``x`` (float NCHW in [0, 1])."""
     if norm in ("2", "l2"):
         norm = "l2"
@@ -218,13 +220,13 @@ def clever(model: nn.Module, x: torch.Tensor, *, norm: str = "l2", target: str =
     model.eval()
     try:
         return _clever(model, x, norm, target, radius, n_batches, n_samples, labels, seed,
-                       chunk_points, min_pvalue, fit)
+                       chunk_points, min_pvalue, fit, progress)
     finally:
         model.train(was_training)
 
 
 def _clever(model, x, norm, target, radius, n_batches, n_samples, labels, seed, chunk_points,
-            min_pvalue, fit) -> list[CleverScore]:
+            min_pvalue, fit, progress) -> list[CleverScore]:
     device = next(model.parameters()).device
     x = x.to(device)
     with torch.no_grad():
@@ -247,7 +249,8 @@ def _clever(model, x, norm, target, radius, n_batches, n_samples, labels, seed, 
     bad_grad = torch.zeros(n, dtype=torch.bool)
     flip_bound = torch.full((n,), math.inf, dtype=torch.float64)
     per_chunk = max(1, chunk_points // n_samples)  # images per forward pass
-    for b in range(n_batches):
+    for b in tqdm(range(n_batches), desc=f"CLEVER ({n} images)", unit="batch", leave=False,
+                  disable=not progress):
         for s in range(0, n, per_chunk):
             xs = x[s:s + per_chunk]
             m = len(xs)

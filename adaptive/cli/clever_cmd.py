@@ -11,7 +11,7 @@ import numpy as np
 
 from adaptive.attacks.cw import CarliniWagnerL2
 from adaptive.clever import PRESETS, TARGETS, clever
-from adaptive.cli.common import (add_data_root, add_device, add_seed, dataset_for_model, number,
+from adaptive.cli.common import (add_data_root, add_device, add_progress, add_seed, dataset_for_model, number,
                                  positive_int)
 from core.checkpoint import write_json
 from core.data import load_dataset
@@ -44,6 +44,7 @@ def register(sub) -> None:
     add_seed(p)
     add_device(p)
     add_data_root(p)
+    add_progress(p)
     p.set_defaults(run=run)
 
 
@@ -71,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         sets["cw"] = (r.adversarial[r.success], idx[r.success])
     images, medians = [], {}
     for kind, (xs, src) in sets.items():
-        scores = clever(model, xs.to(device), labels=None, **settings)
+        scores = clever(model, xs.to(device), labels=None, progress=not args.no_progress,
+                        **settings)
         medians[kind] = float(np.median([s.score for s in scores])) if scores else None
         images += [{"index": int(i), "kind": kind, **asdict(s)} for i, s in zip(src, scores)]
     summary = {f"median_{k}": v for k, v in medians.items()}

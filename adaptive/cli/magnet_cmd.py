@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from adaptive.cli.common import add_data_root, add_device, add_seed, number, positive_int
+from adaptive.cli.common import (add_data_root, add_device, add_progress, add_seed, number,
+                                 positive_int)
 from adaptive.magnet_eval import evaluate_magnet
 from core.checkpoint import write_json
 from core.data import load_dataset
@@ -39,6 +40,7 @@ def register(sub) -> None:
     add_seed(e)
     add_device(e)
     add_data_root(e)
+    add_progress(e)  # accepted for uniformity; the evaluation prints its steps
     e.set_defaults(run=run_evaluate)
 
 
