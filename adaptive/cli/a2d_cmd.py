@@ -7,8 +7,7 @@ from pathlib import Path
 
 from adaptive.a2d_eval import RESULT_FILE, A2DEvalConfig, run_a2d_evaluation
 from adaptive.adversarial_sets import ATTACKS
-from adaptive.cli.common import (add_data_root, add_device, add_progress, add_seed,
-                                 dataset_for_model, positive_int)
+from adaptive.cli.common import add_run_options, dataset_for_model, positive_int
 from core.data import load_dataset
 from core.errors import ToolkitError
 from core.runtime import resolve_device
@@ -55,10 +54,7 @@ def register(sub) -> None:
     e.add_argument("--knn-k", type=positive_int, default=100, help="K of the K-NN detectors")
     e.add_argument("--out", help="output folder (default: runs/a2d-eval-MODEL)")
     e.add_argument("--resume", action="store_true", help="continue the run in --out")
-    add_seed(e)
-    add_device(e)
-    add_data_root(e)
-    add_progress(e)
+    add_run_options(e)
     e.set_defaults(run=run_evaluate)
 
 

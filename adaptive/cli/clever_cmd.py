@@ -11,8 +11,7 @@ import numpy as np
 
 from adaptive.attacks.cw import CarliniWagnerL2
 from adaptive.clever import PRESETS, TARGETS, clever
-from adaptive.cli.common import (add_data_root, add_device, add_progress, add_seed, dataset_for_model, number,
-                                 positive_int)
+from adaptive.cli.common import add_run_options, dataset_for_model, number, positive_int
 from core.checkpoint import write_json
 from core.data import load_dataset
 from core.evaluation import correct_subsets
@@ -41,10 +40,7 @@ def register(sub) -> None:
     p.add_argument("--compare", choices=("none", "cw"), default="cw",
                    help="also score C&W kappa=0 examples of the same images (default cw)")
     p.add_argument("--out", default="runs/clever", help="output folder")
-    add_seed(p)
-    add_device(p)
-    add_data_root(p)
-    add_progress(p)
+    add_run_options(p)
     p.set_defaults(run=run)
 
 

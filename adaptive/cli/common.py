@@ -28,6 +28,15 @@ def add_progress(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """The options every long-running command shares: --seed, --device, --data-root,
+    --no-progress."""
+    add_seed(p)
+    add_device(p)
+    add_data_root(p)
+    add_progress(p)
+
+
 def number(text: str) -> float:
     """A float that may be written as a fraction, e.g. 8/255."""
     try:

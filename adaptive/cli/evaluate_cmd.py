@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from adaptive.cli.common import (add_data_root, add_device, add_progress, add_seed,
-                                 dataset_for_model, number, positive_int)
+from adaptive.cli.common import (add_data_root, add_device, add_run_options, dataset_for_model,
+                                 number, positive_int)
 from core.checkpoint import write_json
 from core.data import load_dataset
 from core.errors import ToolkitError
@@ -56,10 +56,7 @@ def register(sub) -> None:
     r.add_argument("--out", help="write the result as JSON to this file")
     r.add_argument("--record", action="store_true",
                    help="store the robust accuracy in the zoo entry's metadata (developers)")
-    add_seed(r)
-    add_device(r)
-    add_data_root(r)
-    add_progress(r)
+    add_run_options(r)
     r.set_defaults(run=run_robust)
 
 

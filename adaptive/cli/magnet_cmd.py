@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from adaptive.cli.common import (add_data_root, add_device, add_progress, add_seed, number,
-                                 positive_int)
+from adaptive.cli.common import add_run_options, number, positive_int
 from adaptive.magnet_eval import evaluate_magnet
 from core.checkpoint import write_json
 from core.data import load_dataset
@@ -37,10 +36,7 @@ def register(sub) -> None:
                    help="C&W binary-search steps (default 5)")
     e.add_argument("--cw-lr", type=number, default=0.05, help="C&W Adam step size (default 0.05)")
     e.add_argument("--out", default="runs/magnet-eval", help="output folder")
-    add_seed(e)
-    add_device(e)
-    add_data_root(e)
-    add_progress(e)  # accepted for uniformity; the evaluation prints its steps
+    add_run_options(e)
     e.set_defaults(run=run_evaluate)
 
 

@@ -6,8 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from adaptive.cli.common import (add_data_root, add_device, add_progress, add_seed,
-                                 dataset_for_model, number, positive_int)
+from adaptive.cli.common import add_run_options, dataset_for_model, number, positive_int
 from adaptive.compositions import parse_defenses
 from adaptive.defense import Defense, load_factory
 from adaptive.sweep import SweepConfig, parse_kappas, run_sweep
@@ -74,10 +73,7 @@ def register(sub) -> None:
                         "benign cost threshold (default 2)")
     p.add_argument("--out", help="output folder (default: a new runs/sweep-TIME)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    add_seed(p)
-    add_device(p)
-    add_data_root(p)
-    add_progress(p)
+    add_run_options(p)
     p.set_defaults(run=run)
 
 

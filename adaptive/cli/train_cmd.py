@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from adaptive.cli.common import (add_data_root, add_device, add_progress, add_seed, number,
-                                 positive_int)
+from adaptive.cli.common import add_run_options, number, positive_int
 from core.data import dataset_family, load_dataset
 from core.errors import ToolkitError
 from core.models import ARCHITECTURES, DEFAULT_ARCH
@@ -62,10 +61,7 @@ def register(sub) -> None:
                         "epoch (default 1000)")
     c.add_argument("--out", help="output folder (default: runs/train-DATASET-ARCH)")
     c.add_argument("--resume", action="store_true", help="continue the run in --out")
-    add_seed(c)
-    add_device(c)
-    add_data_root(c)
-    add_progress(c)
+    add_run_options(c)
     c.set_defaults(run=run_classifier)
 
     m = what.add_parser(
@@ -80,10 +76,7 @@ def register(sub) -> None:
     m.add_argument("--epochs", type=positive_int, help="epochs per autoencoder (default 20)")
     m.add_argument("--out", help="output folder (default: runs/train-magnet-DATASET)")
     m.add_argument("--resume", action="store_true", help="continue the run in --out")
-    add_seed(m)
-    add_device(m)
-    add_data_root(m)
-    add_progress(m)
+    add_run_options(m)
     m.set_defaults(run=run_magnet)
 
 
