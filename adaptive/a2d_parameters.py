@@ -65,42 +65,43 @@ def _accuracies(predict, costs: dict, attacks: list[str]) -> tuple[float, float]
 
 def parameter_study(costs: dict, engines: list[str], attacks: list[str],
                     knn_k: int = 100, h: float = -1.281552, k: int = 2) -> list[dict]:
-    """Rows ``{"parameter", "value", "acc_benign", "acc_adv", "default"}``."""
+    """Rows ``{"kind", "parameter", "value", "acc_benign", "acc_adv", "default"}``; kind is
+    one of K, ratio, h, k, classifier."""
     cal, ev = costs["cal"], costs["eval"]
     n_benign = len(cal["benign"])
     rows = []
 
-    def classifier_row(parameter, value, clf, ratio=1.0, default=False):
+    def classifier_row(kind, parameter, value, clf, ratio=1.0, default=False):
         adv = _mixture(cal, attacks, int(round(ratio * n_benign)))
         x = np.concatenate([cal["benign"], adv])
         y = np.r_[np.zeros(n_benign), np.ones(len(adv))]
         clf.fit(x, y)
         b, a = _accuracies(lambda c: clf.predict(c) > 0.5, ev, attacks)
-        rows.append({"parameter": parameter, "value": value, "acc_benign": b, "acc_adv": a,
-                     "default": default})
+        rows.append({"kind": kind, "parameter": parameter, "value": value, "acc_benign": b,
+                     "acc_adv": a, "default": default})
 
     for kk in K_VALUES:
         if kk <= 2 * n_benign:
-            classifier_row("K (K-NN END)", kk, KNeighborsClassifier(kk), default=kk == knn_k)
+            classifier_row("K", "K (K-NN END)", kk, KNeighborsClassifier(kk), default=kk == knn_k)
     for r in RATIOS:
-        classifier_row("benign:adversarial (K-NN END)", f"1:{r:g}",
+        classifier_row("ratio", "benign:adversarial (K-NN END)", f"1:{r:g}",
                        KNeighborsClassifier(min(knn_k, n_benign)), ratio=r, default=r == 1.0)
     for hh in H_VALUES:
         ens = ZScoreEnsemble(engines, min(k, len(engines)), hh).fit(
             {e: cal["benign"][:, i] for i, e in enumerate(engines)})
         b, a = _accuracies(lambda c: ens.predict({e: c[:, i] for i, e in enumerate(engines)}),
                            ev, attacks)
-        rows.append({"parameter": f"h (Z-score END, k={k})", "value": hh, "acc_benign": b,
+        rows.append({"kind": "h", "parameter": f"h (Z-score END, k={k})", "value": hh, "acc_benign": b,
                      "acc_adv": a, "default": hh == h})
     for kk in range(1, len(engines) + 1):
         ens = ZScoreEnsemble(engines, kk, h).fit(
             {e: cal["benign"][:, i] for i, e in enumerate(engines)})
         b, a = _accuracies(lambda c: ens.predict({e: c[:, i] for i, e in enumerate(engines)}),
                            ev, attacks)
-        rows.append({"parameter": f"k (Z-score END, h={h:g})", "value": kk, "acc_benign": b,
+        rows.append({"kind": "k", "parameter": f"k (Z-score END, h={h:g})", "value": kk, "acc_benign": b,
                      "acc_adv": a, "default": kk == k})
     for name, clf in (("K-NN", KNeighborsClassifier(min(knn_k, n_benign))), ("SVM", SVC()),
                       ("decision tree", DecisionTreeClassifier(random_state=0)),
                       ("random forest", RandomForestClassifier(random_state=0))):
-        classifier_row("classifier (END costs)", name, clf, default=name == "K-NN")
+        classifier_row("classifier", "classifier (END costs)", name, clf, default=name == "K-NN")
     return rows

@@ -164,12 +164,10 @@ def a2d_parameter_table(result: dict, folder: Path) -> dict[str, dict]:
         return {}
     costs = load_costs(folder, engines, ["benign"] + attacks)
     rows = []
-    for r in parameter_study(costs, engines, attacks, result.get("knn_k", {}).get("END", 100)
-                             if isinstance(result.get("knn_k"), dict) else 100,
-                             result.get("h", -1.281552), result.get("k", 2)):
-        kind = {"K": "K", "ben": "ratio", "h ": "h", "k ": "k", "cla": "classifier"}
-        key = next(v for p, v in kind.items() if r["parameter"].startswith(p))
-        paper = PAPER_PARAMETERS.get((key, r["value"]))
+    knn_k = (result.get("knn_k") or {}).get("END", 100)
+    for r in parameter_study(costs, engines, attacks, knn_k, result.get("h", -1.281552),
+                             result.get("k", 2)):
+        paper = PAPER_PARAMETERS.get((r["kind"], r["value"]))
         family = _family(result["dataset"])
         rows.append({"parameter": r["parameter"], "value": r["value"],
                      "used": "yes" if r["default"] else "",

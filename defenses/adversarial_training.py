@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from core.attacks.lp import check_norm
+from core.attacks.lp import check_budget
 from core.attacks.pgd import pgd
 from core.errors import ToolkitError
 from core.evaluation import robust_correct
@@ -45,12 +45,7 @@ class AdversarialConfig:
         if self.method not in METHODS:
             raise ToolkitError(f"unknown adversarial training method {self.method!r}; "
                                f"choose one of {', '.join(METHODS)}")
-        check_norm(self.norm)
-        if not (self.eps > 0):
-            raise ToolkitError(f"--eps must be positive, got {self.eps}")
-        if self.norm == "linf" and self.eps > 1:
-            raise ToolkitError(f"--eps {self.eps} exceeds the [0, 1] pixel range; scales are "
-                               "in [0, 1] (write 8/255, not 8)")
+        check_budget(self.eps, self.norm)
         if self.steps < 1:
             raise ToolkitError("--steps must be at least 1")
         if self.method == "fgsm-rs" and self.steps != 1:

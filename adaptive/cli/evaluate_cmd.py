@@ -98,11 +98,9 @@ def threat_text(norm: str, eps: float) -> str:
 def run_robust(args: argparse.Namespace) -> int:
     import time
 
-    if not args.eps > 0:
-        raise ToolkitError(f"--eps must be positive, got {args.eps}")
-    if args.norm == "linf" and args.eps > 1:
-        raise ToolkitError(f"--eps {args.eps} exceeds the [0, 1] pixel range; scales are in "
-                           "[0, 1] (write 8/255, not 8)")
+    from core.attacks.lp import check_budget
+
+    check_budget(args.eps, args.norm)
     device, model, meta, name, data = _model_and_data(args)
     step_size = args.step_size if args.step_size is not None else args.eps / 4
     x, y = data.x(), data.labels

@@ -23,6 +23,17 @@ def _per_sample(v, x: torch.Tensor) -> torch.Tensor:
     return v.view(-1, *([1] * (x.ndim - 1))) if v.ndim else v
 
 
+def check_budget(eps: float, norm: str) -> float:
+    """A perturbation budget in the [0, 1] pixel range (IBM ART's 0-255 habit is refused)."""
+    check_norm(norm)
+    if not eps > 0:
+        raise ToolkitError(f"--eps must be positive, got {eps}")
+    if norm == "linf" and eps > 1:
+        raise ToolkitError(f"--eps {eps} exceeds the [0, 1] pixel range; scales are in [0, 1] "
+                           "(write 8/255, not 8)")
+    return eps
+
+
 def lp_norm(delta: torch.Tensor, norm: str) -> torch.Tensor:
     """Per-sample norm of a batch of perturbations."""
     flat = delta.flatten(1)
