@@ -203,14 +203,35 @@ def clever(model: nn.Module, x: torch.Tensor, *, norm: str = "l2", target: str =
            min_pvalue: float = 0.05, fit: str = "batched",
            progress: bool = False) -> list[CleverScore]:
     """CLEVER scores of the images ``x`` (float NCHW in [0, 1])."""
+    return clever_targets(model, x, targets=(target,), norm=norm, radius=radius,
+                          n_batches=n_batches, n_samples=n_samples, labels=labels, seed=seed,
+                          chunk_points=chunk_points, min_pvalue=min_pvalue, fit=fit,
+                          progress=progress)[target]
+
+
+def clever_targets(model: nn.Module, x: torch.Tensor, *, targets=TARGETS, norm: str = "l2",
+                   radius: float = 5.0, n_batches: int = 500, n_samples: int = 1024,
+                   labels: torch.Tensor | None = None, seed: int = 0, chunk_points: int = 4096,
+                   min_pvalue: float = 0.05, fit: str = "batched",
+                   progress: bool = False) -> dict[str, list[CleverScore]]:
+    """CLEVER scores of ``x`` for several target kinds at once: ``{target: [score per image]}``.
+
+    The kinds share their sampled points and gradients (top-2, top-5 and the least likely class
+    are among the classes the untargeted score minimises over), so all four cost what the
+    untargeted one does alone, and each equals what ``clever(..., target=t)`` returns."""
     if norm in ("2", "l2"):
         norm = "l2"
     elif norm in ("inf", "linf"):
         norm = "linf"
     else:
         raise ToolkitError(f"CLEVER norm must be 2 or inf, got {norm!r}")
-    if target not in TARGETS:
-        raise ToolkitError(f"unknown CLEVER target {target!r}; choose from {', '.join(TARGETS)}")
+    targets = tuple(dict.fromkeys(targets))
+    for target in targets:
+        if target not in TARGETS:
+            raise ToolkitError(f"unknown CLEVER target {target!r}; choose from "
+                               f"{', '.join(TARGETS)}")
+    if not targets:
+        raise ToolkitError("CLEVER needs at least one target kind")
     if fit not in ("batched", "scipy"):
         raise ToolkitError(f"unknown CLEVER fit {fit!r}; choose batched or scipy")
     if radius <= 0 or n_batches < 2 or n_samples < 1:
@@ -219,14 +240,14 @@ def clever(model: nn.Module, x: torch.Tensor, *, norm: str = "l2", target: str =
     was_training = model.training
     model.eval()
     try:
-        return _clever(model, x, norm, target, radius, n_batches, n_samples, labels, seed,
+        return _clever(model, x, norm, targets, radius, n_batches, n_samples, labels, seed,
                        chunk_points, min_pvalue, fit, progress)
     finally:
         model.train(was_training)
 
 
-def _clever(model, x, norm, target, radius, n_batches, n_samples, labels, seed, chunk_points,
-            min_pvalue, fit, progress) -> list[CleverScore]:
+def _clever(model, x, norm, targets, radius, n_batches, n_samples, labels, seed, chunk_points,
+            min_pvalue, fit, progress) -> dict[str, list[CleverScore]]:
     device = next(model.parameters()).device
     x = x.to(device)
     with torch.no_grad():
@@ -234,14 +255,17 @@ def _clever(model, x, norm, target, radius, n_batches, n_samples, labels, seed, 
     n, k = logits0.shape
     pred = logits0.argmax(1)
     order = logits0.argsort(1, descending=True)
-    candidates = []  # the target classes of every image, as many per image
-    for i in range(n):
-        c = int(pred[i])
+    # The classes each target kind scores against, per image; ``candidates`` is their union
+    # (as many per image), the rows whose gradients are sampled.
+    kinds: dict[str, list[list[int]]] = {}
+    for target in targets:
         if target == "untargeted":
-            candidates.append([j for j in range(k) if j != c])
+            kinds[target] = [[j for j in range(k) if j != int(pred[i])] for i in range(n)]
         else:
             rank = {"top2": 1, "top5": min(4, k - 1), "llc": k - 1}[target]
-            candidates.append([int(order[i, rank])])
+            kinds[target] = [[int(order[i, rank])] for i in range(n)]
+    candidates = [list(dict.fromkeys(j for t in targets for j in kinds[t][i]))
+                  for i in range(n)]
     cand = torch.tensor(candidates, device=device)  # n, slots
     slots = cand.shape[1]
     gens = [image_generator(seed, i) for i in range(n)]
@@ -259,11 +283,11 @@ def _clever(model, x, norm, target, radius, n_batches, n_samples, labels, seed, 
             logits = model(pts)
             c = pred[s:s + m].repeat_interleave(n_samples)
             z_c = logits.gather(1, c[:, None])[:, 0]
-            targets = cand[s:s + m].repeat_interleave(n_samples, 0)  # points, slots
+            per_point = cand[s:s + m].repeat_interleave(n_samples, 0)  # points, slots
             # One forward pass for every target; one backward pass per target slot (on a CPU
             # a loop of backward passes beats a vmapped one, is_grads_batched, by ~1.5x).
             for q in range(slots):
-                margin = z_c - logits.gather(1, targets[:, q:q + 1])[:, 0]
+                margin = z_c - logits.gather(1, per_point[:, q:q + 1])[:, 0]
                 (grad,) = torch.autograd.grad(margin.sum(), pts, retain_graph=q < slots - 1)
                 dual = _dual(grad, norm).view(m, n_samples)
                 bad_grad[s:s + m] |= (~torch.isfinite(dual)).any(1).cpu()
@@ -281,30 +305,32 @@ def _clever(model, x, norm, target, radius, n_batches, n_samples, labels, seed, 
     else:  # one scipy fit per (image, target): the slower reference
         fits = [fit_lipschitz(row.numpy(), min_pvalue)
                 for row in maxima.reshape(n * slots, -1)]
-    out = []
+    out: dict[str, list[CleverScore]] = {t: [] for t in targets}
     for i in range(n):
         c = int(pred[i])
-        best = None
-        for q, j in enumerate(candidates[i]):
-            margin = float(logits0[i, c] - logits0[i, j])
-            lip, how, params = fits[i * slots + q]
-            lip = float(lip)
-            score = min(margin / lip, radius) if lip > 0 else radius
-            if best is None or score < best.score:
-                best = CleverScore(score=max(score, 0.0), target=j, margin=margin, lipschitz=lip,
-                                   fit=how, weibull=params)
-        flags = []
-        if bool(bad_grad[i]):
-            flags.append("nan_or_inf_gradient")
-        if best.lipschitz == 0:
-            flags.append("zero_gradient")
-        if best.margin <= 0:
-            flags.append("already_flipped")
-        if labels is not None and int(labels[i]) != c:
-            flags.append("misclassified")
-        best.flip_distance_bound = float(flip_bound[i])
-        if best.score > best.flip_distance_bound:
-            flags.append("score_above_flip_distance")
-        best.flags = flags
-        out.append(best)
+        slot = {j: q for q, j in enumerate(candidates[i])}
+        for target in targets:
+            best = None
+            for j in kinds[target][i]:
+                margin = float(logits0[i, c] - logits0[i, j])
+                lip, how, params = fits[i * slots + slot[j]]
+                lip = float(lip)
+                score = min(margin / lip, radius) if lip > 0 else radius
+                if best is None or score < best.score:
+                    best = CleverScore(score=max(score, 0.0), target=j, margin=margin,
+                                       lipschitz=lip, fit=how, weibull=dict(params))
+            flags = []
+            if bool(bad_grad[i]):
+                flags.append("nan_or_inf_gradient")
+            if best.lipschitz == 0:
+                flags.append("zero_gradient")
+            if best.margin <= 0:
+                flags.append("already_flipped")
+            if labels is not None and int(labels[i]) != c:
+                flags.append("misclassified")
+            best.flip_distance_bound = float(flip_bound[i])
+            if best.score > best.flip_distance_bound:
+                flags.append("score_above_flip_distance")
+            best.flags = flags
+            out[target].append(best)
     return out

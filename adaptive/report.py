@@ -180,6 +180,60 @@ def a2d_parameter_table(result: dict, folder: Path) -> dict[str, dict]:
         "rows": rows, "runs": [(str(folder), result.get("command", "?"))]}}
 
 
+def sweep_report_figures(sweeps: list[dict], pair_runs: list[dict], out: Path,
+                         data_root: str | None, log=print) -> list[Path]:
+    """Figures 7a/7b, ASR vs bound, Figure 8 (per run), Figure 9 (across the runs of one data
+    set at kappa 0) and Figures 11-13 (``--pairs`` runs)."""
+    from adaptive import report_figures as rf
+    from core.data import load_dataset
+
+    written: list[Path] = []
+    groups: dict[tuple, list[dict]] = {}
+    for run in sweeps:
+        cfg = run["config"]
+        groups.setdefault((_family(cfg["dataset"]), cfg["model"]), []).append(run)
+    out.mkdir(parents=True, exist_ok=True)
+    for (family, model), group in sorted(groups.items()):
+        written.append(rf.asr_figure(group, out / f"{family}_{model}_asr_vs_kappa.png",
+                                     PAPER_ASR))
+        written.append(rf.bound_figure(group, out / f"{family}_{model}_asr_vs_bound.png"))
+    datasets: dict[str, object] = {}
+
+    def data_of(run):
+        name = run["config"]["dataset"]
+        if name not in datasets:
+            try:
+                datasets[name] = load_dataset(name, "test", data_root)
+            except ToolkitError as e:
+                log(f"skipping the image figures of {run['folder']}: {e}")
+                datasets[name] = None
+        return datasets[name]
+
+    for run in sweeps:
+        cfg, data = run["config"], data_of(run)
+        if data is not None:
+            name = f"{_family(cfg['dataset'])}_{cfg['model']}_{cfg.get('attack', 'cw')}"
+            written.append(rf.kappa_examples_figure(run, data, out / f"{name}_examples.png"))
+    by_family: dict[str, list[dict]] = {}
+    for run in sweeps:
+        by_family.setdefault(_family(run["config"]["dataset"]), []).append(run)
+    for family, group in by_family.items():
+        kappas = set.intersection(*[set(r["config"]["kappas"]) for r in group])
+        data = data_of(group[0])
+        if len(group) > 1 and kappas and data is not None:
+            written.append(rf.across_runs_figure(group, data, min(kappas),
+                                                 out / f"{family}_examples_across_runs.png"))
+    for run in pair_runs:
+        cfg, data = run["config"], data_of(run)
+        if data is None:
+            continue
+        for kappa in cfg["kappas"]:
+            name = (f"{_family(cfg['dataset'])}_{cfg['model']}_{cfg.get('attack', 'cw')}"
+                    f"_pairs_k{kappa:g}.png")
+            written.append(rf.pair_grid_figure(run, data, kappa, out / name))
+    return [p for p in written if p is not None]
+
+
 def load_sweep(folder: str | Path) -> dict:
     """A finished sweep run: its config, rows, records and command."""
     folder = Path(folder)
@@ -301,8 +355,11 @@ def write_table(out: Path, name: str, table: dict) -> list[Path]:
     return [md, cs]
 
 
-def make_report(folders: list[str | Path], out: str | Path) -> list[Path]:
-    """Every table the given run folders support, written into ``out``; returns the files."""
+def make_report(folders: list[str | Path], out: str | Path, data_root: str | None = None,
+                log=print) -> list[Path]:
+    """Every table and figure the given run folders support, written into ``out``; returns the
+    files. Image figures read the runs' test images (``data_root``); if the data set cannot be
+    loaded they are skipped with a message."""
     out = Path(out)
     sweeps, tables, unknown, figures = [], {}, [], []
     for f in map(Path, folders):
@@ -315,12 +372,27 @@ def make_report(folders: list[str | Path], out: str | Path) -> list[Path]:
             if (path.parent / "cache").is_dir():
                 figures.append(a2d_cost_figure(result, path.parent, out))
                 tables.update(a2d_parameter_table(result, path.parent))
+        elif (f / "clever.json").is_file() or (f / "costs.json").is_file():
+            from adaptive.robustness_report import clever_table, cost_figures
+
+            for kind in ("clever", "costs"):
+                path = f / f"{kind}.json"
+                if not path.is_file():
+                    continue
+                result = _read_json(path)
+                if kind == "clever":
+                    tables.update([clever_table(result, str(path))])
+                if kind == "costs" or any(im.get("cost") for im in result["images"]):
+                    figures += cost_figures(result, out, str(path))
         else:
             unknown.append(str(f))
     if unknown:
-        raise ToolkitError("not a run folder this report understands (a finished sweep, or an "
-                           "a2d evaluation): " + ", ".join(unknown))
+        raise ToolkitError("not a run folder this report understands (a finished sweep, an "
+                           "a2d evaluation, a clever or a costs run): " + ", ".join(unknown))
+    pair_runs = [r for r in sweeps if r["config"].get("pairs")]
+    sweeps = [r for r in sweeps if not r["config"].get("pairs")]
     tables.update(sweep_tables(sweeps))
+    figures += sweep_report_figures(sweeps, pair_runs, out, data_root, log)
     for run in sweeps:
         if run["config"].get("clever"):
             cfg = run["config"]

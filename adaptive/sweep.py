@@ -71,6 +71,9 @@ class SweepConfig:
     # BIM_d cost), cw-full (both, against whatever the run defends with).
     attack: str = "cw"
     a2d_factor: float = 2.0
+    # Every label pair (A2D Figures 11-13): one attacked image per class (the first of each
+    # class among the n chosen), attacked towards each other class; implies targeted.
+    pairs: bool = False
 
 
 def parse_kappas(text: str) -> list[float]:
@@ -97,6 +100,26 @@ def choose_images(model: nn.Module, data: ImageSet, n: int, n_cal: int, seed: in
     """Correctly classified images: ``n`` to attack and ``n_cal`` disjoint ones to calibrate."""
     attacked, cal = correct_subsets(model, data, [n, n_cal], seed, device)
     return attacked, cal
+
+
+def label_pairs(chosen: torch.Tensor, labels: torch.Tensor,
+                n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(image index, target class) for every ordered label pair: the first image of each class
+    among ``chosen``, repeated once per other class."""
+    firsts = {}
+    for i in chosen.tolist():
+        firsts.setdefault(int(labels[i]), i)
+    missing = sorted(set(range(n_classes)) - set(firsts))
+    if missing:
+        raise ToolkitError(f"no image of class(es) {missing} among the {len(chosen)} chosen; "
+                           "raise --n for a --pairs sweep")
+    index, target = [], []
+    for c in range(n_classes):
+        for t in range(n_classes):
+            if t != c:
+                index.append(firsts[c])
+                target.append(t)
+    return torch.tensor(index), torch.tensor(target)
 
 
 def read_records(path: Path) -> list[dict]:
@@ -137,6 +160,10 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     offsets = torch.randint(1, n_classes, (len(attacked),), generator=gen)
     targets_all = (y_all[attacked] + offsets) % n_classes if cfg.targeted else None
+    if cfg.pairs:
+        if not cfg.targeted:
+            raise ToolkitError("a --pairs sweep is targeted (set targeted=True)")
+        attacked, targets_all = label_pairs(attacked, y_all, n_classes)
 
     # The A2D detector: BIM_d costs of the benign calibration images, cached for resumes.
     if cfg.attack not in ATTACKS:
@@ -165,7 +192,7 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
                    else make_engine("bim_d", cfg.dataset))
 
     records_path = store.out / RECORDS
-    done = {(r["kappa"], r["index"]) for r in read_records(records_path)}
+    done = {(r["kappa"], r["index"], r.get("target")) for r in read_records(records_path)}
     log(f"sweep: {cfg.n} images of {data.name}, kappa {cfg.kappas}, defenses "
         f"{', '.join(defenses)}, L2 bound {cfg.max_l2}; results in {store.out}")
     batches = [list(range(i, min(i + cfg.batch, len(attacked))))
@@ -177,7 +204,8 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
         attack = CarliniWagnerL2(kappa=kappa, **cfg.cw)
         for b, rows in enumerate(tqdm(batches, desc=f"kappa {kappa:g} batches", leave=False,
                                       disable=not progress)):
-            if all((kappa, int(attacked[i])) in done for i in rows):
+            if all((kappa, int(attacked[i]),
+                    int(targets_all[i]) if cfg.targeted else None) in done for i in rows):
                 continue
             idx = attacked[rows]
             x, y = x_all[idx], y_all[idx]
@@ -185,7 +213,9 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
             seed_everything(cfg.seed)
             r = attack.run(attack_model, x.to(device), labels, targeted=cfg.targeted,
                            penalty=penalty)
-            store.put(f"adv_k{kappa:g}_b{b}", {"x": r.adversarial, "index": idx})
+            store.put(f"adv_k{kappa:g}_b{b}", {"x": r.adversarial, "index": idx,
+                                               **({"target": targets_all[rows]}
+                                                  if cfg.targeted else {})})
             x_adv = r.adversarial
             costs = cost_engine.run(model, x_adv.to(device))
             flags = {}

@@ -141,6 +141,7 @@ def fit(cfg, model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, ste
                    if line.strip()][:start_epoch]
         log(f"resuming {out} after epoch {start_epoch}/{cfg.epochs}")
 
+    this_run = 0.0
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         model.train()
@@ -187,7 +188,9 @@ def fit(cfg, model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, ste
                            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                            "rng": torch.get_rng_state(), "epoch": epoch + 1,
                            "elapsed": elapsed}, state_file)
-        left = (cfg.epochs - epoch - 1) * elapsed / (epoch + 1)
+        # Epochs of this run only: a resumed run may be on a machine or load unlike the first.
+        this_run += seconds
+        left = (cfg.epochs - epoch - 1) * this_run / (epoch + 1 - start_epoch)
         metrics = ", ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in row.items()
                             if k not in ("epoch", "seconds"))
         log(f"epoch {epoch + 1}/{cfg.epochs}: {metrics} ({seconds:.0f} s"

@@ -166,3 +166,45 @@ def test_batched_clever_equals_the_per_image_per_target_reference(norm, target):
     alone = clever(model, x[2:3], **kw)[0]  # image 2 alone draws other points (index 0) ...
     again = clever(model, x, chunk_points=4096, fit="scipy", **kw)[2]  # ... but chunking changes nothing
     assert again.score == pytest.approx(batched[2].score, rel=1e-5) and alone.score > 0
+
+
+def test_all_target_kinds_at_once_equal_each_kind_alone():
+    from adaptive.clever import TARGETS, clever_targets
+    from core.data import load_dataset
+    from core.zoo import load_model
+
+    model, _ = load_model("mnist-cnn")
+    x = load_dataset("mnist-bundled").x()[:2]
+    kw = dict(norm="l2", radius=2.0, n_batches=6, n_samples=8, seed=1)
+    together = clever_targets(model, x, targets=TARGETS, **kw)
+    assert list(together) == list(TARGETS)
+    for target in TARGETS:
+        alone = clever(model, x, target=target, **kw)
+        for a, b in zip(alone, together[target]):
+            assert a.target == b.target and a.score == pytest.approx(b.score, rel=1e-6)
+    # the untargeted score is the smallest over all classes, so never above the others
+    for i in range(2):
+        assert together["untargeted"][i].score <= min(together[t][i].score for t in TARGETS)
+    with pytest.raises(ToolkitError, match="target"):
+        clever_targets(model, x, targets=("untargeted", "top3"), **kw)
+
+
+def test_clever_command_scores_all_targets_and_attack_costs(tmp_path):
+    import json
+
+    from adaptive.cli.main import main
+
+    assert main(["clever", "--n", "2", "--batches", "3", "--samples", "8", "--target", "all",
+                 "--compare", "fgsm,bim", "--cost", "bim_d", "--no-progress",
+                 "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "clever.json").read_text())
+    kinds = {im["kind"] for im in result["images"]}
+    assert kinds == {"benign", "fgsm", "bim"}
+    for im in result["images"]:
+        assert set(im["targets"]) == {"untargeted", "top2", "top5", "llc"}
+        assert im["score"] == im["targets"]["untargeted"]["score"]
+        assert im["cost"]["engine"] == "bim_d" and im["cost"]["seconds"] > 0
+        assert (im["l2"] > 0) == (im["kind"] != "benign")
+    assert "median_bim_llc" in result["summary"]
+    with pytest.raises(SystemExit):  # argparse: unknown attack name
+        main(["clever", "--compare", "pgd", "--out", str(tmp_path)])

@@ -7,20 +7,38 @@ from adaptive.report import make_report
 from core.errors import ToolkitError
 
 
-def _fake_sweep(folder, attack, success_l2):
-    """A finished sweep folder with two images at kappa 0 and 20 (no attacking needed)."""
+def _fake_sweep(folder, attack, success_l2, model="mnist-cnn", pairs=False):
+    """A finished sweep folder with two images at kappa 0 and 20 (no attacking needed), with
+    cached adversarial images so that the image figures can be drawn; ``pairs``: every label
+    pair of two classes."""
+    import torch
+
     folder.mkdir(parents=True)
-    cfg = {"dataset": "mnist-bundled", "model": "mnist-cnn", "defenses": ["none", "a2d+magnet"],
-           "kappas": [0.0, 20.0], "max_l2": 8.4, "attack": attack}
+    (folder / "cache").mkdir()
+    cfg = {"dataset": "mnist-bundled", "model": model, "defenses": ["none", "a2d+magnet"],
+           "kappas": [0.0, 20.0], "max_l2": 8.4, "attack": attack, "n": len(success_l2),
+           "pairs": pairs}
     records, rows = [], []
-    for kappa in cfg["kappas"]:
+    for b, kappa in enumerate(cfg["kappas"]):
+        index, targets = [], []
         for i, l2 in enumerate(success_l2):
             ok = l2 is not None
-            records.append({"kappa": kappa, "index": i, "label": 1, "cw_success": ok,
-                            "l2": l2 or 0.0, "pred_bare": 2 if ok else 1, "defenses": {
-                                "none": {"reasons": [] if ok else ["attack_failed"]},
-                                "a2d+magnet": {"reasons": ["detected:a2d"] if i == 0 else
-                                               (["bound_exceeded"] if l2 and l2 > 8.4 else [])}}})
+            target = (1 - i) if pairs else None
+            reasons = ["detected:a2d"] if i == 0 else (["bound_exceeded"] if l2 and l2 > 8.4
+                                                       else [])
+            records.append({"kappa": kappa, "index": i, "label": i if pairs else 1,
+                            "target": target, "cw_success": ok, "l2": l2 or 0.0,
+                            "pred_bare": 2 if ok else 1, "defenses": {
+                                "none": {"reasons": [] if ok else ["attack_failed"],
+                                         "success": ok},
+                                "a2d+magnet": {"reasons": reasons,
+                                               "success": ok and not reasons}}})
+            index.append(i)
+            targets.append(target)
+        cache = {"x": torch.rand(len(index), 1, 28, 28), "index": torch.tensor(index)}
+        if pairs:
+            cache["target"] = torch.tensor(targets)
+        torch.save(cache, folder / "cache" / f"adv_k{kappa:g}_b0.pt")
         for d in cfg["defenses"]:
             rows.append({"kappa": kappa, "defense": d, "attack_success_rate": 0.5,
                          "mean_l2": 2.0})
@@ -36,9 +54,12 @@ def test_report_tables_from_sweep_folders(tmp_path, capsys):
     assert main(["report", str(tmp_path / "cw"), str(tmp_path / "full"), "--out",
                  str(tmp_path / "rep")]) == 0
     files = sorted(p.name for p in (tmp_path / "rep").iterdir())
-    assert files == ["mnist_mnist-cnn_asr_vs_bound.csv", "mnist_mnist-cnn_asr_vs_bound.md",
+    assert files == ["mnist_examples_across_runs.png",
+                     "mnist_mnist-cnn_asr_vs_bound.csv", "mnist_mnist-cnn_asr_vs_bound.md",
+                     "mnist_mnist-cnn_asr_vs_bound.png",
                      "mnist_mnist-cnn_asr_vs_kappa.csv", "mnist_mnist-cnn_asr_vs_kappa.md",
-                     "report_index.json"]
+                     "mnist_mnist-cnn_asr_vs_kappa.png", "mnist_mnist-cnn_cw-full_examples.png",
+                     "mnist_mnist-cnn_cw_examples.png", "report_index.json"]
     kappa_md = (tmp_path / "rep/mnist_mnist-cnn_asr_vs_kappa.md").read_text()
     assert "| defense | kappa | ASR cw | L2 cw | ASR cw-full | L2 cw-full | paper |" in kappa_md
     assert "`adaptive sweep --attack cw-full`" in kappa_md
@@ -118,16 +139,8 @@ def test_parameter_study_on_separable_costs(tmp_path):
 
     from adaptive.a2d_parameters import load_costs, parameter_study
 
-    rng = np.random.default_rng(0)
     engines, attacks = ["bim_d", "jsma_d"], ["fgsm", "cw"]
-    (tmp_path / "cache").mkdir()
-    for split in ("cal", "eval"):
-        for source in ["benign"] + attacks:
-            for e in engines:
-                mean = 200 if source == "benign" else 10
-                c = np.maximum(rng.normal(mean, mean / 4, 120), 0).round()
-                torch.save({"costs": torch.tensor(c)},
-                           tmp_path / "cache" / f"cost_{e}_{split}_{source}.pt")
+    _fake_costs(tmp_path, engines, attacks, np.random.default_rng(0), 120)
     rows = parameter_study(load_costs(tmp_path, engines, ["benign"] + attacks), engines, attacks)
     kinds = {r["parameter"].split(" (")[0] for r in rows}
     assert kinds == {"K", "benign:adversarial", "h", "k", "classifier"}
@@ -141,3 +154,92 @@ def test_parameter_study_on_separable_costs(tmp_path):
     (tmp_path / "cache" / "cost_jsma_d_eval_cw.pt").unlink()
     with pytest.raises(ToolkitError, match="is missing"):
         load_costs(tmp_path, engines, ["benign"] + attacks)
+
+
+def _fake_costs(folder, engines, attacks, rng, n):
+    """Cached per-image costs of an A2D evaluation: benign ~200, adversarial ~10."""
+    import numpy as np
+    import torch
+
+    (folder / "cache").mkdir(parents=True)
+    for split in ("cal", "eval"):
+        for source in ["benign"] + attacks:
+            for e in engines:
+                mean = 200 if source == "benign" else 10
+                c = np.maximum(rng.normal(mean, mean / 4, n), 0).round()
+                torch.save({"costs": torch.tensor(c)},
+                           folder / "cache" / f"cost_{e}_{split}_{source}.pt")
+
+
+def _fake_a2d(folder, rng):
+    """An A2D evaluation folder with two engines' per-image costs on both splits."""
+    engines, attacks = ["bim_d", "jsma_d"], ["fgsm", "cw"]
+    _fake_costs(folder, engines, attacks, rng, 60)
+    z = {"detection_rate": {"fgsm": 0.9, "cw": 1.0}, "cost_threshold": 50, "benign_accuracy": 0.9}
+    result = {"dataset": "mnist-bundled", "engines": engines, "attacks": attacks,
+              "n_evaluation": 60, "command": "adaptive a2d evaluate",
+              "auroc": {e: {"fgsm": 0.9, "cw": 1.0} for e in engines},
+              "zscore": {e: z for e in engines},
+              "costs": {e: {s: {"mean_queries_detection_mode": 5.0} for s in ["benign"] + attacks}
+                        for e in engines}}
+    (folder / "a2d_eval.json").write_text(json.dumps(result))
+
+
+def _fake_clever_and_costs(folder, rng):
+    """An `adaptive clever --target all --cost jsma_d` result and an `adaptive costs` one."""
+    folder.mkdir(parents=True)
+    images, costs = [], []
+    for kind, scale in (("benign", 1.0), ("fgsm", 0.1), ("cw", 0.001)):
+        for i in range(4):
+            score = {t: {"score": scale * (1 + rng.random()), "target": 1}
+                     for t in ("untargeted", "top2", "top5", "llc")}
+            images.append({"index": i, "kind": kind, **score["untargeted"], "targets": score,
+                           "cost": {"engine": "jsma_d", "iterations": int(100 * scale) + 1,
+                                    "seconds": scale}})
+            for engine in ("bim_d", "fgsm_d"):
+                costs.append({"engine": engine, "kind": kind, "index": i,
+                              "iterations": int(100 * scale) + 1, "seconds": scale})
+    settings = {"norm": "l2", "target": "all", "radius": 5.0, "n_batches": 50, "n_samples": 64}
+    (folder / "clever.json").write_text(json.dumps({
+        "command": "adaptive clever --target all", "model": "mnist-cnn",
+        "dataset": "mnist-bundled", "settings": settings, "images": images,
+        "summary": {"targets": ["untargeted", "top2", "top5", "llc"]}}))
+    (folder / "costs.json").write_text(json.dumps({
+        "command": "adaptive costs", "model": "mnist-cnn", "dataset": "mnist-bundled",
+        "images": costs}))
+
+
+def test_report_produces_every_item_from_synthetic_runs(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    _fake_sweep(tmp_path / "cw", "cw", [1.0, 3.0])
+    _fake_sweep(tmp_path / "full", "cw-full", [2.0, 9.0])
+    _fake_sweep(tmp_path / "pairs", "cw", [2.0, 2.5], pairs=True)
+    _fake_a2d(tmp_path / "a2d", rng)
+    _fake_clever_and_costs(tmp_path / "clever", rng)
+    written = make_report([tmp_path / d for d in ("cw", "full", "pairs", "a2d", "clever")],
+                          tmp_path / "rep")
+    names = {p.name for p in written}
+    expected = {
+        # Table 1, Figure 2 (CLEVER vs JSMA_d time), Figures 4, 5 and 10
+        "mnist_clever_table1.md", "mnist_clever_table1.csv", "mnist_clever_vs_jsma_d_time.png",
+        "mnist_attack_seconds_boxplots.png", "mnist_attack_iterations_boxplots.png",
+        "mnist_bim_d_time_vs_iterations.png",
+        # Tables 2, 3, 7 and the A2D evaluation's cost boxes
+        "mnist_a2d_auroc.md", "mnist_a2d_costs.md", "mnist_a2d_parameters.md",
+        "mnist_a2d_cost_boxplots.png",
+        # adaptive attacks: tables, Figure 7, ASR vs bound, Figures 8, 9 and 11-13
+        "mnist_mnist-cnn_asr_vs_kappa.md", "mnist_mnist-cnn_asr_vs_bound.md",
+        "mnist_mnist-cnn_asr_vs_kappa.png", "mnist_mnist-cnn_asr_vs_bound.png",
+        "mnist_mnist-cnn_cw_examples.png", "mnist_examples_across_runs.png",
+        "mnist_mnist-cnn_cw_pairs_k0.png", "mnist_mnist-cnn_cw_pairs_k20.png"}
+    assert expected <= names, expected - names
+    for p in written:
+        assert p.is_file() and p.stat().st_size > (5_000 if p.suffix == ".png" else 50), p
+    table1 = (tmp_path / "rep/mnist_clever_table1.md").read_text()
+    assert "| label | benign | fgsm | λ fgsm | cw | λ cw | avg λ | paper λ fgsm | paper λ cw |" \
+        in table1
+    assert "| Untarget |" in table1 and "| LLC |" in table1
+    index = json.loads((tmp_path / "rep/report_index.json").read_text())
+    assert set(index["files"]) == names

@@ -196,3 +196,15 @@ def test_sanity_checks_fire_on_a_broken_attack(setup, tmp_path, monkeypatch):
     assert any(line.startswith("WARNING: sanity check failed") for line in logs)
     saved = json.loads((tmp_path / "bad/summary.json").read_text())
     assert saved["sanity_checks"] == bad["sanity_checks"]
+
+
+def test_label_pairs_attack_every_ordered_pair_once():
+    from adaptive.sweep import label_pairs
+
+    labels = torch.tensor([2, 0, 1, 0, 2, 1])
+    index, target = label_pairs(torch.tensor([0, 1, 2, 3, 4, 5]), labels, 3)
+    pairs = {(int(labels[i]), int(t)) for i, t in zip(index, target)}
+    assert len(index) == 6 and pairs == {(a, b) for a in range(3) for b in range(3) if a != b}
+    assert set(index.tolist()) == {0, 1, 2}  # the first image of each class
+    with pytest.raises(ToolkitError, match="raise --n"):
+        label_pairs(torch.tensor([0, 1]), labels, 3)

@@ -1,4 +1,5 @@
-"""``adaptive clever``: CLEVER scores of benign images (and of C&W examples made from them)."""
+"""``adaptive clever``: CLEVER scores of benign images and of adversarial examples made from them
+(the A2D paper's Table 1), optionally with each image's A2D attack cost and time (Figures 2, 10)."""
 
 from __future__ import annotations
 
@@ -8,28 +9,31 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from adaptive.attacks.cw import CarliniWagnerL2
-from adaptive.clever import PRESETS, TARGETS, clever
-from adaptive.cli.common import add_run_options, dataset_for_model, number, positive_int
+from adaptive.adversarial_sets import ATTACKS, examples_for_study
+from adaptive.attack_costs import COST_ENGINES, per_image_costs
+from adaptive.clever import PRESETS, TARGETS, clever_targets
+from adaptive.cli.common import (add_model_options, add_run_options, model_and_dataset,
+                                 number, positive_int)
 from core.checkpoint import write_json
 from core.data import load_dataset
 from core.evaluation import correct_subsets
-from core.runtime import environment_info, resolve_device
-from core.zoo import load_model
+from core.runtime import environment_info, resolve_device, seed_everything
 
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "clever", help="CLEVER robustness scores of benign and C&W examples",
+        "clever", help="CLEVER robustness scores of benign and adversarial examples",
         description="CLEVER scores (batched; reverse-Weibull fits with diagnostics) of N "
-                    "correctly classified test images and, with --compare cw, of C&W kappa=0 "
-                    "examples made from them. Writes OUT/clever.json.")
-    p.add_argument("--model", default="mnist-cnn")
-    p.add_argument("--dataset", help="default: mnist-bundled for MNIST models")
-    p.add_argument("--n", type=positive_int, default=10, help="images (default 10)")
+                    "correctly classified test images and of adversarial examples made from "
+                    "them (--compare), for one target kind or all four (--target all: the A2D "
+                    "paper's Table 1, at the cost of the untargeted score alone). With --cost, "
+                    "also the per-image attack cost and time of an A2D engine (Figures 2 and "
+                    "10). Writes OUT/clever.json.")
+    add_model_options(p, 10)
     p.add_argument("--norm", default="2", choices=("2", "inf"))
-    p.add_argument("--target", default="untargeted", choices=TARGETS)
+    p.add_argument("--target", default="untargeted", choices=TARGETS + ("all",))
     p.add_argument("--radius", type=number, help="sampling radius R (default 5 for L2, 0.3 "
                                                  "for L-inf)")
     p.add_argument("--preset", default="cpu-fast", choices=sorted(PRESETS),
@@ -37,19 +41,33 @@ def register(sub) -> None:
                         "50 x 64 (default)")
     p.add_argument("--batches", type=positive_int, help="override the preset's batch count")
     p.add_argument("--samples", type=positive_int, help="override the preset's samples per batch")
-    p.add_argument("--compare", choices=("none", "cw"), default="cw",
-                   help="also score C&W kappa=0 examples of the same images (default cw)")
+    p.add_argument("--compare", type=attack_list, default=["cw"],
+                   help="adversarial examples of the same images to score too, comma-separated "
+                        f"from {', '.join(ATTACKS)}, or none (default cw: C&W kappa=0)")
+    p.add_argument("--cost", choices=COST_ENGINES,
+                   help="also attack every image (benign and adversarial) one at a time with "
+                        "this defense attack and record its iterations and seconds")
     p.add_argument("--out", default="runs/clever", help="output folder")
     add_run_options(p)
     p.set_defaults(run=run)
 
 
+def attack_list(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if names == ["none"]:
+        return []
+    bad = [t for t in names if t not in ATTACKS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown attack(s) {', '.join(bad) or text!r}; choose from {', '.join(ATTACKS)} "
+            "or none")
+    return list(dict.fromkeys(names))
+
+
 def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
-    model, meta = load_model(args.model, device)
-    default = "mnist-bundled" if meta["dataset"] == "mnist" else meta["dataset"]
-    data = load_dataset(dataset_for_model(args.dataset, args.model, meta, default), "test",
-                        args.data_root)
+    model, meta, dataset = model_and_dataset(args, device)
+    data = load_dataset(dataset, "test", args.data_root)
     (idx,) = correct_subsets(model, data, [args.n], args.seed, device)
     x, y = data.x()[idx], data.labels[idx]
     norm = "l2" if args.norm == "2" else "linf"
@@ -59,27 +77,47 @@ def run(args: argparse.Namespace) -> int:
         sizes["n_batches"] = args.batches
     if args.samples:
         sizes["n_samples"] = args.samples
+    targets = TARGETS if args.target == "all" else (args.target,)
     settings = dict(norm=norm, target=args.target, radius=radius, seed=args.seed, **sizes)
     t0 = time.perf_counter()
     sets = {"benign": (x, idx)}
-    if args.compare == "cw":
-        r = CarliniWagnerL2(kappa=0, steps=200, binary_search_steps=5, lr=0.05,
-                            initial_const=0.1).run(model, x.to(device), y)
-        sets["cw"] = (r.adversarial[r.success], idx[r.success])
-    images, medians = [], {}
+    attempted = {}
+    for attack in args.compare:
+        seed_everything(args.seed)
+        adv, keep = examples_for_study(attack, model, x, y, dataset)
+        sets[attack] = (adv, idx[keep])
+        attempted[attack] = len(x)
+        print(f"{attack}: {len(adv)}/{len(x)} adversarial examples")
+    images = []
+    summary: dict = {"targets": list(targets), "attempted": attempted}
     for kind, (xs, src) in sets.items():
-        scores = clever(model, xs.to(device), labels=None, progress=not args.no_progress,
-                        **settings)
-        medians[kind] = float(np.median([s.score for s in scores])) if scores else None
-        images += [{"index": int(i), "kind": kind, **asdict(s)} for i, s in zip(src, scores)]
-    summary = {f"median_{k}": v for k, v in medians.items()}
-    if medians.get("cw"):
-        summary["ratio_benign_to_cw"] = medians["benign"] / medians["cw"]
+        scores = clever_targets(model, xs.to(device), targets=targets,
+                                progress=not args.no_progress,
+                                **{k: v for k, v in settings.items() if k != "target"})
+        costs = (per_image_costs(args.cost, model, xs, dataset) if args.cost
+                 else [None] * len(xs))
+        clean = x[[int((idx == s).nonzero()[0, 0]) for s in src]] if len(src) else x[:0]
+        l2 = (xs - clean).flatten(1).norm(dim=1) if kind != "benign" else torch.zeros(len(xs))
+        for i, s in enumerate(src):
+            entry = {"index": int(s), "kind": kind, "l2": float(l2[i]),
+                     **asdict(scores[targets[0]][i])}
+            if len(targets) > 1:
+                entry["targets"] = {t: asdict(scores[t][i]) for t in targets}
+            if costs[i] is not None:
+                entry["cost"] = {"engine": args.cost, **costs[i]}
+            images.append(entry)
+        for t in targets:
+            values = [sc.score for sc in scores[t]]
+            key = f"median_{kind}" if t == targets[0] else f"median_{kind}_{t}"
+            summary[key] = float(np.median(values)) if values else None
+    if summary.get("median_cw"):
+        summary["ratio_benign_to_cw"] = summary["median_benign"] / summary["median_cw"]
     result = {"command": args.command_line, "model": args.model, "model_sha256": meta["sha256"],
-              "settings": settings, "summary": summary, "images": images,
+              "dataset": dataset, "settings": settings, "cost_engine": args.cost,
+              "summary": summary, "images": images,
               "seconds": round(time.perf_counter() - t0, 1), "environment": environment_info()}
     out = Path(args.out)
     write_json(out / "clever.json", result)
-    print(summary)
+    print({k: v for k, v in summary.items() if k.startswith(("median", "ratio"))})
     print(f"wrote {out / 'clever.json'}")
     return 0

@@ -66,3 +66,21 @@ def dataset_for_model(requested: str | None, model_ref: str, meta: dict, default
         raise ToolkitError(f"model {model_ref!r} was trained on {meta['dataset']}, not {name}; "
                            "pick a matching --dataset")
     return name
+
+
+def add_model_options(p: argparse.ArgumentParser, n_default: int) -> None:
+    """--model, --dataset and --n (test images), as the per-image studies take them."""
+    p.add_argument("--model", default="mnist-cnn")
+    p.add_argument("--dataset", help="default: mnist-bundled for MNIST models, else the "
+                                     "model's data set")
+    p.add_argument("--n", type=positive_int, default=n_default,
+                   help=f"images (default {n_default})")
+
+
+def model_and_dataset(args: argparse.Namespace, device):
+    """(model, its metadata, the data set name) for --model / --dataset."""
+    from core.zoo import load_model
+
+    model, meta = load_model(args.model, device)
+    default = "mnist-bundled" if meta["dataset"] == "mnist" else meta["dataset"]
+    return model, meta, dataset_for_model(args.dataset, args.model, meta, default)

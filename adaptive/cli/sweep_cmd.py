@@ -47,6 +47,10 @@ def register(sub) -> None:
     p.add_argument("--max-l2", type=number, help="L2 bound (default 8.4 MNIST, 1.6 CIFAR-10)")
     p.add_argument("--targeted", action="store_true",
                    help="attack a random other class per image (default: untargeted)")
+    p.add_argument("--pairs", action="store_true",
+                   help="attack every label pair: the first image of each class among the n "
+                        "chosen, towards each other class (implies --targeted; for the A2D "
+                        "Figures 11-13 grids drawn by `adaptive report`)")
     p.add_argument("--magnet", help="MagNet defense: bundled name or magnet.json (default: "
                                     "mnist for MNIST)")
     p.add_argument("--cw-steps", type=positive_int, default=200, help="C&W Adam steps per "
@@ -110,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
                       defenses=names + [d for d in extra if d not in names], kappas=kappas,
                       n=args.n, n_cal=args.n_cal,
                       max_l2=args.max_l2 if args.max_l2 is not None else defaults["max_l2"],
-                      targeted=args.targeted, seed=args.seed, batch=args.batch,
+                      targeted=args.targeted or args.pairs, pairs=args.pairs,
+                      seed=args.seed, batch=args.batch,
                       cw=dict(steps=args.cw_steps, binary_search_steps=args.cw_binary_steps,
                               lr=args.cw_lr, initial_const=0.1),
                       magnet=magnet_ref if magnet is not None else None,
