@@ -391,9 +391,17 @@ def make_report(folders: list[str | Path], out: str | Path, data_root: str | Non
                            "a2d evaluation, a clever or a costs run): " + ", ".join(unknown))
     pair_runs = [r for r in sweeps if r["config"].get("pairs")]
     sweeps = [r for r in sweeps if not r["config"].get("pairs")]
+    # A --clever sweep (Table 4) feeds the attack-success tables and figures only when no
+    # other run of its model has the same attack.
+    plain = {(_family(r["config"]["dataset"]), r["config"]["model"], r["config"].get("attack"))
+             for r in sweeps if not r["config"].get("clever")}
+    clever_runs = [r for r in sweeps if r["config"].get("clever")]
+    sweeps = [r for r in sweeps if not r["config"].get("clever") or (
+        _family(r["config"]["dataset"]), r["config"]["model"], r["config"].get("attack"))
+        not in plain]
     tables.update(sweep_tables(sweeps))
     figures += sweep_report_figures(sweeps, pair_runs, out, data_root, log)
-    for run in sweeps:
+    for run in clever_runs:
         if run["config"].get("clever"):
             cfg = run["config"]
             tables[f"{_family(cfg['dataset'])}_{cfg['model']}_{cfg.get('attack', 'cw')}"

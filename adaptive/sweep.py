@@ -74,6 +74,12 @@ class SweepConfig:
     # Every label pair (A2D Figures 11-13): one attacked image per class (the first of each
     # class among the n chosen), attacked towards each other class; implies targeted.
     pairs: bool = False
+    # The images to attack (e.g. those of another run, --images-from) instead of a random
+    # choice of n; kept only where this model classifies them correctly.
+    images: list | None = None
+    # For an adaptive attack, also run the paper's C&W-kappa on the bare classifier and judge it
+    # against every defense: the white-box attack must do at least as well (a sanity check).
+    transfer_check: bool = True
 
 
 def parse_kappas(text: str) -> list[float]:
@@ -96,10 +102,36 @@ def parse_kappas(text: str) -> list[float]:
     return values
 
 
-def choose_images(model: nn.Module, data: ImageSet, n: int, n_cal: int, seed: int, device):
-    """Correctly classified images: ``n`` to attack and ``n_cal`` disjoint ones to calibrate."""
-    attacked, cal = correct_subsets(model, data, [n, n_cal], seed, device)
-    return attacked, cal
+def choose_images(model: nn.Module, data: ImageSet, n: int, n_cal: int, seed: int, device,
+                  fixed: list[int] | None = None):
+    """Correctly classified images: ``n`` to attack and ``n_cal`` disjoint ones to calibrate.
+    ``fixed``: attack these images instead (those this model classifies correctly, at most n),
+    so that runs on different models attack the same images."""
+    if not fixed:
+        attacked, cal = correct_subsets(model, data, [n, n_cal], seed, device)
+        return attacked, cal
+    pred = predict_logits(model, data.x(), device=device).argmax(1)
+    ok = pred == data.labels
+    attacked = torch.tensor(sorted({i for i in fixed if 0 <= i < len(ok) and ok[i]}))[:n]
+    if len(attacked) == 0:
+        raise ToolkitError("none of the images of --images-from is classified correctly by "
+                           "this model")
+    rest = ok.clone()
+    rest[attacked] = False
+    order = rest.nonzero().squeeze(1)
+    order = order[torch.randperm(len(order), generator=torch.Generator().manual_seed(seed))]
+    if len(order) < n_cal:
+        raise ToolkitError(f"{data.name} has too few other correctly classified images for "
+                           f"{n_cal} calibration images")
+    return attacked, order[:n_cal].sort().values
+
+
+def attacked_indices(folder: str | Path) -> list[int]:
+    """The images a sweep run attacked (from its records), for ``images_from``."""
+    records = read_records(Path(folder) / RECORDS)
+    if not records:
+        raise ToolkitError(f"{folder} holds no sweep records to take the images from")
+    return sorted({r["index"] for r in records})
 
 
 def label_pairs(chosen: torch.Tensor, labels: torch.Tensor,
@@ -154,7 +186,8 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
                         "model_sha256": models})
     seed_everything(cfg.seed)
     t_start = time.perf_counter()
-    attacked, cal = choose_images(model, data, cfg.n, cfg.n_cal, cfg.seed, device)
+    attacked, cal = choose_images(model, data, cfg.n, cfg.n_cal, cfg.seed, device,
+                                  cfg.images)
     x_all, y_all = data.x(), data.labels
     n_classes = getattr(model, "num_classes", 10)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -202,6 +235,7 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
     for kappa in kbar:
         kbar.set_postfix(kappa=kappa)
         attack = CarliniWagnerL2(kappa=kappa, **cfg.cw)
+        plain = attack  # the transferred attack of the white-box >= transfer check
         for b, rows in enumerate(tqdm(batches, desc=f"kappa {kappa:g} batches", leave=False,
                                       disable=not progress)):
             if all((kappa, int(attacked[i]),
@@ -217,18 +251,30 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
                                                **({"target": targets_all[rows]}
                                                   if cfg.targeted else {})})
             x_adv = r.adversarial
-            costs = cost_engine.run(model, x_adv.to(device))
-            flags = {}
-            for name, det in detectors.items():
-                if det is a2d:  # decided from the BIM_d costs already computed (same result)
-                    flags[name] = a2d.decide({cfg.a2d_engines[0]: costs}) \
-                        if len(cfg.a2d_engines) == 1 else a2d.detect(x_adv)
-                else:
-                    flags[name] = torch.as_tensor(det.detect(x_adv.to(device))).bool().cpu()
-            verdicts = {name: judge(d, x_adv, x, y, r.success, cfg.max_l2,
-                                    targets_all[rows] if cfg.targeted else None,
-                                    {k: flags[k] for k in d.detectors})
-                        for name, d in defenses.items()}
+            targets = targets_all[rows] if cfg.targeted else None
+
+            def measure(adv, ok):
+                """(BIM_d costs, detector flags, verdict per defense) of examples ``adv``."""
+                costs = cost_engine.run(model, adv.to(device))
+                flags = {}
+                for name, det in detectors.items():
+                    if det is a2d:  # decided from the BIM_d costs just computed (same result)
+                        flags[name] = a2d.decide({cfg.a2d_engines[0]: costs}) \
+                            if len(cfg.a2d_engines) == 1 else a2d.detect(adv)
+                    else:
+                        flags[name] = torch.as_tensor(det.detect(adv.to(device))).bool().cpu()
+                return costs, flags, {name: judge(d, adv, x, y, ok, cfg.max_l2, targets,
+                                                  {k: flags[k] for k in d.detectors})
+                                      for name, d in defenses.items()}
+
+            costs, flags, verdicts = measure(x_adv, r.success)
+            transfer = None
+            if cfg.attack != "cw" and cfg.transfer_check:
+                # The paper's attack (C&W-kappa on the bare classifier) transferred to every
+                # defense: a white-box attack weaker than this is a broken attack.
+                seed_everything(cfg.seed)
+                t = plain.run(model, x.to(device), labels, targeted=cfg.targeted)
+                transfer = measure(t.adversarial, t.success)[2]
             l2, linf, ssim = metrics.l2(x_adv, x), metrics.linf(x_adv, x), metrics.ssim(x_adv, x)
             pred_bare = predict_logits(model, x_adv, device=device).argmax(1)
             clever_scores = [None] * len(rows)
@@ -251,7 +297,9 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
                     "flags": {k: bool(v[j]) for k, v in flags.items()},
                     "defenses": {name: {"success": bool(v.success[j]),
                                         "pred": int(v.predicted[j]), "reasons": v.reasons[j]}
-                                 for name, v in verdicts.items()}})
+                                 for name, v in verdicts.items()},
+                    **({"transfer": {name: bool(v.success[j]) for name, v in transfer.items()}}
+                       if transfer is not None else {})})
             _append(records_path, out_rows)
     kbar.close()
 
@@ -308,6 +356,8 @@ def summarize(records: list[dict], cfg: SweepConfig, defenses: dict[str, Defense
                    "mean_a2d_cost": float(np.mean([r["bim_d_cost"] for r in made]))
                    if made else None,
                    "mean_clever": _mean([r.get("clever") for r in made]),
+                   "transfer_success_rate": _mean([r["transfer"][name] for r in recs
+                                                   if "transfer" in r]),
                    "within_bound": float(np.mean([r["l2"] <= cfg.max_l2 for r in made]))
                    if made else None}
             for det in d.detectors:
@@ -379,6 +429,20 @@ def sanity_checks(records: list[dict], cfg: SweepConfig, by_bound: list[dict]) -
             checks.append({"name": f"ASR grows with the L2 bound ({row['defense']}, kappa "
                                    f"{row['kappa']:g})", "passed": False,
                            "detail": f"ASR by bound {row['asr']} falls somewhere"})
+    for kappa in cfg.kappas:
+        recs = [r for r in records if r["kappa"] == kappa and "transfer" in r]
+        if not recs:
+            continue
+        parts, ok = [], True
+        for name in recs[0]["transfer"]:
+            white = float(np.mean([r["defenses"][name]["success"] for r in recs]))
+            moved = float(np.mean([r["transfer"][name] for r in recs]))
+            ok &= white >= moved - 1e-12
+            parts.append(f"{name} {white:.0%} vs {moved:.0%}")
+        checks.append({"name": f"white-box {cfg.attack} at least as strong as the transferred "
+                               f"attack (kappa {kappa:g})", "passed": ok,
+                       "detail": "ASR white-box vs C&W-kappa on the bare classifier: "
+                                 + ", ".join(parts)})
     if by_bound and all(c["passed"] for c in checks if c["name"].startswith("ASR grows")):
         checks.append({"name": "ASR grows with the L2 bound", "passed": True,
                        "detail": "non-decreasing for every defense and kappa"})

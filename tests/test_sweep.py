@@ -159,6 +159,11 @@ def test_adaptive_attacks_run_through_the_sweep(setup, tmp_path):
     cfg = _cfg(n=2, kappas=[0.0], defenses=["a2d+magnet"], attack="cw-full")
     res = run_sweep(cfg, model, data, tmp_path / "full", "cpu", magnet=magnet, **quiet)
     assert res["config"]["attack"] == "cw-full" and res["rows"][0]["n"] == 2
+    records = sweep.read_records(tmp_path / "full" / sweep.RECORDS)
+    assert all(set(r["transfer"]) == {"a2d+magnet"} for r in records)
+    assert res["rows"][0]["transfer_success_rate"] is not None
+    assert any(c["name"].startswith("white-box cw-full at least as strong")
+               for c in res["sanity_checks"])
     with pytest.raises(ToolkitError, match="needs a MagNet defense"):
         run_sweep(_cfg(n=2, kappas=[0.0], defenses=["a2d"], attack="cw-magnet"), model, data,
                   tmp_path / "bad", "cpu", **quiet)
@@ -208,3 +213,27 @@ def test_label_pairs_attack_every_ordered_pair_once():
     assert set(index.tolist()) == {0, 1, 2}  # the first image of each class
     with pytest.raises(ToolkitError, match="raise --n"):
         label_pairs(torch.tensor([0, 1]), labels, 3)
+
+
+def test_white_box_weaker_than_transfer_is_flagged(setup, tmp_path, monkeypatch):
+    """An adaptive attack broken so that it never succeeds must lose to the plain transferred
+    C&W, and the sanity check must say so."""
+    from adaptive.attacks import cw
+
+    model, meta, data, magnet = setup
+    real = cw.CarliniWagnerL2.run
+
+    def broken_when_adaptive(self, model, x, labels, targeted=False, penalty=None):
+        r = real(self, model, x, labels, targeted=targeted, penalty=penalty)
+        if penalty is not None:  # the white-box attack gives up
+            r.adversarial, r.success = x.clone(), torch.zeros_like(r.success)
+        return r
+
+    monkeypatch.setattr(cw.CarliniWagnerL2, "run", broken_when_adaptive)
+    cfg = _cfg(n=2, kappas=[0.0], defenses=["none"], attack="cw-a2d",
+               cw=dict(steps=100, binary_search_steps=3, lr=0.05, initial_const=1.0))
+    res = run_sweep(cfg, model, data, tmp_path / "run", "cpu", progress=False,
+                    log=lambda s: None)
+    check = [c for c in res["sanity_checks"] if c["name"].startswith("white-box")]
+    assert len(check) == 1 and not check[0]["passed"], check
+    assert "none 0% vs 100%" in check[0]["detail"]

@@ -9,7 +9,7 @@ from pathlib import Path
 from adaptive.cli.common import add_run_options, dataset_for_model, number, positive_int
 from adaptive.compositions import parse_defenses
 from adaptive.defense import Defense, load_factory
-from adaptive.sweep import SweepConfig, parse_kappas, run_sweep
+from adaptive.sweep import SweepConfig, attacked_indices, parse_kappas, run_sweep
 from core.data import load_dataset
 from core.errors import ToolkitError
 from core.runtime import resolve_device
@@ -47,6 +47,14 @@ def register(sub) -> None:
     p.add_argument("--max-l2", type=number, help="L2 bound (default 8.4 MNIST, 1.6 CIFAR-10)")
     p.add_argument("--targeted", action="store_true",
                    help="attack a random other class per image (default: untargeted)")
+    p.add_argument("--images-from", metavar="RUN_DIR",
+                   help="attack the images another sweep run attacked (those this model "
+                        "classifies correctly, at most --n), e.g. to compare models on the "
+                        "same images")
+    p.add_argument("--no-transfer-check", action="store_true",
+                   help="with an adaptive --attack, skip the sanity check that also runs the "
+                        "paper's C&W-kappa on the bare classifier against every defense (the "
+                        "white-box attack must be at least as strong)")
     p.add_argument("--pairs", action="store_true",
                    help="attack every label pair: the first image of each class among the n "
                         "chosen, towards each other class (implies --targeted; for the A2D "
@@ -115,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
                       n=args.n, n_cal=args.n_cal,
                       max_l2=args.max_l2 if args.max_l2 is not None else defaults["max_l2"],
                       targeted=args.targeted or args.pairs, pairs=args.pairs,
+                      transfer_check=not args.no_transfer_check,
+                      images=attacked_indices(args.images_from) if args.images_from else None,
                       seed=args.seed, batch=args.batch,
                       cw=dict(steps=args.cw_steps, binary_search_steps=args.cw_binary_steps,
                               lr=args.cw_lr, initial_const=0.1),

@@ -1,0 +1,120 @@
+"""Rerun every experiment behind the A2D paper's tables and figures, then `adaptive report`.
+
+    python scripts/reproduce.py --n 20                 # quick: a few hours on a 2-core CPU
+    python scripts/reproduce.py --n 100 --device cuda  # the paper's scale, on a GPU
+    python scripts/reproduce.py --n 20 --only mnist    # one data set; --dry-run lists commands
+
+Runs go to RUNS/n{N}/ (default runs/reproduce/n{N}), the report to OUT (default
+reports/paper-n{N}). Each step is an ordinary `adaptive` command; a step whose run folder is
+finished is skipped and an interrupted one continues (--resume), so the script can be stopped
+and restarted at any time. Wall times are appended to RUNS/n{N}/timings.jsonl and go into the
+report's README table. CIFAR-10 steps need the data root (--data-root or $ADAPTIVE_DATA).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def steps(n: int, runs: Path) -> list[tuple[str, str, list[str], str]]:
+    """(data set, run folder name, adaptive arguments, how 'finished' is recognised)."""
+    cal = max(100, n)  # calibration images, disjoint from the attacked ones
+    # CLEVER costs ~20 s per MNIST image and ~4x that per CIFAR-10 image on one CPU core
+    # (cpu-fast preset), so the CLEVER experiments use half the images.
+    nc = str(max(5, n // 2))
+    mnist_sweep = ["sweep", "--n", str(n), "--n-cal", str(cal), "--kappa", "0:20:5"]
+    cifar_sweep = ["sweep", "--model", "cifar-cnn-at", "--n", str(n), "--n-cal", str(cal),
+                   "--kappa", "0:20:5"]
+    out = [
+        # Table 1 and Figure 2; Figures 4, 5 and 10; Tables 2, 3, 7 and the cost boxes
+        ("mnist", "clever", ["clever", "--n", str(n), "--target", "all", "--compare",
+                             "fgsm,bim,jsma,cw", "--cost", "jsma_d"], "clever.json"),
+        ("mnist", "costs", ["costs", "--n", str(n)], "costs.json"),
+        ("mnist", "a2d-eval", ["a2d", "evaluate", "--n", str(3 * n), "--n-cal", str(3 * n)],
+         "a2d_eval.json"),
+        # Table 4
+        ("mnist", "robustness-vs-kappa", ["sweep", "--n", nc, "--n-cal", str(cal),
+                                          "--kappa", "0:8:2", "--defenses", "none",
+                                          "--clever"], "summary.json"),
+        # Figure 7a, 8 and the adaptive-attack tables (#8)
+        *[("mnist", f"sweep-{a}", mnist_sweep + ["--attack", a], "summary.json")
+          for a in ("cw", "cw-magnet", "cw-a2d", "cw-full")],
+        # Figure 11
+        ("mnist", "pairs-k20", ["sweep", "--pairs", "--n", "100", "--n-cal", str(cal),
+                                "--kappa", "20"], "summary.json"),
+        # CIFAR-10: Figure 7b and the adaptive-attack tables, Figures 9, 12 and 13
+        *[("cifar10", f"sweep-{a}", cifar_sweep + ["--attack", a], "summary.json")
+          for a in ("cw", "cw-a2d")],
+        # Figure 9: the undefended model attacked on the images of the AT runs
+        ("cifar10", "sweep-undefended-cw", ["sweep", "--model", "cifar-cnn", "--n", str(n),
+                                            "--n-cal", str(cal), "--kappa", "0",
+                                            "--defenses", "none", "--images-from",
+                                            str(runs / "cifar10-sweep-cw")], "summary.json"),
+        ("cifar10", "pairs-at", ["sweep", "--model", "cifar-cnn-at", "--pairs", "--n", "100",
+                                 "--n-cal", str(cal), "--kappa", "0,10"], "summary.json"),
+        # CIFAR-10: Table 1 and Table 4 (the slowest steps, last)
+        ("cifar10", "clever", ["clever", "--model", "cifar-cnn", "--n", nc, "--target", "all",
+                               "--compare", "fgsm,bim,jsma,cw"], "clever.json"),
+        ("cifar10", "robustness-vs-kappa", ["sweep", "--model", "cifar-cnn", "--n", nc,
+                                            "--n-cal", str(cal),
+                                            "--kappa", "0:8:2", "--defenses", "none",
+                                            "--clever"], "summary.json"),
+    ]
+    return [(ds, f"{ds}-{name}", args, done) for ds, name, args, done in out]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--n", type=int, default=20, help="images per experiment (default 20)")
+    p.add_argument("--runs", default="runs/reproduce", help="parent folder of the runs")
+    p.add_argument("--out", help="report folder (default reports/paper-n{N})")
+    p.add_argument("--only", choices=("mnist", "cifar10"), help="one data set")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--data-root", help="passed to every command")
+    p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    args = p.parse_args(argv)
+    runs = Path(args.runs) / f"n{args.n}"
+    out = Path(args.out or f"reports/paper-n{args.n}")
+    common = ["--device", args.device, "--no-progress"]
+    if args.data_root:
+        common += ["--data-root", args.data_root]
+    folders = []
+    for dataset, name, cmd, done in steps(args.n, runs):
+        if args.only and dataset != args.only:
+            continue
+        folder = runs / name
+        folders.append(folder)
+        full = ["adaptive", *cmd, "--out", str(folder), *common]
+        if (folder / done).is_file():
+            print(f"[done] {name}", flush=True)
+            continue
+        if folder.exists() and cmd[0] != "clever":  # clever writes its result at the end only
+            full.append("--resume")
+        print(f"[run] {shlex.join(full)}", flush=True)
+        if args.dry_run:
+            continue
+        t0 = time.time()
+        rc = subprocess.call(full)
+        runs.mkdir(parents=True, exist_ok=True)
+        with open(runs / "timings.jsonl", "a") as f:
+            f.write(json.dumps({"step": name, "command": shlex.join(full), "rc": rc,
+                                "seconds": round(time.time() - t0, 1)}) + "\n")
+        if rc != 0:
+            print(f"step {name} failed (exit {rc}); fix it and rerun: finished steps are kept",
+                  file=sys.stderr)
+            return rc
+    report = ["adaptive", "report", *map(str, folders), "--out", str(out)]
+    if args.data_root:
+        report += ["--data-root", args.data_root]
+    print(f"[report] {shlex.join(report)}", flush=True)
+    return 0 if args.dry_run else subprocess.call(report)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
