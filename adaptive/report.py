@@ -180,6 +180,68 @@ def a2d_parameter_table(result: dict, folder: Path) -> dict[str, dict]:
         "rows": rows, "runs": [(str(folder), result.get("command", "?"))]}}
 
 
+def plausibility_tables(sweeps: list[dict], references: list[dict]) -> dict[str, dict]:
+    """Tramer (2021): a detector robust at distance eps implies a (slow) classifier robust at
+    eps/2. Each defense's measured robustness at the run's L2 bound (1 - the highest ASR over
+    attacks and kappas) beside the robust accuracy of the reference models (``adaptive
+    evaluate robust`` results, L2 at eps/2 of the same data set) and the paper's claim."""
+    tables: dict[str, dict] = {}
+    by_family: dict[str, list[dict]] = {}
+    for run in sweeps:
+        by_family.setdefault(_family(run["config"]["dataset"]), []).append(run)
+    for family, group in sorted(by_family.items()):
+        bound = group[0]["config"]["max_l2"]
+        refs = [r for r in references if _family(r.get("dataset", "")) == family
+                and r.get("norm") == "l2" and abs(r.get("eps", 0) - bound / 2) < 1e-6]
+        best = max((r["robust_accuracy"] for r in refs), default=None)
+        rows = []
+        for run in group:
+            for defense in run["config"]["defenses"]:
+                asr = [x["attack_success_rate"] for x in run["rows"]
+                       if x["defense"] == defense and x["attack_success_rate"] is not None]
+                if not asr or defense == "none":
+                    continue
+                rows.append({"defense": defense, "model": run["config"]["model"],
+                             "attack": run["config"].get("attack", "cw"),
+                             "robust at L2 ε (1 - max ASR)": 1 - max(asr),
+                             "paper claim": (1 - PAPER_ASR[(family, defense)]
+                                             if (family, defense) in PAPER_ASR else None)})
+        if not rows:
+            continue
+        merged: dict[tuple, dict] = {}
+        for r in rows:  # the strongest attack decides each defense's robustness
+            key = (r["defense"], r["model"])
+            if key not in merged or r["robust at L2 ε (1 - max ASR)"] < \
+                    merged[key]["robust at L2 ε (1 - max ASR)"]:
+                merged[key] = r
+        out = []
+        for r in merged.values():
+            ours, paper = r["robust at L2 ε (1 - max ASR)"], r["paper claim"]
+            if not any(k in r["defense"].split("+") for k in ("a2d", "magnet")):
+                out.append({**r, "best measured at ε/2": best,
+                            "verdict": "a classifier, no detector: nothing implied"})
+                continue
+            r = {**r, "best measured at ε/2": best}
+            if best is None:
+                r["verdict"] = "no reference model measured at ε/2"
+            else:
+                too_good = [who for who, v in (("ours", ours), ("paper's", paper))
+                            if v is not None and v > best + 0.05]
+                r["verdict"] = ("plausible" if not too_good else
+                                " and ".join(too_good) + " too good: implies a classifier at "
+                                "ε/2 beating the reference")
+            out.append(r)
+        ref_text = "; ".join(f"{r['model']} {r['robust_accuracy']:.1%} ({r.get('command', '?')})"
+                             for r in refs) or "none measured"
+        tables[f"{family}_plausibility"] = {
+            "title": f"{family.upper()}: plausibility (Tramèr 2021: a detector robust at L2 ε = "
+                     f"{bound:g} implies a classifier robust at ε/2 = {bound / 2:g}); the "
+                     f"strongest of our attacks decides; reference robust accuracy at ε/2: "
+                     f"{ref_text}",
+            "rows": out, "runs": [(r["folder"], r["command"]) for r in group]}
+    return tables
+
+
 def sweep_report_figures(sweeps: list[dict], pair_runs: list[dict], out: Path,
                          data_root: str | None, log=print) -> list[Path]:
     """Figures 7a/7b, ASR vs bound, Figure 8 (per run), Figure 9 (across the runs of one data
@@ -323,7 +385,8 @@ def _cell(key: str, v) -> str:
         return str(v)
     if key in ("kappa", "value"):
         return f"{v:g}"
-    if key.startswith(("ASR", "L2 ≤")) or key == "paper" or "Acc" in key:
+    if key.startswith(("ASR", "L2 ≤", "robust at", "best measured")) or \
+            key in ("paper", "paper claim") or "Acc" in key:
         return _pct(v)
     if "AUROC" in key or key.startswith("paper ") and key.endswith("_d"):  # AUROC columns
         return f"{v:.4f}"
@@ -361,7 +424,7 @@ def make_report(folders: list[str | Path], out: str | Path, data_root: str | Non
     files. Image figures read the runs' test images (``data_root``); if the data set cannot be
     loaded they are skipped with a message."""
     out = Path(out)
-    sweeps, tables, unknown, figures = [], {}, [], []
+    sweeps, tables, unknown, figures, references = [], {}, [], [], []
     for f in map(Path, folders):
         if (f / "summary.json").is_file():
             sweeps.append(load_sweep(f))
@@ -372,6 +435,8 @@ def make_report(folders: list[str | Path], out: str | Path, data_root: str | Non
             if (path.parent / "cache").is_dir():
                 figures.append(a2d_cost_figure(result, path.parent, out))
                 tables.update(a2d_parameter_table(result, path.parent))
+        elif f.suffix == ".json" and f.is_file() and "robust_accuracy" in _read_json(f):
+            references.append({**_read_json(f), "file": str(f)})
         elif (f / "clever.json").is_file() or (f / "costs.json").is_file():
             from adaptive.robustness_report import clever_table, cost_figures
 
@@ -400,6 +465,7 @@ def make_report(folders: list[str | Path], out: str | Path, data_root: str | Non
         _family(r["config"]["dataset"]), r["config"]["model"], r["config"].get("attack"))
         not in plain]
     tables.update(sweep_tables(sweeps))
+    tables.update(plausibility_tables(sweeps, references))
     figures += sweep_report_figures(sweeps, pair_runs, out, data_root, log)
     for run in clever_runs:
         if run["config"].get("clever"):

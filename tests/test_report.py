@@ -59,7 +59,8 @@ def test_report_tables_from_sweep_folders(tmp_path, capsys):
                      "mnist_mnist-cnn_asr_vs_bound.png",
                      "mnist_mnist-cnn_asr_vs_kappa.csv", "mnist_mnist-cnn_asr_vs_kappa.md",
                      "mnist_mnist-cnn_asr_vs_kappa.png", "mnist_mnist-cnn_cw-full_examples.png",
-                     "mnist_mnist-cnn_cw_examples.png", "report_index.json"]
+                     "mnist_mnist-cnn_cw_examples.png", "mnist_plausibility.csv",
+                     "mnist_plausibility.md", "report_index.json"]
     kappa_md = (tmp_path / "rep/mnist_mnist-cnn_asr_vs_kappa.md").read_text()
     assert "| defense | kappa | ASR cw | L2 cw | ASR cw-full | L2 cw-full | paper |" in kappa_md
     assert "`adaptive sweep --attack cw-full`" in kappa_md
@@ -233,7 +234,8 @@ def test_report_produces_every_item_from_synthetic_runs(tmp_path):
         "mnist_mnist-cnn_asr_vs_kappa.md", "mnist_mnist-cnn_asr_vs_bound.md",
         "mnist_mnist-cnn_asr_vs_kappa.png", "mnist_mnist-cnn_asr_vs_bound.png",
         "mnist_mnist-cnn_cw_examples.png", "mnist_examples_across_runs.png",
-        "mnist_mnist-cnn_cw_pairs_k0.png", "mnist_mnist-cnn_cw_pairs_k20.png"}
+        "mnist_mnist-cnn_cw_pairs_k0.png", "mnist_mnist-cnn_cw_pairs_k20.png",
+        "mnist_plausibility.md"}
     assert expected <= names, expected - names
     for p in written:
         assert p.is_file() and p.stat().st_size > (5_000 if p.suffix == ".png" else 50), p
@@ -243,3 +245,16 @@ def test_report_produces_every_item_from_synthetic_runs(tmp_path):
     assert "| Untarget |" in table1 and "| LLC |" in table1
     index = json.loads((tmp_path / "rep/report_index.json").read_text())
     assert set(index["files"]) == names
+
+
+def test_plausibility_table_flags_claims_beyond_the_reference(tmp_path):
+    _fake_sweep(tmp_path / "cw", "cw", [1.0, 3.0])  # a2d+magnet: ASR 0.5 in every row
+    ref = {"model": "ref-at", "dataset": "mnist", "norm": "l2", "eps": 4.2,
+           "robust_accuracy": 0.2, "command": "adaptive evaluate robust --norm l2 --eps 4.2"}
+    (tmp_path / "ref.json").write_text(json.dumps(ref))
+    make_report([tmp_path / "cw", tmp_path / "ref.json"], tmp_path / "rep")
+    table = (tmp_path / "rep/mnist_plausibility.md").read_text()
+    assert "ε/2 = 4.2" in table and "ref-at 20.0%" in table
+    # ours 50 % and the paper's 100 % both exceed the reference's 20 % at eps/2
+    assert "| a2d+magnet | mnist-cnn | cw | 50.0 % | 100.0 % | 20.0 % | ours and paper's too " \
+           "good" in table
