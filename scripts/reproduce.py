@@ -75,6 +75,8 @@ def main(argv=None) -> int:
     p.add_argument("--runs", default="runs/reproduce", help="parent folder of the runs")
     p.add_argument("--out", help="report folder (default reports/paper-n{N})")
     p.add_argument("--only", choices=("mnist", "cifar10"), help="one data set")
+    p.add_argument("--skip", default="", help="comma-separated step names to leave out "
+                                               "(e.g. mnist-clever)")
     p.add_argument("--device", default="auto")
     p.add_argument("--data-root", help="passed to every command")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
@@ -86,7 +88,7 @@ def main(argv=None) -> int:
         common += ["--data-root", args.data_root]
     folders = []
     for dataset, name, cmd, done in steps(args.n, runs):
-        if args.only and dataset != args.only:
+        if (args.only and dataset != args.only) or name in args.skip.split(","):
             continue
         folder = runs / name
         folders.append(folder)
