@@ -32,22 +32,23 @@ def steps(n: int, runs: Path) -> list[tuple[str, str, list[str], str]]:
     cifar_sweep = ["sweep", "--model", "cifar-cnn-at", "--n", str(n), "--n-cal", str(cal),
                    "--kappa", "0:20:5"]
     out = [
-        # Table 1 and Figure 2; Figures 4, 5 and 10; Tables 2, 3, 7 and the cost boxes
-        ("mnist", "clever", ["clever", "--n", str(n), "--target", "all", "--compare",
-                             "fgsm,bim,jsma,cw", "--cost", "jsma_d"], "clever.json"),
-        ("mnist", "costs", ["costs", "--n", str(n)], "costs.json"),
-        ("mnist", "a2d-eval", ["a2d", "evaluate", "--n", str(3 * n), "--n-cal", str(3 * n)],
-         "a2d_eval.json"),
-        # Table 4
-        ("mnist", "robustness-vs-kappa", ["sweep", "--n", nc, "--n-cal", str(cal),
-                                          "--kappa", "0:8:2", "--defenses", "none",
-                                          "--clever"], "summary.json"),
         # Figure 7a, 8 and the adaptive-attack tables (#8)
         *[("mnist", f"sweep-{a}", mnist_sweep + ["--attack", a], "summary.json")
           for a in ("cw", "cw-magnet", "cw-a2d", "cw-full")],
         # Figure 11
         ("mnist", "pairs-k20", ["sweep", "--pairs", "--n", "100", "--n-cal", str(cal),
                                 "--kappa", "20"], "summary.json"),
+        # Table 1 and Figure 2; Figures 4, 5 and 10
+        ("mnist", "clever", ["clever", "--n", str(n), "--target", "all", "--compare",
+                             "fgsm,bim,jsma,cw", "--cost", "jsma_d"], "clever.json"),
+        ("mnist", "costs", ["costs", "--n", str(n)], "costs.json"),
+        # Table 4
+        ("mnist", "robustness-vs-kappa", ["sweep", "--n", nc, "--n-cal", str(cal),
+                                          "--kappa", "0:8:2", "--defenses", "none",
+                                          "--clever"], "summary.json"),
+        # Tables 2, 3, 7 and the cost boxes of the A2D evaluation
+        ("mnist", "a2d-eval", ["a2d", "evaluate", "--n", str(3 * n), "--n-cal", str(3 * n)],
+         "a2d_eval.json"),
         # CIFAR-10: Figure 7b and the adaptive-attack tables, Figures 9, 12 and 13
         *[("cifar10", f"sweep-{a}", cifar_sweep + ["--attack", a], "summary.json")
           for a in ("cw", "cw-a2d")],

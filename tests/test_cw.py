@@ -68,6 +68,11 @@ def test_failure_returns_the_input_not_a_zero_image(mnist):
         model, x[:4], y[:4])
     assert not r.success.any()
     assert torch.equal(r.adversarial, x[:4]) and (r.l2 == 0).all() and r.margin.isnan().all()
+    # the best confidence any iterate reached is kept: finite, and short of kappa
+    assert torch.isfinite(r.confidence_reached).all() and (r.confidence_reached < 50).all()
+    with torch.no_grad():  # the clean images' own confidence is negative (they are correct)
+        clean = -_margins(model(x[:4]), y[:4], False)
+    assert (r.confidence_reached >= clean - 1e-4).all()
 
 
 def test_early_abort_saves_steps(mnist):

@@ -42,6 +42,9 @@ class CWResult:
     success: torch.Tensor  # bool: reached the kappa margin
     margin: torch.Tensor  # margin of the returned example (<= -kappa); NaN where unsuccessful
     gradient_steps: torch.Tensor  # Adam steps spent per sample (a cost measure)
+    # The highest confidence (-margin) any iterate reached, successful or not: tells an attack
+    # that ran out of budget from a margin the model cannot reach at all.
+    confidence_reached: torch.Tensor | None = None
 
 
 def _margins(logits: torch.Tensor, classes: torch.Tensor, targeted: bool) -> torch.Tensor:
@@ -85,7 +88,8 @@ class CarliniWagnerL2:
                                  labels[i:i + self.batch_size], targeted, penalty)
                  for i in range(0, len(x), self.batch_size)]
         return CWResult(*(torch.cat([getattr(p, f) for p in parts])
-                          for f in ("adversarial", "l2", "success", "margin", "gradient_steps")))
+                          for f in ("adversarial", "l2", "success", "margin", "gradient_steps",
+                                    "confidence_reached")))
 
     def _run_batch(self, model, x, labels, targeted, penalty) -> CWResult:
         device = next(model.parameters()).device
@@ -100,6 +104,7 @@ class CarliniWagnerL2:
         best_adv = x.clone()
         best_margin = torch.full((n,), float("inf"), device=device)
         grad_steps = torch.zeros(n, dtype=torch.long)
+        reached = torch.full((n,), float("-inf"), device=device)
         check_every = max(1, self.steps // 10)
 
         for _ in range(self.bs_steps):
@@ -124,6 +129,7 @@ class CarliniWagnerL2:
                 (grad,) = torch.autograd.grad(loss.sum(), wa)
                 grad_steps[active.cpu()] += 1
                 with torch.no_grad():
+                    reached[active] = torch.maximum(reached[active], -margin)
                     ok = margin <= -self.kappa
                     if extra is not None:
                         ok &= extra <= 0
@@ -154,4 +160,5 @@ class CarliniWagnerL2:
         nan = torch.full_like(best_margin, float("nan"))
         return CWResult(best_adv.detach().cpu(),
                         torch.where(success, best_l2, torch.zeros_like(best_l2)).cpu(),
-                        success.cpu(), torch.where(success, best_margin, nan).cpu(), grad_steps)
+                        success.cpu(), torch.where(success, best_margin, nan).cpu(), grad_steps,
+                        reached.cpu())
