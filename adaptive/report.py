@@ -437,6 +437,8 @@ def make_report(folders: list[str | Path], out: str | Path, data_root: str | Non
                 tables.update(a2d_parameter_table(result, path.parent))
         elif f.suffix == ".json" and f.is_file() and "robust_accuracy" in _read_json(f):
             references.append({**_read_json(f), "file": str(f)})
+        elif (f / "robust.json").is_file():  # an `adaptive evaluate robust` result in a folder
+            references.append({**_read_json(f / "robust.json"), "file": str(f / "robust.json")})
         elif (f / "clever.json").is_file() or (f / "costs.json").is_file():
             from adaptive.robustness_report import clever_table, cost_figures
 

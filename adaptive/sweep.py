@@ -178,7 +178,7 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
               magnet=None, extra_defenses: dict[str, Defense] | None = None,
               resume: bool = False, command: str = "", progress: bool = True,
               log=print) -> dict:
-    store = RunStore(out, asdict(cfg), resume)
+    store = RunStore(out, asdict(cfg), resume, defaults=asdict(SweepConfig()))
     models = {cfg.model: cfg.model_sha256}
     if magnet is not None:
         models.update({f"magnet:{k}": v for k, v in magnet.autoencoder_sha256.items()})

@@ -16,7 +16,10 @@ from core.errors import ToolkitError
 class RunStore:
     """``OUT/config.json`` plus tensors-only results ``OUT/cache/KEY.pt``."""
 
-    def __init__(self, out: str | Path, config: dict, resume: bool):
+    def __init__(self, out: str | Path, config: dict, resume: bool,
+                 defaults: dict | None = None):
+        """``defaults``: values for settings a run made by an older version did not record
+        (it behaved as their defaults), so such runs can still be resumed."""
         self.out = Path(out)
         cfg_file = self.out / "config.json"
         if cfg_file.exists():
@@ -27,9 +30,10 @@ class RunStore:
             if not resume:
                 raise ToolkitError(f"{self.out} already holds a run; pass --resume to continue "
                                    "it or choose another --out")
-            if saved.get("config") != config:
-                diff = sorted(k for k in set(saved.get("config", {})) | set(config)
-                              if saved.get("config", {}).get(k) != config.get(k))
+            before = {**(defaults or {}), **saved.get("config", {})}
+            if before != config:
+                diff = sorted(k for k in set(before) | set(config)
+                              if before.get(k) != config.get(k))
                 raise ToolkitError(f"{self.out} was started with a different configuration "
                                    f"(differs in: {', '.join(diff)}); use another --out")
         elif resume and self.out.exists() and any(self.out.iterdir()):

@@ -57,6 +57,10 @@ def steps(n: int, runs: Path) -> list[tuple[str, str, list[str], str]]:
                                             "--n-cal", str(cal), "--kappa", "0",
                                             "--defenses", "none", "--images-from",
                                             str(runs / "cifar10-sweep-cw")], "summary.json"),
+        # The plausibility table's reference: the AT model's robust accuracy at half the bound
+        ("cifar10", "robust-l2-0.8", ["evaluate", "robust", "--model", "cifar-cnn-at", "--norm",
+                                      "l2", "--eps", "0.8", "--n", str(50 * n), "--foolbox-n",
+                                      str(10 * n)], "robust.json"),
         ("cifar10", "pairs-at", ["sweep", "--model", "cifar-cnn-at", "--pairs", "--n", "100",
                                  "--n-cal", str(cal), "--kappa", "0,10"], "summary.json"),
         # CIFAR-10: Table 1 and Table 4 (the slowest steps, last)
@@ -93,11 +97,13 @@ def main(argv=None) -> int:
             continue
         folder = runs / name
         folders.append(folder)
-        full = ["adaptive", *cmd, "--out", str(folder), *common]
+        # `evaluate robust` writes one file; the other commands a run folder
+        target = folder / done if cmd[0] == "evaluate" else folder
+        full = ["adaptive", *cmd, "--out", str(target), *common]
         if (folder / done).is_file():
             print(f"[done] {name}", flush=True)
             continue
-        if folder.exists() and cmd[0] != "clever":  # clever writes its result at the end only
+        if folder.exists() and cmd[0] not in ("clever", "evaluate"):  # these are not resumable
             full.append("--resume")
         print(f"[run] {shlex.join(full)}", flush=True)
         if args.dry_run:
