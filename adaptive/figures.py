@@ -19,18 +19,32 @@ def _series(rows, key, group="defense"):
     return out
 
 
-def sweep_figures(out: Path, rows: list[dict], store, cfg, data) -> list[Path]:
+def sanity_footer(fig, checks: list[dict] | None) -> None:
+    """The sweep's sanity checks under a figure: failures named, never hidden."""
+    if not checks:
+        return
+    failed = [c["name"] for c in checks if not c["passed"]]
+    text = ("sanity checks: all passed" if not failed else
+            "\n".join(textwrap.wrap("sanity checks FAILED: " + "; ".join(failed), 95)))
+    fig.text(0.01, 0.005, text, fontsize=5.5, color="red" if failed else "gray", va="bottom")
+    fig.subplots_adjust(bottom=0.2 + 0.03 * text.count("\n"))
+
+
+def sweep_figures(out: Path, rows: list[dict], store, cfg, data,
+                  checks: list[dict] | None = None) -> list[Path]:
     out = Path(out)
     written = []
-    # ASR per defense vs kappa (Figure 7 style).
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+    # ASR per defense vs kappa (Figure 7 style), with the sanity checks' outcome.
+    fig, ax = plt.subplots(figsize=(5, 3.9))
     for name, pts in _series(rows, "attack_success_rate").items():
         ax.plot(*zip(*pts), marker="o", label=name)
     ax.set(xlabel="confidence $\\kappa$", ylabel="attack success rate",
-           title=f"C&W-$\\kappa$ vs defenses (L2 $\\leq$ {cfg.max_l2:g})", ylim=(-0.03, 1.03))
+           title=f"{cfg.attack} vs defenses (L2 $\\leq$ {cfg.max_l2:g})", ylim=(-0.03, 1.03))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    written.append(_save(fig, out / "asr_vs_kappa.png"))
+    fig.tight_layout()
+    sanity_footer(fig, checks)
+    written.append(_save(fig, out / "asr_vs_kappa.png", tight=False))
     # Detection rate per detector vs kappa.
     detectors = sorted({k.split(":", 1)[1] for r in rows for k in r
                         if k.startswith("detection_rate:")})
@@ -81,8 +95,9 @@ def sweep_figures(out: Path, rows: list[dict], store, cfg, data) -> list[Path]:
     return written
 
 
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
+def _save(fig, path: Path, tight: bool = True) -> Path:
+    if tight:
+        fig.tight_layout()
     fig.savefig(path, dpi=150)
     plt.close(fig)
     return path

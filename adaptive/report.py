@@ -310,7 +310,8 @@ def load_sweep(folder: str | Path) -> dict:
     except (OSError, ValueError) as e:
         raise ToolkitError(f"cannot read the sweep run in {folder}: {e}") from e
     return {"folder": str(folder), "config": summary["config"], "rows": summary["rows"],
-            "records": records, "command": config.get("command", "?")}
+            "records": records, "command": config.get("command", "?"),
+            "checks": summary.get("sanity_checks", [])}
 
 
 def _read_json(path: Path) -> dict:

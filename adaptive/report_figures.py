@@ -88,6 +88,11 @@ def asr_figure(runs: list[dict], path: Path, paper: dict) -> Path:
                 ax.axhline(claim, color="k", ls=":", lw=1,
                            label=f"paper: {defense} {claim:.0%}")
         ax.set_title(f"attack {cfg.get('attack', 'cw')}", fontsize=9)
+        failed = [c for c in run.get("checks", []) if not c["passed"]]
+        if run.get("checks"):  # the run's sanity checks, never hidden
+            ax.text(0.98, 0.5, f"{len(failed)} sanity check(s) FAILED" if failed else
+                    "sanity checks passed", transform=ax.transAxes, ha="right", fontsize=6,
+                    color="red" if failed else "gray")
         ax.set_xlabel("confidence $\\kappa$")
         ax.set_ylim(-0.03, 1.03)
         ax.grid(alpha=0.3)

@@ -316,7 +316,7 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
                                              "sanity_checks": checks})
     from adaptive.figures import sweep_figures
 
-    sweep_figures(store.out, summary, store, cfg, data)
+    sweep_figures(store.out, summary, store, cfg, data, checks)
     log(f"done in {time.perf_counter() - t_start:.0f} s; results: {store.out}/summary.json, "
         f"summary.csv, {RECORDS}, figures *.png")
     return {"config": asdict(cfg), "rows": summary, "asr_by_l2_bound": by_bound,
