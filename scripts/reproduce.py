@@ -70,6 +70,10 @@ def steps(n: int, runs: Path) -> list[tuple[str, str, list[str], str]]:
                                             "--n-cal", str(cal),
                                             "--kappa", "0:8:2", "--defenses", "none",
                                             "--clever"], "summary.json"),
+        # CIFAR-10 Figures 4, 5, 10 and Tables 2, 3, 7 (the paper shows MNIST for the figures)
+        ("cifar10", "costs", ["costs", "--model", "cifar-cnn", "--n", nc], "costs.json"),
+        ("cifar10", "a2d-eval", ["a2d", "evaluate", "--model", "cifar-cnn", "--n", str(3 * n),
+                                 "--n-cal", str(3 * n)], "a2d_eval.json"),
     ]
     return [(ds, f"{ds}-{name}", args, done) for ds, name, args, done in out]
 
