@@ -134,8 +134,14 @@ def cost_boxplots(costs: dict[str, dict[str, "np.ndarray"]], path: Path, title: 
 def scatter_by_kind(rows: list[dict], xkey: str, ykey: str, path: Path, title: str,
                     xlabel: str, ylabel: str, logx: bool = False) -> Path:
     """One point per row, coloured by its ``kind`` (benign or the attack that made it)."""
+    from scipy.stats import spearmanr
+
     fig, ax = plt.subplots(figsize=(5.2, 3.8))
     kinds = list(dict.fromkeys(r["kind"] for r in rows))
+    both = [(r[xkey], r[ykey]) for r in rows if r.get(xkey) is not None]
+    if len(both) > 2 and len({a for a, _ in both}) > 1 and len({b for _, b in both}) > 1:
+        rho = spearmanr(*zip(*both)).statistic  # rank correlation: any monotone relation
+        title += f"; Spearman ρ = {rho:.2f} (n {len(both)})"
     for kind in kinds:
         pts = [(r[xkey], r[ykey]) for r in rows if r["kind"] == kind and r.get(xkey) is not None]
         if logx:
