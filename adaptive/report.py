@@ -471,10 +471,9 @@ def make_report(folders: list[str | Path], out: str | Path, data_root: str | Non
     tables.update(plausibility_tables(sweeps, references))
     figures += sweep_report_figures(sweeps, pair_runs, out, data_root, log)
     for run in clever_runs:
-        if run["config"].get("clever"):
-            cfg = run["config"]
-            tables[f"{_family(cfg['dataset'])}_{cfg['model']}_{cfg.get('attack', 'cw')}"
-                   "_robustness_vs_kappa"] = kappa_table(run)
+        cfg = run["config"]
+        tables[f"{_family(cfg['dataset'])}_{cfg['model']}_{cfg.get('attack', 'cw')}"
+               "_robustness_vs_kappa"] = kappa_table(run)
     written = []
     for name, table in tables.items():
         written += write_table(out, name, table)

@@ -235,7 +235,6 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
     for kappa in kbar:
         kbar.set_postfix(kappa=kappa)
         attack = CarliniWagnerL2(kappa=kappa, **cfg.cw)
-        plain = attack  # the transferred attack of the white-box >= transfer check
         for b, rows in enumerate(tqdm(batches, desc=f"kappa {kappa:g} batches", leave=False,
                                       disable=not progress)):
             if all((kappa, int(attacked[i]),
@@ -273,7 +272,7 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
                 # The paper's attack (C&W-kappa on the bare classifier) transferred to every
                 # defense: a white-box attack weaker than this is a broken attack.
                 seed_everything(cfg.seed)
-                t = plain.run(model, x.to(device), labels, targeted=cfg.targeted)
+                t = attack.run(model, x.to(device), labels, targeted=cfg.targeted)
                 transfer = measure(t.adversarial, t.success)[2]
             l2, linf, ssim = metrics.l2(x_adv, x), metrics.linf(x_adv, x), metrics.ssim(x_adv, x)
             pred_bare = predict_logits(model, x_adv, device=device).argmax(1)

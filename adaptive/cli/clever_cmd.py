@@ -14,8 +14,8 @@ import torch
 from adaptive.adversarial_sets import ATTACKS, examples_for_study
 from adaptive.attack_costs import COST_ENGINES, per_image_costs
 from adaptive.clever import PRESETS, TARGETS, clever_targets
-from adaptive.cli.common import (add_model_options, add_run_options, model_and_dataset,
-                                 number, positive_int)
+from adaptive.cli.common import (add_model_options, add_run_options, attack_list,
+                                 model_and_dataset, number, positive_int)
 from core.checkpoint import write_json
 from core.data import load_dataset
 from core.evaluation import correct_subsets
@@ -52,18 +52,6 @@ def register(sub) -> None:
     p.set_defaults(run=run)
 
 
-def attack_list(text: str) -> list[str]:
-    names = [t.strip() for t in text.split(",") if t.strip()]
-    if names == ["none"]:
-        return []
-    bad = [t for t in names if t not in ATTACKS]
-    if bad or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown attack(s) {', '.join(bad) or text!r}; choose from {', '.join(ATTACKS)} "
-            "or none")
-    return list(dict.fromkeys(names))
-
-
 def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model, meta, dataset = model_and_dataset(args, device)
@@ -80,25 +68,24 @@ def run(args: argparse.Namespace) -> int:
     targets = TARGETS if args.target == "all" else (args.target,)
     settings = dict(norm=norm, target=args.target, radius=radius, seed=args.seed, **sizes)
     t0 = time.perf_counter()
-    sets = {"benign": (x, idx)}
+    sets = {"benign": (x, torch.arange(len(x)))}  # kind -> (images, their position in x)
     attempted = {}
     for attack in args.compare:
         seed_everything(args.seed)
         adv, keep = examples_for_study(attack, model, x, y, dataset)
-        sets[attack] = (adv, idx[keep])
+        sets[attack] = (adv, keep)
         attempted[attack] = len(x)
         print(f"{attack}: {len(adv)}/{len(x)} adversarial examples")
     images = []
     summary: dict = {"targets": list(targets), "attempted": attempted}
-    for kind, (xs, src) in sets.items():
+    for kind, (xs, pos) in sets.items():
         scores = clever_targets(model, xs.to(device), targets=targets,
                                 progress=not args.no_progress,
                                 **{k: v for k, v in settings.items() if k != "target"})
         costs = (per_image_costs(args.cost, model, xs, dataset) if args.cost
                  else [None] * len(xs))
-        clean = x[[int((idx == s).nonzero()[0, 0]) for s in src]] if len(src) else x[:0]
-        l2 = (xs - clean).flatten(1).norm(dim=1) if kind != "benign" else torch.zeros(len(xs))
-        for i, s in enumerate(src):
+        l2 = (xs - x[pos]).flatten(1).norm(dim=1)
+        for i, s in enumerate(idx[pos]):
             entry = {"index": int(s), "kind": kind, "l2": float(l2[i]),
                      **asdict(scores[targets[0]][i])}
             if len(targets) > 1:

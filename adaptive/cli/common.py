@@ -84,3 +84,18 @@ def model_and_dataset(args: argparse.Namespace, device):
     model, meta = load_model(args.model, device)
     default = "mnist-bundled" if meta["dataset"] == "mnist" else meta["dataset"]
     return model, meta, dataset_for_model(args.dataset, args.model, meta, default)
+
+
+def attack_list(text: str) -> list[str]:
+    """--compare: comma-separated names of adversarial-set attacks, or none."""
+    from adaptive.adversarial_sets import ATTACKS
+
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if names == ["none"]:
+        return []
+    bad = [t for t in names if t not in ATTACKS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown attack(s) {', '.join(bad) or text!r}; choose from {', '.join(ATTACKS)} "
+            "or none")
+    return list(dict.fromkeys(names))

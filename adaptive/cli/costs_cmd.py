@@ -13,8 +13,7 @@ from tqdm.auto import tqdm
 
 from adaptive.adversarial_sets import examples_for_study
 from adaptive.attack_costs import COST_ENGINES, per_image_costs
-from adaptive.cli.clever_cmd import attack_list
-from adaptive.cli.common import add_model_options, add_run_options, model_and_dataset
+from adaptive.cli.common import add_model_options, add_run_options, attack_list, model_and_dataset
 from core.checkpoint import write_json
 from core.data import load_dataset
 from core.errors import ToolkitError
