@@ -54,6 +54,7 @@ class A2DEvalConfig:
     h: float = DEFAULT_H
     k: int = 2
     knn_k: int = 100
+    knn_scale: str = "none"  # "standard": standardised costs (not in the paper; see knn.py)
     seed: int = 0
     chunk: int = 100
 
@@ -101,7 +102,7 @@ def run_a2d_evaluation(cfg: A2DEvalConfig, model: nn.Module, data: ImageSet, out
                        resume: bool = False, command: str = "", progress: bool = True,
                        log=print) -> dict:
     cfg.complete()
-    store = RunStore(out, asdict(cfg), resume)
+    store = RunStore(out, asdict(cfg), resume, defaults={"knn_scale": "none"})
     store.write_config({"command": command, "environment": environment_info()})
     seed_everything(cfg.seed)
     t_start = time.perf_counter()
@@ -225,7 +226,7 @@ def run_a2d_evaluation(cfg: A2DEvalConfig, model: nn.Module, data: ImageSet, out
         for key, adv_train in train_sets.items():
             benign_train = mat("cal", "benign")
             k_used = min(cfg.knn_k, len(benign_train) + len(adv_train))
-            knn = KNNDetector(k_used).fit(benign_train, adv_train)
+            knn = KNNDetector(k_used, cfg.knn_scale).fit(benign_train, adv_train)
             knn_k_used[name] = k_used
             attacks = cfg.attacks if key == "all" else [key]
             benign_acc = float(1 - knn.predict(mat("eval", "benign")).mean())
@@ -234,6 +235,7 @@ def run_a2d_evaluation(cfg: A2DEvalConfig, model: nn.Module, data: ImageSet, out
                     "benign_accuracy": benign_acc,
                     "adversarial_accuracy": float(knn.predict(mat("eval", a)).mean())}
     result["knn_k"] = knn_k_used
+    result["knn_scale"] = cfg.knn_scale
     result["seconds"] = round(time.perf_counter() - t_start, 1)
     result["environment"] = environment_info()
     write_json(store.out / RESULT_FILE, result)

@@ -2,7 +2,8 @@
 
 Everything is computed from attack costs an ``adaptive a2d evaluate`` run already measured:
 detectors are fitted on its calibration split and scored on its evaluation split, so no attack
-is run again. Rows: the K of the K-NN ensemble (END, all engines' costs as features), the ratio
+is run again. Rows: the K of the K-NN ensemble (END, all engines' costs as features; on raw
+costs as in the paper, and on standardised costs, ``KNNDetector(scale="standard")``), the ratio
 of benign to adversarial training examples, the Z-score threshold h and the ensemble's k, and
 other scikit-learn classifiers (default parameters, as in the paper) in place of K-NN.
 """
@@ -15,6 +16,8 @@ import numpy as np
 import torch
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 
@@ -64,9 +67,11 @@ def _accuracies(predict, costs: dict, attacks: list[str]) -> tuple[float, float]
 
 
 def parameter_study(costs: dict, engines: list[str], attacks: list[str],
-                    knn_k: int = 100, h: float = -1.281552, k: int = 2) -> list[dict]:
+                    knn_k: int = 100, h: float = -1.281552, k: int = 2,
+                    knn_scale: str = "none") -> list[dict]:
     """Rows ``{"kind", "parameter", "value", "acc_benign", "acc_adv", "default"}``; kind is
-    one of K, ratio, h, k, classifier."""
+    one of K, K-standardised, ratio, h, k, classifier (``default``: the evaluation's own
+    setting, whose K-NN scaling is ``knn_scale``)."""
     cal, ev = costs["cal"], costs["eval"]
     n_benign = len(cal["benign"])
     rows = []
@@ -82,7 +87,13 @@ def parameter_study(costs: dict, engines: list[str], attacks: list[str],
 
     for kk in K_VALUES:
         if kk <= 2 * n_benign:
-            classifier_row("K", "K (K-NN END)", kk, KNeighborsClassifier(kk), default=kk == knn_k)
+            classifier_row("K", "K (K-NN END)", kk, KNeighborsClassifier(kk),
+                           default=kk == knn_k and knn_scale == "none")
+    for kk in K_VALUES:
+        if kk <= 2 * n_benign:
+            classifier_row("K-standardised", "K (K-NN END, standardised costs)", kk,
+                           make_pipeline(StandardScaler(), KNeighborsClassifier(kk)),
+                           default=kk == knn_k and knn_scale == "standard")
     for r in RATIOS:
         classifier_row("ratio", "benign:adversarial (K-NN END)", f"1:{r:g}",
                        KNeighborsClassifier(min(knn_k, n_benign)), ratio=r, default=r == 1.0)

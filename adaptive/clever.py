@@ -47,6 +47,9 @@ TARGETS = ("untargeted", "top2", "top5", "llc")
 PRESETS = {"original": dict(n_batches=500, n_samples=1024),
            "cpu-fast": dict(n_batches=50, n_samples=64)}
 _START_SHAPES = (0.1, 1.0, 5.0, 20.0)
+# Points per forward pass. A CPU is fastest on small passes (caches; measured by
+# benchmarks/clever_speed.py --chunks), a GPU needs large ones to be kept busy.
+DEFAULT_CHUNK_POINTS = {"cpu": 64, "cuda": 16384}
 
 
 @dataclass
@@ -197,9 +200,26 @@ def _dual(grad: torch.Tensor, norm: str) -> torch.Tensor:
     return flat.norm(dim=-1) if norm == "l2" else flat.abs().sum(-1)
 
 
+def _margin_gradient_norms(model, pts, c, per_point, norm):
+    """Dual norms of the margin gradients at ``pts``, (slots, points), and which points the model
+    no longer classifies as ``c``: one forward pass shared by every target slot, then one
+    backward pass per slot (on a CPU a loop of backward passes beats a vmapped one,
+    ``is_grads_batched``, by ~1.5x)."""
+    pts = pts.detach().requires_grad_(True)
+    logits = model(pts)
+    z_c = logits.gather(1, c[:, None])[:, 0]
+    slots = per_point.shape[1]
+    out = torch.empty(slots, len(pts), device=pts.device)
+    for q in range(slots):
+        margin = z_c - logits.gather(1, per_point[:, q:q + 1])[:, 0]
+        (grad,) = torch.autograd.grad(margin.sum(), pts, retain_graph=q < slots - 1)
+        out[q] = _dual(grad, norm)
+    return out, logits.detach().argmax(1) != c
+
+
 def clever(model: nn.Module, x: torch.Tensor, *, norm: str = "l2", target: str = "untargeted",
            radius: float = 5.0, n_batches: int = 500, n_samples: int = 1024,
-           labels: torch.Tensor | None = None, seed: int = 0, chunk_points: int = 4096,
+           labels: torch.Tensor | None = None, seed: int = 0, chunk_points: int | None = None,
            min_pvalue: float = 0.05, fit: str = "batched",
            progress: bool = False) -> list[CleverScore]:
     """CLEVER scores of the images ``x`` (float NCHW in [0, 1])."""
@@ -211,9 +231,9 @@ def clever(model: nn.Module, x: torch.Tensor, *, norm: str = "l2", target: str =
 
 def clever_targets(model: nn.Module, x: torch.Tensor, *, targets=TARGETS, norm: str = "l2",
                    radius: float = 5.0, n_batches: int = 500, n_samples: int = 1024,
-                   labels: torch.Tensor | None = None, seed: int = 0, chunk_points: int = 4096,
-                   min_pvalue: float = 0.05, fit: str = "batched",
-                   progress: bool = False) -> dict[str, list[CleverScore]]:
+                   labels: torch.Tensor | None = None, seed: int = 0,
+                   chunk_points: int | None = None, min_pvalue: float = 0.05,
+                   fit: str = "batched", progress: bool = False) -> dict[str, list[CleverScore]]:
     """CLEVER scores of ``x`` for several target kinds at once: ``{target: [score per image]}``.
 
     The kinds share their sampled points and gradients (top-2, top-5 and the least likely class
@@ -234,6 +254,8 @@ def clever_targets(model: nn.Module, x: torch.Tensor, *, targets=TARGETS, norm: 
         raise ToolkitError("CLEVER needs at least one target kind")
     if fit not in ("batched", "scipy"):
         raise ToolkitError(f"unknown CLEVER fit {fit!r}; choose batched or scipy")
+    if chunk_points is not None and chunk_points < 1:
+        raise ToolkitError("CLEVER needs chunk_points >= 1")
     if radius <= 0 or n_batches < 2 or n_samples < 1:
         raise ToolkitError("CLEVER needs radius > 0, n_batches >= 2 and n_samples >= 1")
     check_images(x, getattr(model, "input_shape", None), what="inputs to CLEVER")
@@ -249,6 +271,8 @@ def clever_targets(model: nn.Module, x: torch.Tensor, *, targets=TARGETS, norm: 
 def _clever(model, x, norm, targets, radius, n_batches, n_samples, labels, seed, chunk_points,
             min_pvalue, fit, progress) -> dict[str, list[CleverScore]]:
     device = next(model.parameters()).device
+    if chunk_points is None:
+        chunk_points = DEFAULT_CHUNK_POINTS.get(device.type, DEFAULT_CHUNK_POINTS["cpu"])
     x = x.to(device)
     with torch.no_grad():
         logits0 = model(x)
@@ -272,31 +296,31 @@ def _clever(model, x, norm, targets, radius, n_batches, n_samples, labels, seed,
     maxima = torch.zeros(n, slots, n_batches, dtype=torch.float64)
     bad_grad = torch.zeros(n, dtype=torch.bool)
     flip_bound = torch.full((n,), math.inf, dtype=torch.float64)
-    per_chunk = max(1, chunk_points // n_samples)  # images per forward pass
+    per_chunk = max(1, chunk_points // n_samples)  # images per group of passes
     for b in tqdm(range(n_batches), desc=f"CLEVER ({n} images)", unit="batch", leave=False,
                   disable=not progress):
         for s in range(0, n, per_chunk):
             xs = x[s:s + per_chunk]
             m = len(xs)
             pts = torch.cat([sample_points(xs[t], n_samples, radius, norm, gens[s + t])
-                             for t in range(m)]).requires_grad_(True)
-            logits = model(pts)
+                             for t in range(m)])
             c = pred[s:s + m].repeat_interleave(n_samples)
-            z_c = logits.gather(1, c[:, None])[:, 0]
             per_point = cand[s:s + m].repeat_interleave(n_samples, 0)  # points, slots
-            # One forward pass for every target; one backward pass per target slot (on a CPU
-            # a loop of backward passes beats a vmapped one, is_grads_batched, by ~1.5x).
-            for q in range(slots):
-                margin = z_c - logits.gather(1, per_point[:, q:q + 1])[:, 0]
-                (grad,) = torch.autograd.grad(margin.sum(), pts, retain_graph=q < slots - 1)
-                dual = _dual(grad, norm).view(m, n_samples)
-                bad_grad[s:s + m] |= (~torch.isfinite(dual)).any(1).cpu()
-                maxima[s:s + m, q, b] = dual.amax(1).double().cpu()
+            dual = torch.empty(slots, len(pts), device=device)
+            flipped = torch.empty(len(pts), dtype=torch.bool, device=device)
+            # A sample batch larger than the chunk (the original preset's 1,024 points on a
+            # CPU) goes through in pieces; its maximum is taken over all of them.
+            for a in range(0, len(pts), chunk_points):
+                piece = slice(a, a + chunk_points)
+                dual[:, piece], flipped[piece] = _margin_gradient_norms(
+                    model, pts[piece], c[piece], per_point[piece], norm)
+            dual = dual.view(slots, m, n_samples)
+            bad_grad[s:s + m] |= (~torch.isfinite(dual)).any(2).any(0).cpu()
+            maxima[s:s + m, :, b] = dual.amax(2).T.double().cpu()
             with torch.no_grad():
-                flipped = (logits.argmax(1) != c).view(m, n_samples)
-                dist = (pts.detach() - xs.repeat_interleave(n_samples, 0)).flatten(1)
+                dist = (pts - xs.repeat_interleave(n_samples, 0)).flatten(1)
                 dist = (dist.norm(dim=1) if norm == "l2" else dist.abs().amax(1)).view(m, n_samples)
-                dist = torch.where(flipped, dist, torch.full_like(dist, math.inf))
+                dist = torch.where(flipped.view(m, n_samples), dist, torch.full_like(dist, math.inf))
                 flip_bound[s:s + m] = torch.minimum(flip_bound[s:s + m], dist.amin(1).double().cpu())
 
     if fit == "batched":  # every (image, target) row in one vectorised fit

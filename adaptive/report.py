@@ -166,7 +166,7 @@ def a2d_parameter_table(result: dict, folder: Path) -> dict[str, dict]:
     rows = []
     knn_k = (result.get("knn_k") or {}).get("END", 100)
     for r in parameter_study(costs, engines, attacks, knn_k, result.get("h", -1.281552),
-                             result.get("k", 2)):
+                             result.get("k", 2), result.get("knn_scale", "none")):
         paper = PAPER_PARAMETERS.get((r["kind"], r["value"]))
         family = _family(result["dataset"])
         rows.append({"parameter": r["parameter"], "value": r["value"],

@@ -114,6 +114,27 @@ def test_knn_single_and_ensemble(tmp_path):
         KNNDetector(k=2).fit([1, np.nan, 3], [3])
 
 
+def test_knn_standardised_costs_let_every_engine_count(tmp_path):
+    # Engine 1 counts in the thousands and says nothing; engine 2 counts tens and separates.
+    r = np.random.default_rng(1)
+    benign = np.c_[r.normal(5000, 1000, 400), r.normal(50, 5, 400)]
+    adversarial = np.c_[r.normal(5000, 1000, 400), r.uniform(0, 4, 400)]
+    raw = KNNDetector(k=50).fit(benign[:200], adversarial[:200])
+    scaled = KNNDetector(k=50, scale="standard").fit(benign[:200], adversarial[:200])
+    def accuracy(det):
+        return (1 - det.predict(benign[200:]).mean() + det.predict(adversarial[200:]).mean()) / 2
+    assert accuracy(raw) < 0.7 and accuracy(scaled) > 0.99
+    scaled.save(tmp_path / "s.json")
+    back = KNNDetector.load(tmp_path / "s.json")
+    assert back.scale == "standard"
+    assert np.array_equal(back.score(adversarial[200:]), scaled.score(adversarial[200:]))
+    old = raw.to_dict()
+    del old["scale"]  # saved before scaling existed: raw costs
+    assert KNNDetector.from_dict(old).scale == "none"
+    with pytest.raises(ToolkitError, match="scaling"):
+        KNNDetector(k=5, scale="minmax")
+
+
 def test_knn_tie_is_benign():
     knn = KNNDetector(k=2).fit([5.0], [5.0])
     assert knn.score([5.0])[0] == 0.5 and not knn.predict([5.0])[0]

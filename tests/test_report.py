@@ -146,6 +146,12 @@ def test_parameter_study_on_separable_costs(tmp_path):
     kinds = {r["parameter"].split(" (")[0] for r in rows}
     assert kinds == {"K", "benign:adversarial", "h", "k", "classifier"}
     assert sum(r["default"] for r in rows) == 5  # one default per parameter
+    assert {r["value"] for r in rows if r["parameter"] == "K (K-NN END, standardised costs)"} \
+        == {r["value"] for r in rows if r["parameter"] == "K (K-NN END)"}
+    scaled = parameter_study(load_costs(tmp_path, engines, ["benign"] + attacks), engines,
+                             attacks, knn_scale="standard")
+    assert [r["parameter"] for r in scaled if r["default"] and r["parameter"].startswith("K")] \
+        == ["K (K-NN END, standardised costs)"]
     for r in rows:
         if r["parameter"].startswith(("K", "classifier")):
             assert r["acc_benign"] > 0.95 and r["acc_adv"] > 0.95, r

@@ -12,6 +12,7 @@ from core.data import load_dataset
 from core.errors import ToolkitError
 from core.runtime import resolve_device
 from core.zoo import load_model
+from defenses.a2d.knn import SCALES
 from defenses.a2d.presets import ENGINE_NAMES
 from defenses.a2d.zscore import DEFAULT_H
 
@@ -52,6 +53,9 @@ def register(sub) -> None:
     e.add_argument("--k", type=positive_int, default=2,
                    help="ensemble: benign when at least k engines say benign (default 2)")
     e.add_argument("--knn-k", type=positive_int, default=100, help="K of the K-NN detectors")
+    e.add_argument("--knn-scale", choices=SCALES, default="none",
+                   help="standard: standardise each engine's costs before the K-NN ensemble "
+                        "(not in the paper; keeps one engine's large costs from deciding)")
     e.add_argument("--out", help="output folder (default: runs/a2d-eval-MODEL)")
     e.add_argument("--resume", action="store_true", help="continue the run in --out")
     add_run_options(e)
@@ -68,7 +72,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     data = load_dataset(name, "test", args.data_root)
     cfg = A2DEvalConfig(dataset=name, model=args.model, model_sha256=meta["sha256"], n=args.n,
                         n_cal=args.n_cal, engines=engines, attacks=attacks, h=args.h,
-                        k=args.k, knn_k=args.knn_k, seed=args.seed)
+                        k=args.k, knn_k=args.knn_k, knn_scale=args.knn_scale,
+                        seed=args.seed)
     out = Path(args.out or f"runs/a2d-eval-{Path(args.model).stem}")
     result = run_a2d_evaluation(cfg, model, data, out, device, resume=args.resume,
                                 command=args.command_line, progress=not args.no_progress)

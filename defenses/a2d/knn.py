@@ -3,6 +3,13 @@
 Fit on cost vectors (one engine, or several: the ensemble "END") of benign and adversarial
 examples; an input is adversarial when more than half of its K nearest neighbours are
 (the paper: ``|A_x| > |B_x|``, K = 100, so a tie is benign).
+
+``scale="standard"`` (not in the paper) first standardises each engine's costs by the mean and
+standard deviation of the training costs. Without it the engine with the largest costs decides
+the neighbours of an ensemble (DBA_d counts queries, in the hundreds for benign MNIST images,
+where JSMA_d counts tens of pixels): measured on MNIST, END's adversarial accuracy falls from 99 %
+at K = 5 to 89 % at K >= 50 on raw costs and stays at 98-99 % on standardised ones (Table 7
+analogue, reports/paper-n20). A single engine's neighbours do not change.
 """
 
 from __future__ import annotations
@@ -11,19 +18,28 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from core.checkpoint import write_json
 from core.errors import ToolkitError
 from defenses.a2d.zscore import _read_json, as_costs
 
 
+SCALES = ("none", "standard")
+
+
 class KNNDetector:
     """``fit(benign, adversarial)`` on costs of shape (n,) or (n, engines); True = adversarial."""
 
-    def __init__(self, k: int = 100):
+    def __init__(self, k: int = 100, scale: str = "none"):
         if int(k) < 1:
             raise ToolkitError(f"K must be at least 1, got {k}")
+        if scale not in SCALES:
+            raise ToolkitError(f"unknown K-NN cost scaling {scale!r}; choose "
+                               f"{' or '.join(SCALES)}")
         self.k = int(k)
+        self.scale = scale
         self._benign = self._adversarial = None
         self._knn: KNeighborsClassifier | None = None
 
@@ -37,8 +53,9 @@ class KNNDetector:
             raise ToolkitError(f"K={self.k} needs at least {self.k} training costs, got "
                                f"{len(b) + len(a)}")
         self._benign, self._adversarial = b, a
-        self._knn = KNeighborsClassifier(n_neighbors=self.k).fit(
-            np.concatenate([b, a]), np.r_[np.zeros(len(b)), np.ones(len(a))])
+        knn = KNeighborsClassifier(n_neighbors=self.k)
+        self._knn = (make_pipeline(StandardScaler(), knn) if self.scale == "standard" else knn)
+        self._knn.fit(np.concatenate([b, a]), np.r_[np.zeros(len(b)), np.ones(len(a))])
         return self
 
     def score(self, costs) -> np.ndarray:
@@ -57,7 +74,7 @@ class KNNDetector:
     def to_dict(self) -> dict:
         if self._knn is None:
             raise ToolkitError("the detector is not fitted yet")
-        return {"type": "knn", "version": 1, "k": self.k, "benign": self._benign.tolist(),
+        return {"type": "knn", "version": 1, "k": self.k, "scale": self.scale, "benign": self._benign.tolist(),
                 "adversarial": self._adversarial.tolist()}
 
     @classmethod
@@ -65,7 +82,8 @@ class KNNDetector:
         if not isinstance(d, dict) or d.get("type") != "knn":
             raise ToolkitError("not a saved K-NN detector (expected type 'knn')")
         try:
-            return cls(d["k"]).fit(d["benign"], d["adversarial"])
+            # detectors saved before scaling existed have no "scale": raw costs
+            return cls(d["k"], d.get("scale", "none")).fit(d["benign"], d["adversarial"])
         except KeyError as e:
             raise ToolkitError(f"saved K-NN detector lacks the field {e}") from e
 
