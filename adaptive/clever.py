@@ -8,9 +8,11 @@ distribution fitted to the ``n_batches`` maxima estimates the local Lipschitz co
 its location; the score is ``min(g(x0) / L, R)``. Untargeted: the minimum over all ``j != c``;
 ``top2`` / ``top5`` / ``llc``: the 2nd, 5th most likely and least likely class.
 
-Batching: all images of a chunk and all their sampled points go through one forward pass per
-sample batch, shared by every target class (one backward pass per target); the reverse-Weibull
-fits of all (image, target) rows run together, vectorised (``fit_lipschitz_batch``).
+Batching: the sampled points of several images (or, for large sample batches, pieces of one)
+go through one forward pass, shared by every target class (one backward pass per target), in
+passes of ``chunk_points`` points (64 on a CPU, where larger passes are slower per point; 16,384
+on a GPU); the reverse-Weibull fits of all (image, target) rows run together, vectorised
+(``fit_lipschitz_batch``).
 
 Fits (maximum likelihood in float64, maxima rescaled by their largest value): by default the
 vectorised profile-likelihood fit of ``fit_lipschitz_batch`` (all rows at once, about 70x faster
