@@ -33,6 +33,7 @@ from adaptive.compositions import COMPOSITIONS, build_a2d, build_defenses
 from adaptive.defense import Defense, judge
 from core.checkpoint import write_json
 from core.data import ImageSet
+from core.attacks.pgd import pgd
 from core.errors import ToolkitError
 from core.evaluation import correct_subsets, predict_logits
 from core.runtime import environment_info, seed_everything
@@ -308,6 +309,8 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
     summary = summarize(records, cfg, defenses)
     by_bound = asr_by_bound(records, cfg, list(defenses))
     checks = sanity_checks(records, cfg, by_bound)
+    checks += bounded_attack_check(records, cfg, model, defenses, x_all, y_all, store, device,
+                                   log)
     for c in checks:
         if not c["passed"]:
             log(f"WARNING: sanity check failed: {c['name']}: {c['detail']}")
@@ -458,6 +461,50 @@ def sanity_checks(records: list[dict], cfg: SweepConfig, by_bound: list[dict]) -
         checks.append({"name": "ASR grows with the L2 bound", "passed": True,
                        "detail": "non-decreasing for every defense and kappa"})
     return checks
+
+
+PGD_STEPS = 20
+
+
+def bounded_attack_check(records: list[dict], cfg: SweepConfig, model: nn.Module,
+                         defenses: dict[str, Defense], x_all: torch.Tensor,
+                         y_all: torch.Tensor, store: RunStore, device, log=print) -> list[dict]:
+    """A minimum-distance attack with a small budget can stop short of the bound on a robust
+    model, and then the ASR at the bound understates what an attacker gets. So PGD-L2 (cross
+    entropy, ``PGD_STEPS`` steps, a random start) at exactly the bound attacks the bare
+    classifier on the same images, and the sweep's attack must do at least as well at kappa 0
+    against every defense that is the bare classifier alone (no detectors). Untargeted sweeps
+    with kappa 0 and ``--attack cw`` only: PGD's examples have no margin to compare at kappa > 0,
+    and the adaptive attacks aim at detectors, not at the bare classifier (they are judged
+    against the transferred C&W instead)."""
+    plain = [name for name, d in defenses.items() if not d.detectors and d.classifier is model]
+    recs = [r for r in records if r["kappa"] == 0]
+    if (cfg.attack != "cw" or cfg.targeted or not recs or not plain
+            or not math.isfinite(cfg.max_l2)):
+        return []
+    index = torch.tensor([r["index"] for r in recs])
+    fooled = store.get("pgd_at_bound")
+    if fooled is None or not torch.equal(fooled["index"], index):
+        log(f"bounded check: PGD-L2 at {cfg.max_l2:g} on the bare classifier "
+            f"({len(index)} images)")
+        x, y = x_all[index].to(device), y_all[index].to(device)
+        adv = pgd(model, x, y, cfg.max_l2, norm="l2", steps=PGD_STEPS,
+                  generator=torch.Generator().manual_seed(cfg.seed))
+        pred = predict_logits(model, adv, device=device).argmax(1).cpu()
+        fooled = store.put("pgd_at_bound", {"index": index, "fooled": pred != y.cpu()})
+    pgd_asr = float(fooled["fooled"].float().mean())
+    parts, ok = [], True
+    for name in plain:
+        asr = float(np.mean([r["defenses"][name]["success"] for r in recs]))
+        ok &= asr >= pgd_asr - 1e-12
+        parts.append(f"{name} {asr:.0%}")
+    detail = (f"PGD-L2 at the bound ({PGD_STEPS} steps) fools the bare classifier on "
+              f"{pgd_asr:.0%} of the images; {cfg.attack} at kappa 0: {', '.join(parts)}")
+    if not ok:
+        detail += ("; the sweep's attack stops short of the bound, so its ASR at the bound "
+                   "understates the attacker (more steps, a larger initial constant)")
+    return [{"name": f"{cfg.attack} at least as strong as PGD at the L2 bound (kappa 0)",
+             "passed": ok, "detail": detail}]
 
 
 ATTACKED_PARTS = {"cw-magnet": {"magnet"}, "cw-a2d": {"a2d"}, "cw-full": {"a2d", "magnet"}}

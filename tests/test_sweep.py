@@ -235,3 +235,41 @@ def test_white_box_weaker_than_transfer_is_flagged():
     records[1]["defenses"]["magnet"]["success"] = False
     check, = [c for c in sanity_checks(records, cfg, []) if c["name"].startswith("white-box")]
     assert not check["passed"] and "magnet 0% vs 50%" in check["detail"]
+
+
+def test_an_attack_weaker_than_pgd_at_the_bound_is_flagged(tmp_path):
+    """A minimum-distance attack that stops short of the bound understates the ASR there;
+    PGD at the bound on the same images exposes it, on classifier-only defenses at kappa 0."""
+    from adaptive.sweep import bounded_attack_check
+    from core.store import RunStore
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3)).eval()
+    x = torch.rand(6, 1, 4, 4)
+    y = model(x).argmax(1)  # every image correctly classified; a bound of 5 reaches any class
+    class Never:
+        def detect(self, x):
+            return torch.zeros(len(x), dtype=torch.bool)
+
+    # a defense with a detector is not the bare classifier: not compared with PGD
+    defenses = {"none": Defense("none", model), "det": Defense("det", model, {"d": Never()})}
+
+    def records(success):
+        return [{"kappa": 0.0, "index": i, "label": int(y[i]),
+                 "defenses": {"none": {"success": success}, "det": {"success": False}}}
+                for i in range(6)]
+
+    cfg = SweepConfig(kappas=[0.0], max_l2=5.0, attack="cw")
+    store = RunStore(tmp_path / "run", {"a": 1}, resume=False)
+    check, = bounded_attack_check(records(False), cfg, model, defenses, x, y, store, "cpu",
+                                  log=lambda *a: None)
+    assert not check["passed"] and "fools the bare classifier on 100%" in check["detail"]
+    assert "none 0%" in check["detail"] and "det" not in check["detail"]
+    check, = bounded_attack_check(records(True), cfg, model, defenses, x, y, store, "cpu")
+    assert check["passed"]  # and PGD's result came from the run's store this time
+    no_kappa0 = [dict(r, kappa=5.0) for r in records(True)]
+    assert bounded_attack_check(no_kappa0, cfg, model, defenses, x, y, store, "cpu") == []
+    for other in (SweepConfig(kappas=[0.0], max_l2=5.0, attack="cw", targeted=True),
+                  SweepConfig(kappas=[0.0], max_l2=5.0, attack="cw-a2d")):
+        assert bounded_attack_check(records(True), other, model, defenses, x, y, store,
+                                    "cpu") == []
