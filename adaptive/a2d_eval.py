@@ -102,7 +102,8 @@ def run_a2d_evaluation(cfg: A2DEvalConfig, model: nn.Module, data: ImageSet, out
                        resume: bool = False, command: str = "", progress: bool = True,
                        log=print) -> dict:
     cfg.complete()
-    store = RunStore(out, asdict(cfg), resume, defaults={"knn_scale": "none"})
+    # runs made before knn_scale existed used raw costs: its default
+    store = RunStore(out, asdict(cfg), resume, defaults={"knn_scale": A2DEvalConfig.knn_scale})
     store.write_config({"command": command, "environment": environment_info()})
     seed_everything(cfg.seed)
     t_start = time.perf_counter()

@@ -16,12 +16,11 @@ import numpy as np
 import torch
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.neighbors import KNeighborsClassifier
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 
 from core.errors import ToolkitError
+from defenses.a2d.knn import knn_classifier
 from defenses.a2d.zscore import ZScoreEnsemble
 
 K_VALUES = (5, 10, 25, 50, 100, 150, 200)
@@ -85,15 +84,13 @@ def parameter_study(costs: dict, engines: list[str], attacks: list[str],
         rows.append({"kind": kind, "parameter": parameter, "value": value, "acc_benign": b,
                      "acc_adv": a, "default": default})
 
-    for kk in K_VALUES:
-        if kk <= 2 * n_benign:
-            classifier_row("K", "K (K-NN END)", kk, KNeighborsClassifier(kk),
-                           default=kk == knn_k and knn_scale == "none")
-    for kk in K_VALUES:
-        if kk <= 2 * n_benign:
-            classifier_row("K-standardised", "K (K-NN END, standardised costs)", kk,
-                           make_pipeline(StandardScaler(), KNeighborsClassifier(kk)),
-                           default=kk == knn_k and knn_scale == "standard")
+    for scale, kind, parameter in (("none", "K", "K (K-NN END)"),
+                                   ("standard", "K-standardised",
+                                    "K (K-NN END, standardised costs)")):
+        for kk in K_VALUES:
+            if kk <= 2 * n_benign:
+                classifier_row(kind, parameter, kk, knn_classifier(kk, scale),
+                               default=kk == knn_k and knn_scale == scale)
     for r in RATIOS:
         classifier_row("ratio", "benign:adversarial (K-NN END)", f"1:{r:g}",
                        KNeighborsClassifier(min(knn_k, n_benign)), ratio=r, default=r == 1.0)

@@ -49,8 +49,8 @@ TARGETS = ("untargeted", "top2", "top5", "llc")
 PRESETS = {"original": dict(n_batches=500, n_samples=1024),
            "cpu-fast": dict(n_batches=50, n_samples=64)}
 _START_SHAPES = (0.1, 1.0, 5.0, 20.0)
-# Points per forward pass. A CPU is fastest on small passes (caches; measured by
-# benchmarks/clever_speed.py --chunks), a GPU needs large ones to be kept busy.
+# Points per forward pass. A CPU is fastest on small passes (caches; the work-per-point table
+# of benchmarks/clever_speed.py), a GPU needs large ones to be kept busy.
 DEFAULT_CHUNK_POINTS = {"cpu": 64, "cuda": 16384}
 
 

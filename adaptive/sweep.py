@@ -31,9 +31,9 @@ from adaptive.attacks.cw import CarliniWagnerL2
 from adaptive.clever import clever
 from adaptive.compositions import COMPOSITIONS, build_a2d, build_defenses
 from adaptive.defense import Defense, judge
+from core.attacks.pgd import pgd
 from core.checkpoint import write_json
 from core.data import ImageSet
-from core.attacks.pgd import pgd
 from core.errors import ToolkitError
 from core.evaluation import correct_subsets, predict_logits
 from core.runtime import environment_info, seed_everything

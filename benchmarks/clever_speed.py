@@ -35,6 +35,10 @@ def timed(fn):
     return out, time.perf_counter() - t0
 
 
+def max_relative(a, b) -> float:
+    return max(abs(u - v) / v for u, v in zip(a, b))
+
+
 def art_scores(model, x, batches, samples, radius):
     try:
         from art.estimators.classification import PyTorchClassifier
@@ -85,12 +89,10 @@ def main() -> None:
                     ("batched, scipy fit per row", t_scipy),
                     ("batched, vectorised fit (ours)", t_ours)):
         print(f"{name:34s} {t:8.2f} {t / len(x):8.2f} {t_ref / t:6.1f}x")
-    rel = [abs(a - b) / b for a, b in zip(ours_scipy, ref)]
     print(f"scores, batched+scipy vs reference (same points, same fit): max relative "
-          f"difference {max(rel):.2e}")
-    rel = [abs(a - b) / b for a, b in zip(ours, ref)]
+          f"difference {max_relative(ours_scipy, ref):.2e}")
     print(f"scores, ours vs reference (same points, vectorised vs scipy fit): max relative "
-          f"difference {max(rel):.3f}")
+          f"difference {max_relative(ours, ref):.3f}")
     print("scores ours:      " + " ".join(f"{s:.4f}" for s in ours))
     print("scores reference: " + " ".join(f"{s:.4f}" for s in ref))
     if device.type == "cpu" and not args.skip_art:
@@ -105,9 +107,8 @@ def main() -> None:
             print("scores ART:       " + " ".join(f"{s:.4f}" for s in art))
     if args.bf16:
         low, t_low = timed(lambda: [s.score for s in clever(BFloat16(model), x, **ours_kw)])
-        rel = [abs(a - b) / b for a, b in zip(low, ours)]
         print(f"ours under bfloat16 autocast: {t_low:.2f} s ({t_ours / t_low:.1f}x faster than "
-              f"float32); scores move by up to {100 * max(rel):.0f} % "
+              f"float32); scores move by up to {100 * max_relative(low, ours):.0f} % "
               f"({' '.join(f'{v:.4f}' for v in low)})")
     work_per_point(model, x[0], args.radius, args.samples)
 

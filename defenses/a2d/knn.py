@@ -29,19 +29,26 @@ from defenses.a2d.zscore import _read_json, as_costs
 SCALES = ("none", "standard")
 
 
+def knn_classifier(k: int, scale: str = "none"):
+    """The scikit-learn estimator behind :class:`KNNDetector`: K-NN, after standardising each
+    feature (engine) by the training costs' mean and standard deviation when ``scale`` is
+    "standard"."""
+    if scale not in SCALES:
+        raise ToolkitError(f"unknown K-NN cost scaling {scale!r}; choose {' or '.join(SCALES)}")
+    knn = KNeighborsClassifier(n_neighbors=k)
+    return make_pipeline(StandardScaler(), knn) if scale == "standard" else knn
+
+
 class KNNDetector:
     """``fit(benign, adversarial)`` on costs of shape (n,) or (n, engines); True = adversarial."""
 
     def __init__(self, k: int = 100, scale: str = "none"):
         if int(k) < 1:
             raise ToolkitError(f"K must be at least 1, got {k}")
-        if scale not in SCALES:
-            raise ToolkitError(f"unknown K-NN cost scaling {scale!r}; choose "
-                               f"{' or '.join(SCALES)}")
+        self._knn = knn_classifier(int(k), scale)  # checks the scaling's name
         self.k = int(k)
         self.scale = scale
-        self._benign = self._adversarial = None
-        self._knn: KNeighborsClassifier | None = None
+        self._benign = self._adversarial = None  # set by fit
 
     def fit(self, benign_costs, adversarial_costs) -> "KNNDetector":
         b = as_costs(benign_costs, "benign costs", ndim=2)
@@ -53,14 +60,12 @@ class KNNDetector:
             raise ToolkitError(f"K={self.k} needs at least {self.k} training costs, got "
                                f"{len(b) + len(a)}")
         self._benign, self._adversarial = b, a
-        knn = KNeighborsClassifier(n_neighbors=self.k)
-        self._knn = (make_pipeline(StandardScaler(), knn) if self.scale == "standard" else knn)
         self._knn.fit(np.concatenate([b, a]), np.r_[np.zeros(len(b)), np.ones(len(a))])
         return self
 
     def score(self, costs) -> np.ndarray:
         """Fraction of the K nearest training costs that are adversarial."""
-        if self._knn is None:
+        if self._benign is None:
             raise ToolkitError("the detector is not fitted yet: call fit(benign, adversarial)")
         c = as_costs(costs, ndim=2)
         if c.shape[1] != self._benign.shape[1]:
@@ -72,10 +77,10 @@ class KNNDetector:
         return self.score(costs) > 0.5
 
     def to_dict(self) -> dict:
-        if self._knn is None:
+        if self._benign is None:
             raise ToolkitError("the detector is not fitted yet")
-        return {"type": "knn", "version": 1, "k": self.k, "scale": self.scale, "benign": self._benign.tolist(),
-                "adversarial": self._adversarial.tolist()}
+        return {"type": "knn", "version": 1, "k": self.k, "scale": self.scale,
+                "benign": self._benign.tolist(), "adversarial": self._adversarial.tolist()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "KNNDetector":
