@@ -1,9 +1,11 @@
 """The main job: C&W-kappa against defense compositions, kappa by kappa (A2D paper, section 6).
 
 For each kappa, the correctly classified test images chosen for the run are attacked in batches
-with C&W-L2 at confidence kappa against the bare classifier (the paper's adaptive attack); each
-adversarial example is then measured: L2, L-inf, SSIM, its BIM_d attack cost, every detector's
-verdict, and its success against every composition, with the reasons for each failure.
+with C&W-L2 at confidence kappa against the bare classifier (the paper's adaptive attack), or
+with an attack on the defended system (``--attack``: C&W or PGD-L2 at the bound, with penalties
+for the detectors); each adversarial example is then measured: L2, L-inf, SSIM, its BIM_d
+attack cost, every detector's verdict, and its success against every composition, with the
+reasons for each failure.
 
 Results are never lost: one JSON line per (kappa, example) is appended to ``records.jsonl``
 as each batch finishes; ``--resume`` skips what is there. ``summary.json`` / ``summary.csv`` and
@@ -27,6 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from adaptive import metrics
+from adaptive.attacks.bounded_pgd import BoundedPGD
 from adaptive.attacks.cw import CarliniWagnerL2
 from adaptive.clever import clever
 from adaptive.compositions import COMPOSITIONS, build_a2d, build_defenses
@@ -42,7 +45,18 @@ from defenses.a2d.presets import make_engine
 from defenses.a2d.zscore import DEFAULT_H
 
 RECORDS = "records.jsonl"
-ATTACKS = ("cw", "cw-magnet", "cw-a2d", "cw-full")
+# An attack is a method and what it attacks besides the classifier: cw (C&W's minimum-distance
+# attack) or pgd (PGD-L2 at exactly the bound, on the same objective), plus -magnet, -a2d or
+# -full for the penalties against those defenses' detectors.
+ATTACKED_PARTS = {"": set(), "-magnet": {"magnet"}, "-a2d": {"a2d"}, "-full": {"a2d", "magnet"}}
+ATTACKS = tuple(method + parts for method in ("cw", "pgd") for parts in ATTACKED_PARTS)
+
+
+def attacked_parts(attack: str) -> set[str]:
+    """The defenses whose detectors ``attack`` penalises (``cw-full`` -> a2d and magnet)."""
+    if attack not in ATTACKS:
+        raise ToolkitError(f"unknown attack {attack!r}; choose from {', '.join(ATTACKS)}")
+    return ATTACKED_PARTS[attack[attack.find("-"):] if "-" in attack else ""]
 
 
 @dataclass
@@ -69,8 +83,10 @@ class SweepConfig:
     clever: dict | None = None
     # The attack: cw (C&W-kappa on the bare classifier, the paper's), cw-magnet (through
     # MagNet's reformer, penalising its detectors), cw-a2d (penalising a low first-order
-    # BIM_d cost), cw-full (both, against whatever the run defends with).
+    # BIM_d cost), cw-full (both, against whatever the run defends with); pgd, pgd-magnet,
+    # pgd-a2d, pgd-full: the same objectives by PGD-L2 at exactly max_l2.
     attack: str = "cw"
+    pgd: dict = field(default_factory=lambda: dict(steps=100, restarts=3))
     a2d_factor: float = 2.0
     # Every label pair (A2D Figures 11-13): one attacked image per class (the first of each
     # class among the n chosen), attacked towards each other class; implies targeted.
@@ -200,13 +216,14 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
         attacked, targets_all = label_pairs(attacked, y_all, n_classes)
 
     # The A2D detector: BIM_d costs of the benign calibration images, cached for resumes.
-    if cfg.attack not in ATTACKS:
-        raise ToolkitError(f"unknown attack {cfg.attack!r}; choose from {', '.join(ATTACKS)}")
-    if cfg.attack == "cw-magnet" and magnet is None:
-        raise ToolkitError("--attack cw-magnet needs a MagNet defense in the run")
+    parts = attacked_parts(cfg.attack)
+    if cfg.attack.endswith("-magnet") and magnet is None:
+        raise ToolkitError(f"--attack {cfg.attack} needs a MagNet defense in the run")
+    if cfg.attack.startswith("pgd") and not math.isfinite(cfg.max_l2):
+        raise ToolkitError(f"--attack {cfg.attack} attacks at the L2 bound; give a finite "
+                           "--max-l2")
     a2d = None
-    needs_a2d = (any("a2d" in d.split("+") for d in cfg.defenses)
-                 or cfg.attack in ("cw-a2d", "cw-full"))
+    needs_a2d = any("a2d" in d.split("+") for d in cfg.defenses) or "a2d" in parts
     if needs_a2d:
         cal_costs = store.get("a2d_calibration")
         if cal_costs is None:
@@ -235,7 +252,9 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
     kbar = tqdm(cfg.kappas, desc="kappa", disable=not progress)
     for kappa in kbar:
         kbar.set_postfix(kappa=kappa)
-        attack = CarliniWagnerL2(kappa=kappa, **cfg.cw)
+        paper_attack = CarliniWagnerL2(kappa=kappa, **cfg.cw)
+        attack = (BoundedPGD(cfg.max_l2, kappa, seed=cfg.seed, **cfg.pgd)
+                  if cfg.attack.startswith("pgd") else paper_attack)
         for b, rows in enumerate(tqdm(batches, desc=f"kappa {kappa:g} batches", leave=False,
                                       disable=not progress)):
             if all((kappa, int(attacked[i]),
@@ -273,7 +292,7 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
                 # The paper's attack (C&W-kappa on the bare classifier) transferred to every
                 # defense: a white-box attack weaker than this is a broken attack.
                 seed_everything(cfg.seed)
-                t = attack.run(model, x.to(device), labels, targeted=cfg.targeted)
+                t = paper_attack.run(model, x.to(device), labels, targeted=cfg.targeted)
                 transfer = measure(t.adversarial, t.success)[2]
             l2, linf, ssim = metrics.l2(x_adv, x), metrics.linf(x_adv, x), metrics.ssim(x_adv, x)
             pred_bare = predict_logits(model, x_adv, device=device).argmax(1)
@@ -330,11 +349,11 @@ def attack_objective(cfg: SweepConfig, model: nn.Module, a2d, magnet):
     from adaptive.attacks.a2d_aware import a2d_penalty
     from adaptive.attacks.magnet_aware import detector_penalty
 
-    target, penalties = model, []
-    if cfg.attack in ("cw-magnet", "cw-full") and magnet is not None:
+    target, penalties, parts = model, [], attacked_parts(cfg.attack)
+    if "magnet" in parts and magnet is not None:
         target = magnet.defended_classifier()
         penalties.append(detector_penalty(magnet.detectors))
-    if cfg.attack in ("cw-a2d", "cw-full") and a2d is not None:
+    if "a2d" in parts and a2d is not None:
         penalties.append(a2d_penalty(a2d, cfg.a2d_factor))
     if not penalties:
         return target, None
@@ -507,16 +526,13 @@ def bounded_attack_check(records: list[dict], cfg: SweepConfig, model: nn.Module
              "passed": ok, "detail": detail}]
 
 
-ATTACKED_PARTS = {"cw-magnet": {"magnet"}, "cw-a2d": {"a2d"}, "cw-full": {"a2d", "magnet"}}
-
-
 def white_box_against(attack: str, defense: str) -> bool:
     """Whether ``attack`` attacks every detector of the composition ``defense`` (which has at
     least one; adversarial training is part of the model every attack differentiates). Only
     there must it beat the transferred attack: cw-magnet, for one, goes through MagNet's
     reformer, so it is no attack on the bare classifier."""
     parts = set(defense.split("+")) - {"at"}
-    return bool(parts) and parts <= ATTACKED_PARTS.get(attack, set())
+    return bool(parts) and parts <= attacked_parts(attack)
 
 
 def write_summary(out: Path, cfg: SweepConfig, rows: list[dict],

@@ -34,7 +34,7 @@ def steps(n: int, runs: Path) -> list[tuple[str, str, list[str], str]]:
     out = [
         # Figure 7a, 8 and the adaptive-attack tables (#8)
         *[("mnist", f"sweep-{a}", mnist_sweep + ["--attack", a], "summary.json")
-          for a in ("cw", "cw-magnet", "cw-a2d", "cw-full")],
+          for a in ("cw", "cw-magnet", "cw-a2d", "cw-full", "pgd-full")],
         # Figure 11
         ("mnist", "pairs-k20", ["sweep", "--pairs", "--n", "100", "--n-cal", str(cal),
                                 "--kappa", "20"], "summary.json"),
@@ -51,7 +51,7 @@ def steps(n: int, runs: Path) -> list[tuple[str, str, list[str], str]]:
          "a2d_eval.json"),
         # CIFAR-10: Figure 7b and the adaptive-attack tables, Figures 9, 12 and 13
         *[("cifar10", f"sweep-{a}", cifar_sweep + ["--attack", a], "summary.json")
-          for a in ("cw", "cw-a2d")],
+          for a in ("cw", "cw-a2d", "pgd-a2d")],
         # Figure 9: the undefended model attacked on the images of the AT runs
         ("cifar10", "sweep-undefended-cw", ["sweep", "--model", "cifar-cnn", "--n", str(n),
                                             "--n-cal", str(cal), "--kappa", "0",

@@ -2,7 +2,7 @@ import foolbox as fb
 import pytest
 import torch
 
-from adaptive.attacks.cw import CarliniWagnerL2, _margins
+from adaptive.attacks.cw import CarliniWagnerL2, kappa_margins
 from core.data import load_dataset
 from core.errors import ToolkitError
 from core.zoo import load_model
@@ -17,8 +17,8 @@ def mnist():
 
 def test_margin_definition():
     logits = torch.tensor([[3.0, 1.0, 0.0], [0.0, 2.0, 5.0]])
-    assert _margins(logits, torch.tensor([0, 1]), targeted=False).tolist() == [2.0, -3.0]
-    assert _margins(logits, torch.tensor([1, 2]), targeted=True).tolist() == [2.0, -3.0]
+    assert kappa_margins(logits, torch.tensor([0, 1]), targeted=False).tolist() == [2.0, -3.0]
+    assert kappa_margins(logits, torch.tensor([1, 2]), targeted=True).tolist() == [2.0, -3.0]
 
 
 SETTINGS = dict(steps=300, binary_search_steps=4, initial_const=0.1)
@@ -71,7 +71,7 @@ def test_failure_returns_the_input_not_a_zero_image(mnist):
     # the best confidence any iterate reached is kept: finite, and short of kappa
     assert torch.isfinite(r.confidence_reached).all() and (r.confidence_reached < 50).all()
     with torch.no_grad():  # the clean images' own confidence is negative (they are correct)
-        clean = -_margins(model(x[:4]), y[:4], False)
+        clean = -kappa_margins(model(x[:4]), y[:4], False)
     assert (r.confidence_reached >= clean - 1e-4).all()
 
 

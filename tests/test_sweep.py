@@ -168,7 +168,28 @@ def test_adaptive_attacks_run_through_the_sweep(setup, tmp_path):
         run_sweep(_cfg(n=2, kappas=[0.0], defenses=["a2d"], attack="cw-magnet"), model, data,
                   tmp_path / "bad", "cpu", **quiet)
     with pytest.raises(ToolkitError, match="unknown attack"):
-        run_sweep(_cfg(attack="pgd"), model, data, tmp_path / "bad2", "cpu", **quiet)
+        run_sweep(_cfg(attack="fgsm"), model, data, tmp_path / "bad2", "cpu", **quiet)
+
+
+def test_pgd_attacks_spend_the_bound_and_are_judged_like_cw(setup, tmp_path):
+    model, meta, data, magnet = setup
+    quiet = dict(progress=False, log=lambda s: None)
+    cfg = _cfg(n=2, kappas=[0.0], defenses=["a2d+magnet"], attack="pgd-full", max_l2=3.0,
+               pgd=dict(steps=20, restarts=2))
+    res = run_sweep(cfg, model, data, tmp_path / "pgd", "cpu", magnet=magnet, **quiet)
+    records = sweep.read_records(tmp_path / "pgd" / sweep.RECORDS)
+    assert len(records) == 2 and all(r["l2"] <= 3.0 for r in records)
+    assert all(r["cw_steps"] <= 40 for r in records)  # 2 restarts of 20 steps at most
+    assert all(set(r["transfer"]) == {"a2d+magnet"} for r in records)
+    assert any(c["name"].startswith("white-box pgd-full at least as strong")
+               for c in res["sanity_checks"])
+    assert sweep.attacked_parts("pgd-full") == {"a2d", "magnet"} == sweep.attacked_parts(
+        "cw-full") and sweep.attacked_parts("pgd") == set()
+    assert sweep.white_box_against("pgd-a2d", "a2d+at")
+    assert not sweep.white_box_against("pgd-a2d", "a2d+magnet")
+    with pytest.raises(ToolkitError, match="finite"):
+        run_sweep(_cfg(attack="pgd-a2d", max_l2=float("inf")), model, data, tmp_path / "inf",
+                  "cpu", **quiet)
 
 
 def test_sanity_checks_fire_on_a_broken_attack(setup, tmp_path, monkeypatch):

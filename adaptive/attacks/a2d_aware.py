@@ -52,8 +52,8 @@ def first_order_cost(model: nn.Module, x: torch.Tensor, step: float,
 
 
 def cost_penalty(model: nn.Module, step: float, target_cost: float, norm: str = "linf"):
-    """``penalty(adv)`` for :class:`CarliniWagnerL2`: zero once the first-order BIM_d cost
-    estimate of ``adv`` (on ``model``) reaches ``target_cost``."""
+    """``penalty(adv)`` for :class:`CarliniWagnerL2` or :class:`BoundedPGD`: zero once the
+    first-order BIM_d cost estimate of ``adv`` (on ``model``) reaches ``target_cost``."""
     if not (step > 0 and target_cost > 0):
         raise ToolkitError("cost_penalty needs step > 0 and target_cost > 0")
 

@@ -47,7 +47,7 @@ class CWResult:
     confidence_reached: torch.Tensor | None = None
 
 
-def _margins(logits: torch.Tensor, classes: torch.Tensor, targeted: bool) -> torch.Tensor:
+def kappa_margins(logits: torch.Tensor, classes: torch.Tensor, targeted: bool) -> torch.Tensor:
     """How far each sample is from success; <= -kappa means success at confidence kappa."""
     own = logits.gather(1, classes[:, None]).squeeze(1)
     others = logits.clone()
@@ -118,7 +118,7 @@ class CarliniWagnerL2:
                 wa = w[active].detach().requires_grad_(True)
                 adv = (torch.tanh(wa) + 1) / 2
                 logits = model(adv)
-                margin = _margins(logits, labels[active], targeted)
+                margin = kappa_margins(logits, labels[active], targeted)
                 l2sq = (adv - x[active]).flatten(1).pow(2).sum(1)
                 objective = torch.clamp(margin + self.kappa, min=0)
                 extra = (penalty(adv, labels[active], targeted) if penalty is not None

@@ -18,8 +18,9 @@ from core.errors import ToolkitError
 
 
 def detector_penalty(detectors: list, slack: float = 0.02):
-    """``penalty(adv)`` for :class:`CarliniWagnerL2`: how far the detectors' differentiable
-    scores (``relative_score``, 1 at the threshold) lie above ``1 - slack``, summed."""
+    """``penalty(adv)`` for :class:`CarliniWagnerL2` or :class:`BoundedPGD`: how far the
+    detectors' differentiable scores (``relative_score``, 1 at the threshold) lie above
+    ``1 - slack``, summed."""
     if not detectors:
         raise ToolkitError("detector_penalty needs at least one detector")
     for d in detectors:

@@ -9,7 +9,7 @@ from pathlib import Path
 from adaptive.cli.common import add_run_options, dataset_for_model, number, positive_int
 from adaptive.compositions import parse_defenses
 from adaptive.defense import Defense, load_factory
-from adaptive.sweep import SweepConfig, attacked_indices, parse_kappas, run_sweep
+from adaptive.sweep import ATTACKS, SweepConfig, attacked_indices, parse_kappas, run_sweep
 from core.data import load_dataset
 from core.errors import ToolkitError
 from core.runtime import resolve_device
@@ -75,14 +75,20 @@ def register(sub) -> None:
                         "adversarial example, reported as mean_clever; preset cpu-fast "
                         "(50 x 64 samples, the default when the flag is bare) or original "
                         "(500 x 1024, for a GPU)")
-    p.add_argument("--attack", default="cw", choices=("cw", "cw-magnet", "cw-a2d", "cw-full"),
+    p.add_argument("--attack", default="cw", choices=ATTACKS,
                    help="cw: C&W-kappa on the bare classifier (the paper's adaptive attack); "
                         "cw-magnet: through MagNet's reformer, penalising its detectors; "
-                        "cw-a2d: penalising a low first-order BIM_d cost; cw-full: both "
-                        "(default cw)")
+                        "cw-a2d: penalising a low first-order BIM_d cost; cw-full: both; "
+                        "pgd, pgd-magnet, pgd-a2d, pgd-full: the same objectives by PGD-L2 "
+                        "at exactly --max-l2 instead of C&W's minimum distance (default cw)")
     p.add_argument("--a2d-factor", type=number, default=2.0,
-                   help="cw-a2d/cw-full: target first-order cost as a multiple of A2D's "
+                   help="-a2d/-full attacks: target first-order cost as a multiple of A2D's "
                         "benign cost threshold (default 2)")
+    p.add_argument("--pgd-steps", type=positive_int, default=100,
+                   help="pgd attacks: steps per restart, of 2.5 x bound / steps (default 100)")
+    p.add_argument("--pgd-restarts", type=positive_int, default=3,
+                   help="pgd attacks: restarts for the images not yet done, the first from "
+                        "the image, the others from random points of the ball (default 3)")
     p.add_argument("--out", help="output folder (default: a new runs/sweep-TIME)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     add_run_options(p)
@@ -131,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
                       magnet=magnet_ref if magnet is not None else None,
                       defense_module=args.defense_module,
                       clever=(dict(PRESETS[args.clever], radius=5.0) if args.clever else None),
-                      attack=args.attack, a2d_factor=args.a2d_factor)
+                      attack=args.attack, a2d_factor=args.a2d_factor,
+                      pgd=dict(steps=args.pgd_steps, restarts=args.pgd_restarts))
     out = Path(args.out or f"runs/sweep-{time.strftime('%Y%m%d-%H%M%S')}")
     result = run_sweep(cfg, model, data, out, device, magnet=magnet, extra_defenses=extra,
                        resume=args.resume, command=args.command_line,
