@@ -248,7 +248,9 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
         f"{', '.join(defenses)}, L2 bound {cfg.max_l2}; results in {store.out}")
     batches = [list(range(i, min(i + cfg.batch, len(attacked))))
                for i in range(0, len(attacked), cfg.batch)]
-    attack_model, penalty = attack_objective(cfg, model, a2d, magnet)
+    plugin_detectors = {k: v for d in (extra_defenses or {}).values()
+                        for k, v in d.detectors.items()}
+    attack_model, penalty = attack_objective(cfg, model, a2d, magnet, plugin_detectors, log)
     kbar = tqdm(cfg.kappas, desc="kappa", disable=not progress)
     for kappa in kbar:
         kbar.set_postfix(kappa=kappa)
@@ -344,8 +346,11 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
             "sanity_checks": checks}
 
 
-def attack_objective(cfg: SweepConfig, model: nn.Module, a2d, magnet):
-    """(the model C&W attacks, the penalty it must bring to 0) for ``cfg.attack``."""
+def attack_objective(cfg: SweepConfig, model: nn.Module, a2d, magnet,
+                     plugin_detectors: dict | None = None, log=print):
+    """(the model the attack differentiates, the penalty it must bring to 0) for
+    ``cfg.attack``. The -full attacks also aim at the plug-in defenses' detectors that have a
+    differentiable ``relative_score(x)`` (1 at the threshold); the others are only judged."""
     from adaptive.attacks.a2d_aware import a2d_penalty
     from adaptive.attacks.magnet_aware import detector_penalty
 
@@ -355,6 +360,14 @@ def attack_objective(cfg: SweepConfig, model: nn.Module, a2d, magnet):
         penalties.append(detector_penalty(magnet.detectors))
     if "a2d" in parts and a2d is not None:
         penalties.append(a2d_penalty(a2d, cfg.a2d_factor))
+    if cfg.attack.endswith("-full") and plugin_detectors:
+        aimed = {k: d for k, d in plugin_detectors.items()
+                 if callable(getattr(d, "relative_score", None))}
+        if aimed:
+            penalties.append(detector_penalty(list(aimed.values())))
+        blind = sorted(set(plugin_detectors) - set(aimed))
+        log(f"{cfg.attack} aims at the plug-in detectors {', '.join(sorted(aimed)) or 'none'}"
+            + (f"; {', '.join(blind)} (no relative_score) only judge" if blind else ""))
     if not penalties:
         return target, None
     return target, lambda adv, labels, targeted: sum(p(adv, labels, targeted)

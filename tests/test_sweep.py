@@ -153,6 +153,41 @@ def test_readme_plug_in_example_runs(capsys, tmp_path, monkeypatch):
     assert summary["rows"][0]["mean_clever"] == pytest.approx(sum(made) / len(made))
 
 
+class LowConfidenceDetector:
+    """Flags inputs whose top two logits lie within 2 of each other: examples of an attack
+    that stops at the decision boundary."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def relative_score(self, x):
+        top = self.model(x).topk(2, dim=1).values
+        return 2 - (top[:, 0] - top[:, 1]) / 2
+
+    def detect(self, x):
+        with torch.no_grad():
+            return self.relative_score(x) > 1
+
+
+def test_full_attacks_aim_at_plug_in_detectors_with_a_relative_score(setup, tmp_path):
+    model, meta, data, magnet = setup
+    said = []
+    plugin = {"mine": Defense("mine", model, {"unsure": LowConfidenceDetector(model),
+                                              "blind": FlagList([False] * 4)})}
+    rates = {}
+    for attack in ("pgd", "pgd-full"):
+        res = run_sweep(_cfg(n=4, kappas=[0.0], defenses=["none"], attack=attack, max_l2=3.0,
+                             pgd=dict(steps=30, restarts=1), transfer_check=False),
+                        model, data, tmp_path / attack, "cpu", extra_defenses=plugin,
+                        progress=False, log=said.append)
+        row = [r for r in res["rows"] if r["defense"] == "mine"][0]
+        rates[attack] = (row["detection_rate:unsure"], row["attack_success_rate"])
+    assert rates["pgd"][0] >= 0.25 and rates["pgd-full"][0] == 0, rates  # measured 0.25, 0
+    assert rates["pgd-full"][1] > rates["pgd"][1]
+    assert any("aims at the plug-in detectors unsure; blind (no relative_score) only judge"
+               in s for s in said)
+
+
 def test_adaptive_attacks_run_through_the_sweep(setup, tmp_path):
     model, meta, data, magnet = setup
     quiet = dict(progress=False, log=lambda s: None)
