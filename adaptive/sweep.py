@@ -86,7 +86,7 @@ class SweepConfig:
     # BIM_d cost), cw-full (both, against whatever the run defends with); pgd, pgd-magnet,
     # pgd-a2d, pgd-full: the same objectives by PGD-L2 at exactly max_l2.
     attack: str = "cw"
-    pgd: dict = field(default_factory=lambda: dict(steps=100, restarts=3))
+    pgd: dict = field(default_factory=lambda: dict(steps=100, restarts=3, target_classes=3))
     a2d_factor: float = 2.0
     # Every label pair (A2D Figures 11-13): one attacked image per class (the first of each
     # class among the n chosen), attacked towards each other class; implies targeted.
@@ -311,6 +311,7 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
                 out_rows.append({
                     "kappa": kappa, "index": int(attacked[i]), "label": int(y[j]),
                     "target": int(targets_all[i]) if cfg.targeted else None,
+                    # cw_*: the sweep's attack, C&W or bounded PGD (names kept for old runs)
                     "cw_success": bool(r.success[j]), "cw_steps": int(r.gradient_steps[j]),
                     "cw_confidence": (float(r.confidence_reached[j])
                                       if r.confidence_reached is not None else None),

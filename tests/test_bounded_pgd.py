@@ -87,6 +87,29 @@ def test_at_least_as_strong_as_foolbox_l2pgd():
     assert ours.adversarial.min() >= 0 and ours.adversarial.max() <= 1
 
 
+def test_target_rounds_find_the_class_the_untargeted_margin_misses():
+    """Class 1 has the higher logit but its boundary is 0.4 away; class 2's is 0.1 away,
+    orthogonally. The untargeted margin follows class 1 and fails within 0.2; a targeted round
+    towards the second most likely other class succeeds."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(2, 3)).eval()
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([[0.0, 0.0], [0.25, 0.0], [0.0, 10.0]]))
+        model[1].bias.copy_(torch.tensor([0.0, -0.1 - 0.125, -1.0 - 5.0]))
+    x, y = torch.full((1, 1, 1, 2), 0.5), torch.tensor([0])
+    assert model(x).argsort(1, descending=True)[0].tolist() == [0, 1, 2]
+    assert not BoundedPGD(0.2, steps=50).run(model, x, y).success.any()
+    assert not BoundedPGD(0.2, steps=50, target_classes=1).run(model, x, y).success.any()
+    r = BoundedPGD(0.2, steps=50, target_classes=2).run(model, x, y)
+    assert r.success.all() and model(r.adversarial).argmax(1).item() == 2
+    assert 0.1 - 1e-5 <= r.l2.item() <= 0.1 + 2.5 * 0.2 / 50 + 1e-5
+    assert r.margin.item() <= 0  # the untargeted margin of the returned example
+    assert r.gradient_steps.item() > 100  # two full rounds before the third
+    # Targeted attacks have their target: no extra rounds.
+    t = BoundedPGD(0.2, steps=50, target_classes=2).run(model, x, torch.tensor([1]),
+                                                        targeted=True)
+    assert not t.success.any() and t.gradient_steps.item() == 50
+
+
 def test_kappa_restarts_and_bad_settings():
     model, x, y, distance, wnorm = _linear_two_class()
     strict = BoundedPGD(0.08, kappa=0.1, steps=50).run(model, x, y)
@@ -99,7 +122,7 @@ def test_kappa_restarts_and_bad_settings():
     easy = BoundedPGD(1.0, steps=20, restarts=3).run(model, x, y)  # all done in the first
     assert easy.success.all() and (easy.gradient_steps <= 20).all()
     for bad in (dict(eps=0), dict(eps=float("inf"), steps=0), dict(eps=1, restarts=0),
-                dict(eps=1, step_size=-1.0)):
+                dict(eps=1, step_size=-1.0), dict(eps=1, target_classes=-1)):
         with pytest.raises(ToolkitError):
             BoundedPGD(**bad)
     with pytest.raises(ToolkitError, match="\\[0, 1\\]"):

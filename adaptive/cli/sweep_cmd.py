@@ -89,6 +89,9 @@ def register(sub) -> None:
     p.add_argument("--pgd-restarts", type=positive_int, default=3,
                    help="pgd attacks: restarts for the images not yet done, the first from "
                         "the image, the others from random points of the ball (default 3)")
+    p.add_argument("--pgd-targets", type=int, default=3, metavar="K",
+                   help="untargeted pgd attacks: then one round towards each of the K most "
+                        "likely other classes, for the images not yet done (default 3; 0: none)")
     p.add_argument("--out", help="output folder (default: a new runs/sweep-TIME)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     add_run_options(p)
@@ -138,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
                       defense_module=args.defense_module,
                       clever=(dict(PRESETS[args.clever], radius=5.0) if args.clever else None),
                       attack=args.attack, a2d_factor=args.a2d_factor,
-                      pgd=dict(steps=args.pgd_steps, restarts=args.pgd_restarts))
+                      pgd=dict(steps=args.pgd_steps, restarts=args.pgd_restarts,
+                               target_classes=args.pgd_targets))
     out = Path(args.out or f"runs/sweep-{time.strftime('%Y%m%d-%H%M%S')}")
     result = run_sweep(cfg, model, data, out, device, magnet=magnet, extra_defenses=extra,
                        resume=args.resume, command=args.command_line,
