@@ -256,11 +256,13 @@ def test_report_produces_every_item_from_synthetic_runs(tmp_path):
 def test_plausibility_table_flags_claims_beyond_the_reference(tmp_path):
     _fake_sweep(tmp_path / "cw", "cw", [1.0, 3.0])  # a2d+magnet: ASR 0.5 in every row
     ref = {"model": "ref-at", "dataset": "mnist", "norm": "l2", "eps": 4.2,
-           "robust_accuracy": 0.2, "command": "adaptive evaluate robust --norm l2 --eps 4.2"}
+           "clean_accuracy": 0.5, "robust_accuracy": 0.2,
+           "command": "adaptive evaluate robust --norm l2 --eps 4.2"}
     (tmp_path / "ref.json").write_text(json.dumps(ref))
     make_report([tmp_path / "cw", tmp_path / "ref.json"], tmp_path / "rep")
     table = (tmp_path / "rep/mnist_plausibility.md").read_text()
-    assert "ε/2 = 4.2" in table and "ref-at 20.0%" in table
-    # ours 50 % and the paper's 100 % both exceed the reference's 20 % at eps/2
-    assert "| a2d+magnet | mnist-cnn | cw | 50.0 % | 100.0 % | 20.0 % | ours and paper's too " \
+    # Sweeps count correctly classified images only: so does the reference (20 % / 50 %).
+    assert "ε/2 = 4.2" in table and "ref-at 20.0% robust at 50.0% clean: 40.0%" in table
+    # ours 50 % and the paper's 100 % both exceed the reference's 40 % at eps/2
+    assert "| a2d+magnet | mnist-cnn | cw | 50.0 % | 100.0 % | 40.0 % | ours and paper's too " \
            "good" in table
