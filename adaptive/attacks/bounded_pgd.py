@@ -33,10 +33,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from adaptive.attacks.cw import CWResult, Penalty, kappa_margins
+from adaptive.attacks.cw import CWResult, Penalty, kappa_margins, run_in_batches
 from core.attacks.lp import normalize_step, project, random_in_ball
 from core.errors import ToolkitError
-from core.validation import check_images, check_labels
 
 
 @dataclass
@@ -88,16 +87,10 @@ class BoundedPGD:
             targeted: bool = False, penalty: Penalty | None = None) -> CWResult:
         """Attack ``x``; ``labels`` are targets (targeted) or true labels (untargeted);
         ``penalty`` as for :meth:`CarliniWagnerL2.run`."""
-        check_images(x, getattr(model, "input_shape", None), what="inputs to bounded PGD")
-        n_classes = getattr(model, "num_classes", None)
-        check_labels(labels, len(x), n_classes or int(labels.max()) + 1, "bounded PGD labels")
         generator = torch.Generator().manual_seed(self.seed)
-        parts = [self._run_batch(model, x[i:i + self.batch_size],
-                                 labels[i:i + self.batch_size], targeted, penalty, generator)
-                 for i in range(0, len(x), self.batch_size)]
-        return CWResult(*(torch.cat([getattr(p, f) for p in parts])
-                          for f in ("adversarial", "l2", "success", "margin", "gradient_steps",
-                                    "confidence_reached")))
+        return run_in_batches(
+            lambda xs, ys: self._run_batch(model, xs, ys, targeted, penalty, generator),
+            model, x, labels, self.batch_size, "bounded PGD")
 
     def _rounds(self, targeted: bool) -> list[tuple[bool, int | None]]:
         """(random start, rank of the other class to target or None) of each round."""
@@ -139,6 +132,7 @@ class BoundedPGD:
         """One PGD run of the samples ``idx`` from ``x[idx] + delta`` towards ``goal``
         ((labels, targeted)); updates ``best``, whose margins are for ``own_goal``."""
         (labels, targeted), (goal_labels, goal_targeted) = own_goal, goal
+        own_round = goal_labels is labels and goal_targeted == targeted  # not a target round
         # steps + 1 evaluations: the iterate after the last step is judged too.
         for step in range(self.steps + 1):
             if len(idx) == 0:  # every sample met the objective
@@ -155,7 +149,8 @@ class BoundedPGD:
                 (grad,) = torch.autograd.grad((torch.relu(margin + self.kappa) + extra).sum(), d)
                 best.steps[idx.cpu()] += 1
             with torch.no_grad():
-                own = kappa_margins(logits, labels[idx], targeted)
+                own = (margin.detach() if own_round
+                       else kappa_margins(logits, labels[idx], targeted))
                 extra = extra.detach()
                 best.reached[idx] = torch.maximum(best.reached[idx], -own)
                 ok = margin.detach() <= -self.kappa

@@ -21,6 +21,7 @@ that must reach 0 (e.g. detector scores above their thresholds); see ``adaptive.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
@@ -45,6 +46,20 @@ class CWResult:
     # The highest confidence (-margin) any iterate reached, successful or not: tells an attack
     # that ran out of budget from a margin the model cannot reach at all.
     confidence_reached: torch.Tensor | None = None
+
+
+def run_in_batches(run_batch: Callable[[torch.Tensor, torch.Tensor], CWResult],
+                   model: nn.Module, x: torch.Tensor, labels: torch.Tensor, batch_size: int,
+                   name: str) -> CWResult:
+    """Check an attack's inputs, run ``run_batch(x_part, labels_part)`` batch by batch and join
+    the parts (shared by the attacks that return a :class:`CWResult`)."""
+    check_images(x, getattr(model, "input_shape", None), what=f"inputs to {name}")
+    n_classes = getattr(model, "num_classes", None)
+    check_labels(labels, len(x), n_classes or int(labels.max()) + 1, f"{name} labels")
+    parts = [run_batch(x[i:i + batch_size], labels[i:i + batch_size])
+             for i in range(0, len(x), batch_size)]
+    return CWResult(*(torch.cat([getattr(p, f.name) for p in parts])
+                      for f in dataclasses.fields(CWResult)))
 
 
 def kappa_margins(logits: torch.Tensor, classes: torch.Tensor, targeted: bool) -> torch.Tensor:
@@ -81,15 +96,8 @@ class CarliniWagnerL2:
         classification loss (times the same constant) that must be exactly 0 for success: e.g.
         how far each detector's score lies above its threshold (adaptive attacks on detectors).
         """
-        check_images(x, getattr(model, "input_shape", None), what="inputs to C&W")
-        n_classes = getattr(model, "num_classes", None)
-        check_labels(labels, len(x), n_classes or int(labels.max()) + 1, "C&W labels")
-        parts = [self._run_batch(model, x[i:i + self.batch_size],
-                                 labels[i:i + self.batch_size], targeted, penalty)
-                 for i in range(0, len(x), self.batch_size)]
-        return CWResult(*(torch.cat([getattr(p, f) for p in parts])
-                          for f in ("adversarial", "l2", "success", "margin", "gradient_steps",
-                                    "confidence_reached")))
+        return run_in_batches(lambda xs, ys: self._run_batch(model, xs, ys, targeted, penalty),
+                              model, x, labels, self.batch_size, "C&W")
 
     def _run_batch(self, model, x, labels, targeted, penalty) -> CWResult:
         device = next(model.parameters()).device
