@@ -101,13 +101,26 @@ def _costs(store: RunStore, key: str, engine, model, x: torch.Tensor, chunk: int
 def run_a2d_evaluation(cfg: A2DEvalConfig, model: nn.Module, data: ImageSet, out, device,
                        resume: bool = False, command: str = "", progress: bool = True,
                        log=print) -> dict:
+    """Make the adversarial sets, measure every engine's costs, fit and score the detectors
+    (Tables 2, 3 and 7) into the locked folder ``out``; returns what ``a2d_eval.json`` holds."""
     cfg.complete()
-    # runs made before knn_scale existed used raw costs: its default
-    store = RunStore(out, asdict(cfg), resume, defaults={"knn_scale": A2DEvalConfig.knn_scale})
-    store.write_config({"command": command, "environment": environment_info()})
     seed_everything(cfg.seed)
     t_start = time.perf_counter()
     cal_idx, eval_idx = split_images(model, data, cfg.n_cal, cfg.n, cfg.seed, device)
+    identity = {f"data:{data.name}:{data.split}": data.sha256(),
+                f"model:{cfg.model}": cfg.model_sha256}
+    # runs made before knn_scale existed used raw costs: its default
+    with RunStore(out, asdict(cfg), resume, defaults={"knn_scale": A2DEvalConfig.knn_scale},
+                  identity=identity, command=command, log=log) as store:
+        store.write_config({"command": command, "environment": environment_info()})
+        return _evaluate(store, cfg, model, data, device, cal_idx, eval_idx, command,
+                         progress, log, t_start)
+
+
+def _evaluate(store: RunStore, cfg: A2DEvalConfig, model: nn.Module, data: ImageSet, device,
+              cal_idx: torch.Tensor, eval_idx: torch.Tensor, command: str, progress: bool,
+              log, t_start: float) -> dict:
+    out = store.out
     x_all, y_all = data.x(), data.labels
     splits = {"cal": cal_idx, "eval": eval_idx}
     log(f"A2D evaluation: {cfg.n_cal} calibration + {cfg.n} evaluation images of {data.name}, "

@@ -14,12 +14,16 @@ reason a sample failed is recorded.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Protocol
 
 import torch
 from torch import nn
 
+from core.checkpoint import sha256_file
 from core.errors import ToolkitError
 from core.evaluation import predict_logits
 
@@ -44,15 +48,21 @@ class Defense:
         return predict_logits(self.classifier, x).argmax(1)
 
     def flags(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = {}
-        for dname, det in self.detectors.items():
-            f = det.detect(x)
-            f = torch.as_tensor(f).bool().cpu().view(-1)
-            if len(f) != len(x):
-                raise ToolkitError(f"detector {dname!r} returned {len(f)} flags for "
-                                   f"{len(x)} inputs")
-            out[dname] = f
-        return out
+        return {dname: detector_flags(dname, det, x) for dname, det in self.detectors.items()}
+
+
+def detector_flags(name: str, detector: Detector, x: torch.Tensor) -> torch.Tensor:
+    """``detector.detect(x)`` as a bool CPU tensor of one flag per input, checked: a plug-in
+    that returns another number of flags is refused, never silently broadcast."""
+    f = detector.detect(x)
+    try:
+        f = torch.as_tensor(f).bool().cpu().reshape(-1)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ToolkitError(f"detector {name!r} returned {type(f).__name__}, not one flag per "
+                           f"input ({e})") from e
+    if len(f) != len(x):
+        raise ToolkitError(f"detector {name!r} returned {len(f)} flags for {len(x)} inputs")
+    return f
 
 
 @dataclass
@@ -91,15 +101,51 @@ def judge(defense: Defense, x_adv: torch.Tensor, x: torch.Tensor, labels: torch.
 
 
 def load_factory(spec: str) -> Callable:
-    """``pkg.module:function`` -> the function (a user's defense factory)."""
-    if ":" not in spec:
+    """``pkg.module:function`` -> the function (a user's defense factory). The module is looked
+    up on the import path and in the current folder; importing it runs its code."""
+    if spec.count(":") != 1 or not all(spec.split(":")):
         raise ToolkitError(f"--defense-module needs the form pkg.module:factory, got {spec!r}")
     mod_name, fn_name = spec.split(":", 1)
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())  # after installed packages, so it shadows none of them
     try:
         module = importlib.import_module(mod_name)
-    except ImportError as e:
-        raise ToolkitError(f"cannot import {mod_name!r} for --defense-module: {e}") from e
+    except ModuleNotFoundError as e:
+        raise ToolkitError(f"cannot import {mod_name!r} for --defense-module: {e} (looked on "
+                           "the Python path and in the current folder)") from e
+    except Exception as e:  # the user's code failed while importing: say where, in one line
+        raise ToolkitError(f"importing {mod_name!r} for --defense-module raised "
+                           f"{type(e).__name__}: {e}") from e
     fn = getattr(module, fn_name, None)
     if not callable(fn):
         raise ToolkitError(f"{mod_name!r} has no callable {fn_name!r}")
     return fn
+
+
+def make_plugin_defenses(spec: str, **kwargs) -> dict[str, Defense]:
+    """Call the factory of ``--defense-module`` with ``kwargs``: its Defense (or dict of them),
+    checked; an exception in the user's factory becomes a one-line error."""
+    factory = load_factory(spec)
+    try:
+        made = factory(**kwargs)
+    except ToolkitError:
+        raise
+    except Exception as e:
+        raise ToolkitError(f"the --defense-module factory {spec} raised "
+                           f"{type(e).__name__}: {e}") from e
+    made = {made.name: made} if isinstance(made, Defense) else made
+    if (not isinstance(made, dict) or not made
+            or not all(isinstance(d, Defense) for d in made.values())):
+        raise ToolkitError(f"the --defense-module factory {spec} must return a Defense or a "
+                           f"non-empty dict of them, got {type(made).__name__}")
+    return made
+
+
+def module_sha256(spec: str) -> str:
+    """sha256 of the source file of the module of ``pkg.module:factory`` ('' if it has none),
+    so that a resumed run notices a changed plug-in."""
+    module = sys.modules.get(spec.split(":", 1)[0])
+    source = getattr(module, "__file__", None)
+    if not source or not os.path.isfile(source):
+        return ""
+    return sha256_file(Path(source))

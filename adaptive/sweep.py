@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,14 +32,16 @@ from adaptive.attacks.bounded_pgd import BoundedPGD
 from adaptive.attacks.cw import CarliniWagnerL2
 from adaptive.clever import clever
 from adaptive.compositions import COMPOSITIONS, build_a2d, build_defenses
-from adaptive.defense import Defense, judge
+from adaptive.defense import Defense, detector_flags, judge, module_sha256
 from core.attacks.pgd import pgd
 from core.checkpoint import write_json
 from core.data import ImageSet
 from core.errors import ToolkitError
 from core.evaluation import correct_subsets, predict_logits
+from core.records import RecordLog
 from core.runtime import environment_info, seed_everything
-from core.store import RunStore
+from core.store import Records, RunStore
+from core.validation import check_labels_fit_model
 from defenses.a2d.presets import make_engine
 from defenses.a2d.zscore import DEFAULT_H
 
@@ -50,6 +51,7 @@ RECORDS = "records.jsonl"
 # -full for the penalties against those defenses' detectors.
 ATTACKED_PARTS = {"": set(), "-magnet": {"magnet"}, "-a2d": {"a2d"}, "-full": {"a2d", "magnet"}}
 ATTACKS = tuple(method + parts for method in ("cw", "pgd") for parts in ATTACKED_PARTS)
+MAX_KAPPAS = 1000  # values in one --kappa range: more is a typo, not a sweep
 
 
 def attacked_parts(attack: str) -> set[str]:
@@ -100,22 +102,30 @@ class SweepConfig:
 
 
 def parse_kappas(text: str) -> list[float]:
-    """``0:20:5`` (start:stop:step, stop included) or ``0,2,4``."""
+    """``0:20:5`` (start:stop:step, stop included) or ``0,2,4``: finite values >= 0, at most
+    ``MAX_KAPPAS`` of them."""
+    bad = ToolkitError(f"bad --kappa {text!r}: use start:stop:step (e.g. 0:20:5) or a "
+                       "comma-separated list of finite numbers >= 0")
     try:
         if ":" in text:
             parts = [float(p) for p in text.split(":")]
-            if len(parts) != 3 or parts[2] <= 0 or parts[1] < parts[0]:
+            if (len(parts) != 3 or not all(map(math.isfinite, parts)) or parts[2] <= 0
+                    or parts[1] < parts[0]):
                 raise ValueError
             start, stop, step = parts
-            count = int(np.floor((stop - start) / step + 1e-9)) + 1
+            count = math.floor((stop - start) / step + 1e-9) + 1
+            if count > MAX_KAPPAS:  # before building the list: 0:1e12:1 is a typo
+                raise ToolkitError(f"--kappa {text!r} gives {count:,} values; at most "
+                                   f"{MAX_KAPPAS}")
             values = [round(start + i * step, 10) for i in range(count)]
         else:
             values = [float(p) for p in text.split(",") if p.strip()]
     except ValueError:
-        raise ToolkitError(f"bad --kappa {text!r}: use start:stop:step (e.g. 0:20:5) or a "
-                           "comma-separated list") from None
-    if not values or min(values) < 0:
-        raise ToolkitError(f"--kappa needs values >= 0, got {text!r}")
+        raise bad from None
+    if not values or not all(math.isfinite(v) and v >= 0 for v in values):
+        raise bad
+    if len(values) > MAX_KAPPAS:
+        raise ToolkitError(f"--kappa gives {len(values):,} values; at most {MAX_KAPPAS}")
     return values
 
 
@@ -171,57 +181,130 @@ def label_pairs(chosen: torch.Tensor, labels: torch.Tensor,
     return torch.tensor(index), torch.tensor(target)
 
 
+def record_key(r: dict) -> tuple:
+    """What makes a sweep record unique: one per (kappa, image, target)."""
+    return (float(r["kappa"]), int(r["index"]), r.get("target"))
+
+
 def read_records(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            break  # a line cut by a crash: everything before it is intact
-    return records
+    """The records of a sweep folder's ``records.jsonl``, each (kappa, image, target) once."""
+    return RecordLog(path, record_key).read().records
 
 
-def _append(path: Path, rows: list[dict]) -> None:
-    with open(path, "a") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+def _append(records: Records, rows: list[dict]) -> None:
+    """One batch's records, durable before the next batch starts."""
+    records.append(rows)
+
+
+def _finite(value, name: str, minimum: float | None = 0.0, strict: bool = True) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value)
+    if ok and minimum is not None:
+        ok = value > minimum if strict else value >= minimum
+    if not ok:
+        rel = ">" if strict else ">="
+        raise ToolkitError(f"{name} must be a finite number"
+                           + (f" {rel} {minimum:g}" if minimum is not None else "")
+                           + f", got {value!r}")
+
+
+def _count(value, name: str, minimum: int = 1) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ToolkitError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def validate_config(cfg: SweepConfig, magnet=None) -> None:
+    """Every setting checked at once, before any work or any file: finite numbers where
+    numbers must be finite, counts >= 1, a bounded kappa list, and settings that need each
+    other. Raises ``ToolkitError`` naming the setting."""
+    if cfg.attack not in ATTACKS:
+        raise ToolkitError(f"unknown attack {cfg.attack!r}; choose from {', '.join(ATTACKS)}")
+    if not isinstance(cfg.kappas, list) or not cfg.kappas:
+        raise ToolkitError("kappa: give at least one value")
+    if len(cfg.kappas) > MAX_KAPPAS:
+        raise ToolkitError(f"kappa: {len(cfg.kappas)} values; at most {MAX_KAPPAS}")
+    for k in cfg.kappas:
+        _finite(k, "kappa", 0.0, strict=False)
+    for name in ("n", "n_cal", "batch"):
+        _count(getattr(cfg, name), name)
+    if not isinstance(cfg.max_l2, (int, float)) or math.isnan(cfg.max_l2) or cfg.max_l2 <= 0:
+        raise ToolkitError(f"max_l2 (the L2 bound) must be a number > 0 (inf: no bound), got "
+                           f"{cfg.max_l2!r}")
+    # The attacks' own settings: those given (an absent one takes the attack's default).
+    for key, check, what in (("steps", _count, "cw steps"),
+                             ("binary_search_steps", _count, "cw binary search steps"),
+                             ("lr", _finite, "cw lr"),
+                             ("initial_const", _finite, "cw initial constant")):
+        if key in cfg.cw:
+            check(cfg.cw[key], what)
+    for key, minimum in (("steps", 1), ("restarts", 1), ("target_classes", 0)):
+        if key in cfg.pgd:
+            _count(cfg.pgd[key], f"pgd {key.replace('_', ' ')}", minimum)
+    _finite(cfg.h, "h (A2D's Z-score threshold)", None)
+    _finite(cfg.a2d_factor, "a2d_factor")
+    for key, check in (("n_batches", _count), ("n_samples", _count), ("radius", _finite)):
+        if key in (cfg.clever or {}):
+            check(cfg.clever[key], f"clever {key}")
+    if cfg.pairs and not cfg.targeted:
+        raise ToolkitError("a --pairs sweep is targeted (set targeted=True)")
+    if cfg.attack.endswith("-magnet") and magnet is None:
+        raise ToolkitError(f"--attack {cfg.attack} needs a MagNet defense in the run")
+    if cfg.attack.startswith("pgd") and not math.isfinite(cfg.max_l2):
+        raise ToolkitError(f"--attack {cfg.attack} attacks at the L2 bound; give a finite "
+                           "--max-l2")
+
+
+def run_identity(cfg: SweepConfig, data: ImageSet, magnet=None,
+                 extra_defenses: dict[str, Defense] | None = None) -> dict:
+    """Hashes of every input a sweep's results depend on: the data actually used, the model,
+    MagNet's autoencoders and spec, and a plug-in defense's module file. A resume must match."""
+    identity = {f"data:{data.name}:{data.split}": data.sha256(),
+                f"model:{cfg.model}": cfg.model_sha256}
+    if magnet is not None:
+        identity.update({f"model:magnet:{k}": v for k, v in magnet.autoencoder_sha256.items()})
+        identity["magnet_spec"] = magnet.spec_sha256()
+    if cfg.defense_module:
+        identity["defense_module"] = module_sha256(cfg.defense_module)
+    return identity
 
 
 def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *,
               magnet=None, extra_defenses: dict[str, Defense] | None = None,
               resume: bool = False, command: str = "", progress: bool = True,
               log=print) -> dict:
-    store = RunStore(out, asdict(cfg), resume, defaults=asdict(SweepConfig()))
-    models = {cfg.model: cfg.model_sha256}
-    if magnet is not None:
-        models.update({f"magnet:{k}": v for k, v in magnet.autoencoder_sha256.items()})
-    store.write_config({"command": command, "environment": environment_info(),
-                        "model_sha256": models})
+    """Run (or with ``resume``, continue) the sweep ``cfg`` into the folder ``out``; returns
+    the summary (``config``, ``rows``, ``asr_by_l2_bound``, ``sanity_checks``). Everything is
+    checked before the folder is touched; the folder is locked while the sweep runs."""
+    validate_config(cfg, magnet=magnet)
+    check_labels_fit_model(data.labels, model, data.name)
     seed_everything(cfg.seed)
     t_start = time.perf_counter()
     attacked, cal = choose_images(model, data, cfg.n, cfg.n_cal, cfg.seed, device,
                                   cfg.images)
-    x_all, y_all = data.x(), data.labels
+    y_all = data.labels
     n_classes = getattr(model, "num_classes", 10)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     offsets = torch.randint(1, n_classes, (len(attacked),), generator=gen)
     targets_all = (y_all[attacked] + offsets) % n_classes if cfg.targeted else None
     if cfg.pairs:
-        if not cfg.targeted:
-            raise ToolkitError("a --pairs sweep is targeted (set targeted=True)")
         attacked, targets_all = label_pairs(attacked, y_all, n_classes)
+    identity = run_identity(cfg, data, magnet, extra_defenses)
+    with RunStore(out, asdict(cfg), resume, defaults=asdict(SweepConfig()), identity=identity,
+                  command=command, log=log) as store:
+        store.write_config({"command": command, "environment": environment_info(),
+                            "model_sha256": {k[len("model:"):]: v for k, v in identity.items()
+                                             if k.startswith("model:")}})
+        return _sweep(store, cfg, model, data, device, attacked, cal, targets_all, magnet,
+                      extra_defenses, progress, log, t_start)
 
+
+def _sweep(store: RunStore, cfg: SweepConfig, model: nn.Module, data: ImageSet, device,
+           attacked: torch.Tensor, cal: torch.Tensor, targets_all: torch.Tensor | None, magnet,
+           extra_defenses: dict[str, Defense] | None, progress: bool, log,
+           t_start: float) -> dict:
+    x_all, y_all = data.x(), data.labels
     # The A2D detector: BIM_d costs of the benign calibration images, cached for resumes.
     parts = attacked_parts(cfg.attack)
-    if cfg.attack.endswith("-magnet") and magnet is None:
-        raise ToolkitError(f"--attack {cfg.attack} needs a MagNet defense in the run")
-    if cfg.attack.startswith("pgd") and not math.isfinite(cfg.max_l2):
-        raise ToolkitError(f"--attack {cfg.attack} attacks at the L2 bound; give a finite "
-                           "--max-l2")
     a2d = None
     needs_a2d = any("a2d" in d.split("+") for d in cfg.defenses) or "a2d" in parts
     if needs_a2d:
@@ -242,8 +325,8 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
     cost_engine = (a2d.engines[cfg.a2d_engines[0]] if a2d is not None
                    else make_engine("bim_d", cfg.dataset))
 
-    records_path = store.out / RECORDS
-    done = {(r["kappa"], r["index"], r.get("target")) for r in read_records(records_path)}
+    records = store.records(RECORDS, record_key)
+    done = {record_key(r) for r in records.read().records}
     log(f"sweep: {cfg.n} images of {data.name}, kappa {cfg.kappas}, defenses "
         f"{', '.join(defenses)}, L2 bound {cfg.max_l2}; results in {store.out}")
     batches = [list(range(i, min(i + cfg.batch, len(attacked))))
@@ -259,7 +342,7 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
                   if cfg.attack.startswith("pgd") else paper_attack)
         for b, rows in enumerate(tqdm(batches, desc=f"kappa {kappa:g} batches", leave=False,
                                       disable=not progress)):
-            if all((kappa, int(attacked[i]),
+            if all((float(kappa), int(attacked[i]),
                     int(targets_all[i]) if cfg.targeted else None) in done for i in rows):
                 continue
             idx = attacked[rows]
@@ -283,7 +366,7 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
                         flags[name] = a2d.decide({cfg.a2d_engines[0]: costs}) \
                             if len(cfg.a2d_engines) == 1 else a2d.detect(adv)
                     else:
-                        flags[name] = torch.as_tensor(det.detect(adv.to(device))).bool().cpu()
+                        flags[name] = detector_flags(name, det, adv.to(device))
                 return costs, flags, {name: judge(d, adv, x, y, ok, cfg.max_l2, targets,
                                                   {k: flags[k] for k in d.detectors})
                                       for name, d in defenses.items()}
@@ -324,10 +407,11 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
                                  for name, v in verdicts.items()},
                     **({"transfer": {name: bool(v.success[j]) for name, v in transfer.items()}}
                        if transfer is not None else {})})
-            _append(records_path, out_rows)
+            _append(records, out_rows)
     kbar.close()
 
-    records = read_records(records_path)
+    found = records.read()
+    records = found.records
     summary = summarize(records, cfg, defenses)
     by_bound = asr_by_bound(records, cfg, list(defenses))
     checks = sanity_checks(records, cfg, by_bound)
@@ -337,7 +421,8 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
         if not c["passed"]:
             log(f"WARNING: sanity check failed: {c['name']}: {c['detail']}")
     write_summary(store.out, cfg, summary, {"asr_by_l2_bound": by_bound,
-                                             "sanity_checks": checks})
+                                             "sanity_checks": checks,
+                                             "record_integrity": found.integrity()})
     from adaptive.figures import sweep_figures
 
     sweep_figures(store.out, summary, store, cfg, data, checks)

@@ -101,11 +101,35 @@ def read_metadata(path: str | os.PathLike, fmt: str | None = FORMAT) -> dict:
         raise ToolkitError(f"{meta_file} is not a toolkit checkpoint of format {fmt or 'any'!r}"
                            f" (found {found or 'none'!r}); train it with the toolkit's "
                            "'adaptive train' commands")
-    for key in ("architecture", "arch_kwargs", "weights", "sha256"):
-        if key not in meta:
-            raise ToolkitError(f"{meta_file} lacks the field {key!r}; the metadata is damaged")
+    check_metadata_fields(meta, meta_file)
     meta["_path"] = str(meta_file)
     return meta
+
+
+# field -> (type, what it must be), checked before any field is used
+_FIELDS = {"architecture": (str, "a name"), "arch_kwargs": (dict, "an object"),
+           "dataset": (str, "a data set name"), "weights": (str, "a file name"),
+           "sha256": (str, "a hex digest")}
+
+
+def check_metadata_fields(meta: dict, meta_file: Path) -> None:
+    """Every field the loader uses, present and of the right type: damaged or hand-edited
+    metadata gets one error naming the field. ``weights`` must name a file beside the
+    metadata (never a path elsewhere)."""
+    for key, (kind, what) in _FIELDS.items():
+        if key not in meta:
+            raise ToolkitError(f"{meta_file} lacks the field {key!r}; the metadata is damaged")
+        if not isinstance(meta[key], kind):
+            raise ToolkitError(f"{meta_file}: field {key!r} must be {what}, got "
+                               f"{type(meta[key]).__name__}; the metadata is damaged")
+    w = meta["weights"]
+    if not w or w != Path(w).name or w in (".", "..") or "\\" in w:
+        raise ToolkitError(f"{meta_file}: field 'weights' must be a file name beside the "
+                           f"metadata, got {w!r}")
+    if len(meta["sha256"]) != 64 or any(c not in "0123456789abcdef" for c in meta["sha256"]):
+        raise ToolkitError(f"{meta_file}: field 'sha256' is not a sha256 hex digest")
+    if not all(isinstance(k, str) for k in meta["arch_kwargs"]):
+        raise ToolkitError(f"{meta_file}: field 'arch_kwargs' must have string keys")
 
 
 def load_state_dict(weights: Path, expected_sha256: str | None) -> dict[str, torch.Tensor]:
@@ -126,6 +150,11 @@ def load_state_dict(weights: Path, expected_sha256: str | None) -> dict[str, tor
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
                                               for v in state.values()):
         raise ToolkitError(f"{weights} does not hold a state_dict of tensors")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ToolkitError(f"{weights} holds NaN or infinite values (in {', '.join(bad[:3])}"
+                           f"{', ...' if len(bad) > 3 else ''}); the training diverged or the "
+                           "file is damaged: retrain it")
     return state
 
 
@@ -136,7 +165,11 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu",
     meta = read_metadata(path, fmt)
     weights = Path(meta["_path"]).with_name(meta["weights"])
     state = load_state_dict(weights, meta["sha256"])
-    model = builder(meta["architecture"], **meta["arch_kwargs"])
+    try:
+        model = builder(meta["architecture"], **meta["arch_kwargs"])
+    except (TypeError, ValueError, RuntimeError) as e:  # arguments the architecture rejects
+        raise ToolkitError(f"{meta['_path']}: arch_kwargs {meta['arch_kwargs']} do not fit "
+                           f"architecture {meta['architecture']!r} ({e})") from e
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:

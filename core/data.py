@@ -29,6 +29,7 @@ import gzip
 import hashlib
 import io
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,6 +95,15 @@ class ImageSet:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.images.shape[1:])
+
+    def sha256(self) -> str:
+        """A hash of the images and labels themselves (not of the file they came from), so a
+        resumed run can check that it runs on the same data."""
+        h = hashlib.sha256()
+        h.update(repr((tuple(self.images.shape), self.num_classes)).encode())
+        h.update(self.images.contiguous().numpy().tobytes())
+        h.update(self.labels.to(torch.int64).contiguous().numpy().tobytes())
+        return h.hexdigest()
 
     def x(self) -> torch.Tensor:
         """All images as float32 NCHW in [0, 1]."""
@@ -193,6 +203,11 @@ def load_npz(path: str | os.PathLike, split: str = "test", name: str | None = No
     name = name or f"npz:{path}"
     if not path.is_file():
         raise ToolkitError(f"{name}: no such file {path}")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic not in (b"PK\x03\x04", b"PK\x05\x06"):  # every .npz is a zip archive
+        raise ToolkitError(f"{name}: {path} is not an .npz archive (it does not start like a "
+                           "zip file); write it with numpy.savez")
     try:
         with np.load(path, allow_pickle=False) as d:
             keys = set(d.files)
@@ -216,7 +231,7 @@ def _read_idx(path: Path, magic: int, ndim: int) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:
         raise ToolkitError(f"cannot read {path} ({e}); the file looks damaged: delete it and "
                            "fetch it again") from e
     header = 4 * (1 + ndim)
@@ -315,8 +330,21 @@ def _decode_cifar_jpeg(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
             data, offsets, y = d[f"{split}_bytes"], d[f"{split}_offsets"], d[f"{split}_y"]
     except Exception as e:
         raise ToolkitError(f"cannot read {path} as the CIFAR-10 JPEG archive ({e})") from e
-    x = np.stack([np.asarray(Image.open(io.BytesIO(data[offsets[i]:offsets[i + 1]].tobytes()))
-                             .convert("RGB")) for i in range(len(offsets) - 1)])
+    if offsets.ndim != 1 or len(offsets) != len(y) + 1:
+        raise ToolkitError(f"{path}: {split}_offsets does not fit {split}_y; the archive is "
+                           "damaged")
+    images = []
+    for i in range(len(offsets) - 1):
+        try:
+            img = Image.open(io.BytesIO(data[offsets[i]:offsets[i + 1]].tobytes()))
+            images.append(np.asarray(img.convert("RGB")))
+        except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for broken images
+            raise ToolkitError(f"{path}: {split} image {i} is not a readable JPEG ({e}); the "
+                               "archive is damaged") from e
+        if images[-1].shape != (32, 32, 3):
+            raise ToolkitError(f"{path}: {split} image {i} is {images[-1].shape[:2]} pixels, "
+                               "not CIFAR-10's 32 x 32; the archive is damaged")
+    x = np.stack(images)
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(".tmp.npz")

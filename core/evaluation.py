@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from core.validation import check_labels_fit_model
+
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 500,
@@ -19,6 +21,7 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 500,
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500,
              device: torch.device | str | None = None) -> float:
     """Fraction of ``x`` the model labels ``y`` (model put in eval mode by the caller)."""
+    check_labels_fit_model(y, model, "the labels")
     pred = predict_logits(model, x, batch_size, device).argmax(1)
     return float((pred == y.cpu()).float().mean())
 
@@ -29,6 +32,7 @@ def correct_subsets(model: nn.Module, data, sizes: list[int], seed: int,
     of the given sizes, in that order; a seeded permutation makes them repeatable."""
     from core.errors import ToolkitError
 
+    check_labels_fit_model(data.labels, model, data.name)
     pred = predict_logits(model, data.x(), device=device).argmax(1)
     correct = (pred == data.labels).nonzero().squeeze(1)
     if len(correct) < sum(sizes):

@@ -20,12 +20,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from core.checkpoint import atomic_torch_save, save_checkpoint, write_json
+from core.checkpoint import atomic_torch_save, atomic_write_bytes, save_checkpoint, write_json
 from core.data import ImageSet, dataset_family
 from core.errors import ToolkitError
 from core.evaluation import accuracy
 from core.models import build_model, count_parameters
 from core.runtime import seed_everything
+from core.store import FolderLock
 
 STATE_FILE = "state.pt"
 HISTORY_FILE = "history.jsonl"
@@ -98,6 +99,42 @@ def _make_optimizer(cfg: TrainConfig, model, steps_per_epoch: int):
     return opt, sched
 
 
+def _read_resume_state(out: Path, state_file: Path, cfg) -> tuple[dict, list[dict]]:
+    """The saved state and history of an interrupted training run, checked: a damaged file
+    is an error that says so, not a traceback."""
+    try:
+        state = torch.load(state_file, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, garbage, a pickle that weights_only refuses
+        raise ToolkitError(f"cannot read {state_file} ({type(e).__name__}: "
+                           f"{str(e).splitlines()[0][:200] if str(e) else ''}); it is damaged: "
+                           "delete the folder and train again") from e
+    if not isinstance(state, dict) or not isinstance(state.get("config"), str):
+        raise ToolkitError(f"{state_file} is not a training state of this toolkit")
+    try:
+        saved_cfg = json.loads(state["config"])
+    except ValueError as e:
+        raise ToolkitError(f"{state_file} holds a damaged configuration ({e})") from e
+    if saved_cfg != asdict(cfg):
+        diff = {k: (saved_cfg.get(k), v) for k, v in asdict(cfg).items()
+                if not isinstance(saved_cfg, dict) or saved_cfg.get(k) != v}
+        raise ToolkitError(f"--resume with a different configuration than {out} was "
+                           f"started with (saved, now): {diff}")
+    history = []
+    hist_file = out / HISTORY_FILE
+    for n, line in enumerate(hist_file.read_text().splitlines() if hist_file.exists() else []):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if not isinstance(row, dict):
+            raise ToolkitError(f"{hist_file} line {n + 1} is not a JSON object; the history is "
+                               "damaged: delete the folder and train again")
+        history.append(row)
+    return state, history
+
+
 StepFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator],
                   tuple[torch.Tensor, dict]]
 
@@ -107,7 +144,8 @@ def fit(cfg, model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, ste
         resume: bool = False, progress: bool = True,
         log: Callable[[str], None] = print) -> tuple[list[dict], float]:
     """The epoch loop shared by every trainer: shuffling by ``(seed, epoch)``, the optimiser
-    and schedule of ``cfg``, a progress bar, ``state.pt`` after every epoch, exact resume.
+    and schedule of ``cfg``, a progress bar, ``state.pt`` after every epoch, exact resume; the
+    folder ``out`` is locked while it trains.
 
     ``step_fn(model, xb, yb, generator)`` returns the batch's mean loss and a dict of per-batch
     sums (e.g. ``{"acc": correct}``), reported per image; ``eval_fn(model)`` returns the epoch's
@@ -121,24 +159,39 @@ def fit(cfg, model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, ste
     if resume and not state_file.exists():
         raise ToolkitError(f"--resume given but {state_file} does not exist")
     out.mkdir(parents=True, exist_ok=True)
+    lock = FolderLock(out, FolderLock.holder())
+    try:
+        return _fit(cfg, model, x_train, y_train, step_fn, eval_fn, out, device, resume,
+                    progress, log)
+    finally:
+        lock.release()
+
+
+def _fit(cfg, model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
+         step_fn: StepFn, eval_fn: Callable[[nn.Module], dict], out: Path,
+         device: torch.device, resume: bool, progress: bool,
+         log: Callable[[str], None]) -> tuple[list[dict], float]:
+    state_file = out / STATE_FILE
     steps = math.ceil(len(x_train) / cfg.batch_size)
     opt, sched = _make_optimizer(cfg, model, steps)
     start_epoch, history, elapsed = 0, [], 0.0
     if resume:
-        state = torch.load(state_file, map_location="cpu", weights_only=True)
-        saved_cfg = json.loads(state["config"])
-        if saved_cfg != asdict(cfg):
-            diff = {k: (saved_cfg.get(k), v) for k, v in asdict(cfg).items()
-                    if saved_cfg.get(k) != v}
-            raise ToolkitError(f"--resume with a different configuration than {out} was "
-                               f"started with (saved, now): {diff}")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        start_epoch, elapsed = int(state["epoch"]), float(state["elapsed"])
-        history = [json.loads(line) for line in (out / HISTORY_FILE).read_text().splitlines()
-                   if line.strip()][:start_epoch]
+        state, history = _read_resume_state(out, state_file, cfg)
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["rng"])
+            start_epoch, elapsed = int(state["epoch"]), float(state["elapsed"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise ToolkitError(f"{state_file} does not fit this training run ({type(e).__name__}:"
+                               f" {str(e).splitlines()[0][:200]}); it is damaged: delete the "
+                               "folder and train again") from e
+        if len(history) < start_epoch:
+            raise ToolkitError(f"{out / HISTORY_FILE} has {len(history)} epoch line(s) but "
+                               f"{state_file} is after epoch {start_epoch}; the history is "
+                               "damaged: delete the folder and train again")
+        history = history[:start_epoch]
         log(f"resuming {out} after epoch {start_epoch}/{cfg.epochs}")
 
     this_run = 0.0
@@ -183,7 +236,8 @@ def fit(cfg, model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, ste
         history.append(row)
         # History first, then state: a crash in between only repeats the history line,
         # which resume truncates to the saved epoch count.
-        (out / HISTORY_FILE).write_text("".join(json.dumps(r) + "\n" for r in history))
+        atomic_write_bytes(out / HISTORY_FILE,
+                           "".join(json.dumps(r) + "\n" for r in history).encode())
         atomic_torch_save({"config": json.dumps(asdict(cfg)), "model": model.state_dict(),
                            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                            "rng": torch.get_rng_state(), "epoch": epoch + 1,

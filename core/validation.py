@@ -42,3 +42,12 @@ def check_labels(y: torch.Tensor, n: int, num_classes: int, what: str = "labels"
     if len(y) and (int(y.min()) < 0 or int(y.max()) >= num_classes):
         raise ToolkitError(f"{what} must lie in 0..{num_classes - 1}")
     return y
+
+
+def check_labels_fit_model(labels: torch.Tensor, model, what: str = "the data") -> None:
+    """The labels must be classes the model has (a data set with more classes than the model
+    would otherwise count every such image as misclassified, silently)."""
+    classes = getattr(model, "num_classes", None)
+    if classes is not None and len(labels) and int(labels.max()) >= classes:
+        raise ToolkitError(f"{what} has label {int(labels.max())} but the model has {classes} "
+                           f"classes (0..{classes - 1}); use data of the model's classes")

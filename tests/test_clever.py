@@ -211,5 +211,5 @@ def test_clever_command_scores_all_targets_and_attack_costs(tmp_path):
         assert im["cost"]["engine"] == "bim_d" and im["cost"]["seconds"] > 0
         assert (im["l2"] > 0) == (im["kind"] != "benign")
     assert "median_bim_llc" in result["summary"]
-    with pytest.raises(SystemExit):  # argparse: unknown attack name
-        main(["clever", "--compare", "pgd", "--out", str(tmp_path)])
+    # argparse: unknown attack name, one error line and exit code 2
+    assert main(["clever", "--compare", "pgd", "--out", str(tmp_path)]) == 2

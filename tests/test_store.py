@@ -11,6 +11,7 @@ def test_resume_needs_the_same_configuration(tmp_path):
     store = RunStore(tmp_path / "run", {"n": 4, "kappa": 1}, resume=False)
     store.write_config({"command": "x"})
     store.put("part0", {"x": torch.ones(2)})
+    store.close()  # the folder is locked while a run holds it
     with pytest.raises(ToolkitError, match="already holds a run"):
         RunStore(tmp_path / "run", {"n": 4, "kappa": 1}, resume=False)
     with pytest.raises(ToolkitError, match="differs in: kappa"):

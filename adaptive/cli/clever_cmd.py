@@ -15,7 +15,7 @@ from adaptive.adversarial_sets import ATTACKS, examples_for_study
 from adaptive.attack_costs import COST_ENGINES, per_image_costs
 from adaptive.clever import PRESETS, TARGETS, clever_targets
 from adaptive.cli.common import (add_model_options, add_run_options, attack_list,
-                                 model_and_dataset, number, positive_int)
+                                 model_and_dataset, positive_int, positive_number)
 from core.checkpoint import write_json
 from core.data import load_dataset
 from core.evaluation import correct_subsets
@@ -34,7 +34,8 @@ def register(sub) -> None:
     add_model_options(p, 10)
     p.add_argument("--norm", default="2", choices=("2", "inf"))
     p.add_argument("--target", default="untargeted", choices=TARGETS + ("all",))
-    p.add_argument("--radius", type=number, help="sampling radius R (default 5 for L2, 0.3 "
+    p.add_argument("--radius", type=positive_number,
+                   help="sampling radius R (default 5 for L2, 0.3 "
                                                  "for L-inf)")
     p.add_argument("--preset", default="cpu-fast", choices=sorted(PRESETS),
                    help="batches x samples: original = 500 x 1024 (the paper's), cpu-fast = "

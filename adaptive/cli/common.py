@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from fractions import Fraction
 
 from core.runtime import DEVICE_CHOICES
@@ -37,12 +38,53 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     add_progress(p)
 
 
-def number(text: str) -> float:
-    """A float that may be written as a fraction, e.g. 8/255."""
+def _float(text: str) -> float:
     try:
         return float(Fraction(text)) if "/" in text else float(text)
     except (ValueError, ZeroDivisionError):
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+def number(text: str) -> float:
+    """A finite float that may be written as a fraction, e.g. 8/255."""
+    v = _float(text)
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return v
+
+
+def positive_number(text: str) -> float:
+    """A finite float > 0 (a step size, a budget, a factor)."""
+    v = number(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return v
+
+
+def nonnegative_number(text: str) -> float:
+    """A finite float >= 0 (a confidence margin)."""
+    v = number(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return v
+
+
+def bound_number(text: str) -> float:
+    """A distortion bound: a float > 0, or inf for no bound."""
+    v = _float(text)
+    if math.isnan(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0 (inf: no bound), got {text!r}")
+    return v
+
+
+def nonnegative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {v}")
+    return v
 
 
 def positive_int(text: str) -> int:

@@ -59,10 +59,18 @@ def run(args: argparse.Namespace) -> int:
     model, meta, dataset = model_and_dataset(args, device)
     config = {"model": args.model, "model_sha256": meta["sha256"], "dataset": dataset,
               "n": args.n, "engines": args.engines, "compare": args.compare, "seed": args.seed}
-    store = RunStore(args.out, config, args.resume)
-    store.write_config({"command": args.command_line, "environment": environment_info()})
     data = load_dataset(dataset, "test", args.data_root)
     (idx,) = correct_subsets(model, data, [args.n], args.seed, device)
+    identity = {f"data:{data.name}:{data.split}": data.sha256(),
+                f"model:{args.model}": meta["sha256"]}
+    with RunStore(args.out, config, args.resume, identity=identity,
+                  command=args.command_line) as store:
+        store.write_config({"command": args.command_line, "environment": environment_info()})
+        return _measure(store, args, model, dataset, config, data, idx, device)
+
+
+def _measure(store: RunStore, args: argparse.Namespace, model, dataset: str, config: dict,
+             data, idx: torch.Tensor, device) -> int:
     x, y = data.x()[idx], data.labels[idx]
     t0 = time.perf_counter()
     sets = {"benign": (x, idx)}

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from adaptive.cli.common import (add_data_root, add_device, add_run_options, dataset_for_model,
-                                 number, positive_int)
+                                 positive_int, positive_number)
 from core.checkpoint import write_json
 from core.data import load_dataset
 from core.errors import ToolkitError
@@ -44,9 +44,11 @@ def register(sub) -> None:
     r.add_argument("--split", default="test", choices=("train", "test"))
     r.add_argument("--n", type=positive_int, help="first N images only (default: all)")
     r.add_argument("--norm", choices=("linf", "l2"), default="linf")
-    r.add_argument("--eps", type=number, required=True, help="budget, e.g. 8/255 or 0.3")
+    r.add_argument("--eps", type=positive_number, required=True,
+                   help="budget, e.g. 8/255 or 0.3")
     r.add_argument("--steps", type=positive_int, default=20, help="PGD steps (default 20)")
-    r.add_argument("--step-size", type=number, help="default eps/4 (2/255 at 8/255)")
+    r.add_argument("--step-size", type=positive_number,
+                   help="default eps/4 (2/255 at 8/255)")
     r.add_argument("--restarts", type=positive_int, default=1,
                    help="random restarts per image (default 1)")
     r.add_argument("--foolbox-n", type=int, default=500,

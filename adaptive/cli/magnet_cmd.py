@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from adaptive.cli.common import add_run_options, number, positive_int
+from adaptive.cli.common import (add_run_options, nonnegative_number, positive_int,
+                                 positive_number)
 from adaptive.magnet_eval import evaluate_magnet
 from core.checkpoint import write_json
 from core.data import load_dataset
@@ -29,12 +30,14 @@ def register(sub) -> None:
     e.add_argument("--n", type=positive_int, help="first N test images for the benign figures "
                                                   "(default: all)")
     e.add_argument("--n-cw", type=positive_int, default=100, help="C&W examples (default 100)")
-    e.add_argument("--kappa", type=number, default=20.0, help="C&W confidence (default 20)")
+    e.add_argument("--kappa", type=nonnegative_number, default=20.0,
+                   help="C&W confidence (default 20)")
     e.add_argument("--cw-steps", type=positive_int, default=200, help="C&W Adam steps per "
                    "constant (default 200)")
     e.add_argument("--cw-binary-steps", type=positive_int, default=5,
                    help="C&W binary-search steps (default 5)")
-    e.add_argument("--cw-lr", type=number, default=0.05, help="C&W Adam step size (default 0.05)")
+    e.add_argument("--cw-lr", type=positive_number, default=0.05,
+                   help="C&W Adam step size (default 0.05)")
     e.add_argument("--out", default="runs/magnet-eval", help="output folder")
     add_run_options(e)
     e.set_defaults(run=run_evaluate)
@@ -43,7 +46,7 @@ def register(sub) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     classifier, meta = load_model(args.model, device)
-    magnet = MagNet.load(args.magnet, classifier, device)
+    magnet = MagNet.load(args.magnet, classifier, device, classifier_sha256=meta["sha256"])
     data = load_dataset(args.dataset, "test", args.data_root)
     if args.n:
         data = data.subset(slice(0, args.n))

@@ -6,10 +6,12 @@ import argparse
 import time
 from pathlib import Path
 
-from adaptive.cli.common import add_run_options, dataset_for_model, number, positive_int
+from adaptive.cli.common import (add_run_options, bound_number, dataset_for_model,
+                                 nonnegative_int, positive_int, positive_number)
 from adaptive.compositions import parse_defenses
-from adaptive.defense import Defense, load_factory
-from adaptive.sweep import ATTACKS, SweepConfig, attacked_indices, parse_kappas, run_sweep
+from adaptive.defense import make_plugin_defenses
+from adaptive.sweep import (ATTACKS, SweepConfig, attacked_indices, parse_kappas, run_sweep,
+                            validate_config)
 from core.data import load_dataset
 from core.errors import ToolkitError
 from core.runtime import resolve_device
@@ -44,7 +46,7 @@ def register(sub) -> None:
     p.add_argument("--n", type=positive_int, default=100, help="images to attack (default 100)")
     p.add_argument("--n-cal", type=positive_int, default=200,
                    help="benign images to calibrate A2D, disjoint from the attacked ones")
-    p.add_argument("--max-l2", type=number, help="L2 bound (default 8.4 MNIST, 1.6 CIFAR-10)")
+    p.add_argument("--max-l2", type=bound_number, help="L2 bound (default 8.4 MNIST, 1.6 CIFAR-10)")
     p.add_argument("--targeted", action="store_true",
                    help="attack a random other class per image (default: untargeted)")
     p.add_argument("--images-from", metavar="RUN_DIR",
@@ -65,7 +67,7 @@ def register(sub) -> None:
                    "constant (default 200)")
     p.add_argument("--cw-binary-steps", type=positive_int, default=5,
                    help="C&W binary-search steps over the constant (default 5)")
-    p.add_argument("--cw-lr", type=number, default=0.05,
+    p.add_argument("--cw-lr", type=positive_number, default=0.05,
                    help="C&W Adam step size (default 0.05: at 200 steps it reaches kappa=20 on "
                         "all of 20 MNIST test images where 0.01 reaches 25%%)")
     p.add_argument("--batch", type=positive_int, default=50,
@@ -81,7 +83,7 @@ def register(sub) -> None:
                         "cw-a2d: penalising a low first-order BIM_d cost; cw-full: both; "
                         "pgd, pgd-magnet, pgd-a2d, pgd-full: the same objectives by PGD-L2 "
                         "at exactly --max-l2 instead of C&W's minimum distance (default cw)")
-    p.add_argument("--a2d-factor", type=number, default=2.0,
+    p.add_argument("--a2d-factor", type=positive_number, default=2.0,
                    help="-a2d/-full attacks: target first-order cost as a multiple of A2D's "
                         "benign cost threshold (default 2)")
     p.add_argument("--pgd-steps", type=positive_int, default=100,
@@ -89,7 +91,7 @@ def register(sub) -> None:
     p.add_argument("--pgd-restarts", type=positive_int, default=3,
                    help="pgd attacks: restarts for the images not yet done, the first from "
                         "the image, the others from random points of the ball (default 3)")
-    p.add_argument("--pgd-targets", type=int, default=3, metavar="K",
+    p.add_argument("--pgd-targets", type=nonnegative_int, default=3, metavar="K",
                    help="untargeted pgd attacks: then one round towards each of the K most "
                         "likely other classes, for the images not yet done (default 3; 0: none)")
     p.add_argument("--out", help="output folder (default: a new runs/sweep-TIME)")
@@ -103,6 +105,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.resume and not args.out:
         raise ToolkitError("--resume needs --out (the folder of the run to continue)")
+    if args.resume and not (Path(args.out) / "config.json").is_file():
+        raise ToolkitError(f"--resume given but {args.out} holds no run to continue; leave "
+                           "out --resume to start one")
     kappas = parse_kappas(args.kappa)
     device = resolve_device(args.device)
     model, meta = load_model(args.model, device)
@@ -112,23 +117,11 @@ def run(args: argparse.Namespace) -> int:
     names = parse_defenses(args.defenses or defaults["defenses"]) if not (
         args.defense_module and args.defenses is None) else ["none"]
     magnet_ref = args.magnet or defaults["magnet"]
-    if any("magnet" in d.split("+") for d in names) and magnet_ref is None:
+    uses_magnet = any("magnet" in d.split("+") for d in names)
+    if uses_magnet and magnet_ref is None:
         raise ToolkitError("the magnet defenses need --magnet (a magnet.json) for this data set")
-    data = load_dataset(name, "test", args.data_root)
-    magnet = None
-    if any("magnet" in d.split("+") for d in names):
-        from defenses.magnet.defense import MagNet
-
-        magnet = MagNet.load(magnet_ref, model, device)
-    extra = {}
-    if args.defense_module:
-        made = load_factory(args.defense_module)(model=model, dataset=name, device=device)
-        made = {made.name: made} if isinstance(made, Defense) else made
-        if not isinstance(made, dict) or not all(isinstance(d, Defense) for d in made.values()):
-            raise ToolkitError("--defense-module factory must return a Defense or a dict of them")
-        extra = made
     cfg = SweepConfig(dataset=name, model=args.model, model_sha256=meta["sha256"],
-                      defenses=names + [d for d in extra if d not in names], kappas=kappas,
+                      defenses=names, kappas=kappas,
                       n=args.n, n_cal=args.n_cal,
                       max_l2=args.max_l2 if args.max_l2 is not None else defaults["max_l2"],
                       targeted=args.targeted or args.pairs, pairs=args.pairs,
@@ -137,12 +130,24 @@ def run(args: argparse.Namespace) -> int:
                       seed=args.seed, batch=args.batch,
                       cw=dict(steps=args.cw_steps, binary_search_steps=args.cw_binary_steps,
                               lr=args.cw_lr, initial_const=0.1),
-                      magnet=magnet_ref if magnet is not None else None,
+                      magnet=magnet_ref if uses_magnet else None,
                       defense_module=args.defense_module,
                       clever=(dict(PRESETS[args.clever], radius=5.0) if args.clever else None),
                       attack=args.attack, a2d_factor=args.a2d_factor,
                       pgd=dict(steps=args.pgd_steps, restarts=args.pgd_restarts,
                                target_classes=args.pgd_targets))
+    validate_config(cfg, magnet=uses_magnet or None)  # every setting, before any loading
+    data = load_dataset(name, "test", args.data_root)
+    magnet = None
+    if uses_magnet:
+        from defenses.magnet.defense import MagNet
+
+        magnet = MagNet.load(magnet_ref, model, device, classifier_sha256=meta["sha256"])
+    extra = {}
+    if args.defense_module:
+        extra = make_plugin_defenses(args.defense_module, model=model, dataset=name,
+                                     device=device)
+        cfg.defenses = names + [d for d in extra if d not in names]
     out = Path(args.out or f"runs/sweep-{time.strftime('%Y%m%d-%H%M%S')}")
     result = run_sweep(cfg, model, data, out, device, magnet=magnet, extra_defenses=extra,
                        resume=args.resume, command=args.command_line,

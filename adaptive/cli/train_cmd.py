@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from adaptive.cli.common import add_run_options, number, positive_int
+from adaptive.cli.common import add_run_options, positive_int, positive_number
 from core.data import dataset_family, load_dataset
 from core.errors import ToolkitError
 from core.models import ARCHITECTURES, DEFAULT_ARCH
@@ -51,10 +51,10 @@ def register(sub) -> None:
                    help="train on adversarial examples: pgd (Madry et al.) or fgsm-rs (one "
                         "step from a random start, Wong et al.'s 'fast' training)")
     a.add_argument("--norm", choices=("linf", "l2"), default="linf")
-    a.add_argument("--eps", type=number, help="budget (default 8/255 CIFAR-10, 0.3 MNIST)")
+    a.add_argument("--eps", type=positive_number, help="budget (default 8/255 CIFAR-10, 0.3 MNIST)")
     a.add_argument("--steps", type=positive_int,
                    help="PGD steps (default 7 CIFAR-10, 40 MNIST; fgsm-rs: 1)")
-    a.add_argument("--step-size", type=number,
+    a.add_argument("--step-size", type=positive_number,
                    help="step size (default eps/4 for pgd, 1.25 eps for fgsm-rs)")
     a.add_argument("--monitor-n", type=positive_int, default=1000,
                    help="test images on which PGD-10 robust accuracy is measured after every "

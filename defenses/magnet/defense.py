@@ -8,7 +8,9 @@ bundled MNIST defense is ``defenses/magnet/bundled/mnist.json`` (``MagNet.load("
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -55,6 +57,51 @@ def make_detector(cfg: dict, ae: nn.Module, classifier: nn.Module):
     return det
 
 
+def _positive(value) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and value > 0)
+
+
+def check_spec(spec, path: Path) -> None:
+    """A MagNet spec's structure, before anything is loaded from it: a damaged or hand-edited
+    spec gets one error naming the field, not a KeyError later or a detector that never (NaN
+    threshold) or always (threshold <= 0) fires."""
+    def bad(what: str) -> ToolkitError:
+        return ToolkitError(f"MagNet spec {path}: {what}")
+
+    if not isinstance(spec, dict) or spec.get("type") != SPEC_TYPE:
+        raise ToolkitError(f"{path} is not a MagNet spec (expected type {SPEC_TYPE!r})")
+    aes = spec.get("autoencoders")
+    if not isinstance(aes, dict) or not aes or not all(
+            isinstance(k, str) and isinstance(v, str) and v for k, v in aes.items()):
+        raise bad("'autoencoders' must map names to zoo names or checkpoint paths")
+    dets = spec.get("detectors")
+    if not isinstance(dets, list) or not dets:
+        raise bad("'detectors' must be a non-empty list")
+    for i, d in enumerate(dets):
+        if not isinstance(d, dict) or not isinstance(d.get("name"), str):
+            raise bad(f"detector {i} must be an object with a 'name'")
+        where = f"detector {d['name']!r}"
+        if d.get("ae") not in aes:
+            raise bad(f"{where}: 'ae' must be one of {sorted(aes)}, got {d.get('ae')!r}")
+        if d.get("type") == "reconstruction":
+            if d.get("p") not in (1, 2):
+                raise bad(f"{where}: 'p' must be 1 or 2, got {d.get('p')!r}")
+        elif d.get("type") == "divergence":
+            if not _positive(d.get("temperature")):
+                raise bad(f"{where}: 'temperature' must be a finite number > 0")
+        else:
+            raise bad(f"{where}: unknown type {d.get('type')!r} (reconstruction, divergence)")
+        if not _positive(d.get("threshold")):
+            raise bad(f"{where}: 'threshold' must be a finite number > 0, got "
+                      f"{d.get('threshold')!r}; refit it with 'adaptive train magnet'")
+    if spec.get("reformer") is not None and spec["reformer"] not in aes:
+        raise bad(f"'reformer' must be null or one of {sorted(aes)}, got {spec['reformer']!r}")
+    sha = spec.get("classifier_sha256")
+    if sha is not None and not isinstance(sha, str):
+        raise bad("'classifier_sha256' must be a string")
+
+
 class MagNet:
     def __init__(self, classifier: nn.Module, autoencoders: dict[str, nn.Module],
                  detectors: list, reformer: str | None = None, spec: dict | None = None):
@@ -88,9 +135,16 @@ class MagNet:
         """Largest score/threshold ratio over detectors: above 1 exactly when ``detect`` fires."""
         return torch.stack([d.score(x) / d.threshold for d in self.detectors]).amax(0)
 
+    def spec_sha256(self) -> str:
+        """A hash of the spec (autoencoders, detector kinds and thresholds, reformer)."""
+        return hashlib.sha256(json.dumps(self.spec, sort_keys=True).encode()).hexdigest()
+
     @classmethod
-    def load(cls, spec_ref: str, classifier: nn.Module, device="cpu") -> "MagNet":
-        """From a bundled name (``mnist``) or a spec path."""
+    def load(cls, spec_ref: str, classifier: nn.Module, device="cpu",
+             classifier_sha256: str | None = None) -> "MagNet":
+        """From a bundled name (``mnist``) or a spec path. ``classifier_sha256``: the hash of
+        the classifier's weights, checked against the one the spec was fitted with (its
+        divergence detectors and reformer accuracy depend on it)."""
         path = BUNDLED / f"{spec_ref}.json" if (BUNDLED / f"{spec_ref}.json").is_file() \
             else Path(spec_ref).expanduser()
         try:
@@ -101,8 +155,13 @@ class MagNet:
                                "the path of a magnet.json)") from None
         except (OSError, ValueError) as e:
             raise ToolkitError(f"cannot read MagNet spec {path}: {e}") from e
-        if not isinstance(spec, dict) or spec.get("type") != SPEC_TYPE:
-            raise ToolkitError(f"{path} is not a MagNet spec (expected type {SPEC_TYPE!r})")
+        check_spec(spec, path)
+        fitted_for = spec.get("classifier_sha256")
+        if classifier_sha256 and fitted_for and fitted_for != classifier_sha256:
+            raise ToolkitError(f"MagNet spec {path} was fitted with the classifier "
+                               f"{spec.get('classifier', '?')} (sha256 {fitted_for[:12]}...), "
+                               f"not this one ({classifier_sha256[:12]}...); fit a MagNet for "
+                               "this model with 'adaptive train magnet'")
         loaded = {k: load_autoencoder(ref, path.parent, device)
                   for k, ref in spec["autoencoders"].items()}
         aes = {k: ae for k, (ae, _) in loaded.items()}
