@@ -7,7 +7,7 @@ from pathlib import Path
 
 from adaptive.a2d_eval import RESULT_FILE, A2DEvalConfig, run_a2d_evaluation
 from adaptive.adversarial_sets import ATTACKS
-from adaptive.cli.common import add_run_options, dataset_for_model, positive_int
+from adaptive.cli.common import add_run_options, dataset_for_model, number, positive_int
 from core.data import load_dataset
 from core.errors import ToolkitError
 from core.runtime import resolve_device
@@ -48,7 +48,7 @@ def register(sub) -> None:
                    help=f"comma-separated engines (default: {','.join(ENGINE_NAMES)})")
     e.add_argument("--attacks", default=",".join(ATTACKS),
                    help=f"comma-separated attacks (default: {','.join(ATTACKS)})")
-    e.add_argument("--h", type=float, default=DEFAULT_H, help="Z-score threshold (default "
+    e.add_argument("--h", type=number, default=DEFAULT_H, help="Z-score threshold (default "
                    f"{DEFAULT_H}, about 10%% benign false positives)")
     e.add_argument("--k", type=positive_int, default=2,
                    help="ensemble: benign when at least k engines say benign (default 2)")

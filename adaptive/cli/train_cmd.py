@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from adaptive.cli.common import add_run_options, positive_int, positive_number
+from adaptive.cli.common import (add_run_options, nonnegative_number, positive_int,
+                                 positive_number)
 from core.data import dataset_family, load_dataset
 from core.errors import ToolkitError
 from core.models import ARCHITECTURES, DEFAULT_ARCH
@@ -37,9 +38,9 @@ def register(sub) -> None:
     c.add_argument("--width", type=positive_int, help="channel width (cifar-cnn, tiny-cnn)")
     c.add_argument("--epochs", type=positive_int)
     c.add_argument("--batch-size", type=positive_int)
-    c.add_argument("--lr", type=float, help="peak learning rate")
+    c.add_argument("--lr", type=positive_number, help="peak learning rate")
     c.add_argument("--optimizer", choices=("adam", "sgd"))
-    c.add_argument("--weight-decay", type=float)
+    c.add_argument("--weight-decay", type=nonnegative_number)
     c.add_argument("--schedule", choices=("cosine", "constant"))
     c.add_argument("--augment", choices=("none", "crop-flip"))
     c.add_argument("--train-n", type=positive_int,

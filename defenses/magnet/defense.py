@@ -82,10 +82,10 @@ def check_spec(spec, path: Path) -> None:
         if not isinstance(d, dict) or not isinstance(d.get("name"), str):
             raise bad(f"detector {i} must be an object with a 'name'")
         where = f"detector {d['name']!r}"
-        if d.get("ae") not in aes:
+        if not isinstance(d.get("ae"), str) or d["ae"] not in aes:
             raise bad(f"{where}: 'ae' must be one of {sorted(aes)}, got {d.get('ae')!r}")
         if d.get("type") == "reconstruction":
-            if d.get("p") not in (1, 2):
+            if isinstance(d.get("p"), bool) or d.get("p") not in (1, 2):
                 raise bad(f"{where}: 'p' must be 1 or 2, got {d.get('p')!r}")
         elif d.get("type") == "divergence":
             if not _positive(d.get("temperature")):
@@ -95,7 +95,8 @@ def check_spec(spec, path: Path) -> None:
         if not _positive(d.get("threshold")):
             raise bad(f"{where}: 'threshold' must be a finite number > 0, got "
                       f"{d.get('threshold')!r}; refit it with 'adaptive train magnet'")
-    if spec.get("reformer") is not None and spec["reformer"] not in aes:
+    reformer = spec.get("reformer")
+    if reformer is not None and (not isinstance(reformer, str) or reformer not in aes):
         raise bad(f"'reformer' must be null or one of {sorted(aes)}, got {spec['reformer']!r}")
     sha = spec.get("classifier_sha256")
     if sha is not None and not isinstance(sha, str):
