@@ -309,10 +309,11 @@ def load_sweep(folder: str | Path) -> dict:
     summary_file = folder / "summary.json"
     if not summary_file.is_file():
         raise ToolkitError(f"{folder} is not a finished sweep run (no summary.json)")
+    from adaptive.sweep import RECORDS, read_records
+
     try:
         summary = json.loads(summary_file.read_text())
-        records = [json.loads(line) for line in (folder / "records.jsonl").read_text()
-                   .splitlines() if line.strip()]
+        records = read_records(folder / RECORDS)  # each (kappa, image, target) once
         config = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError) as e:
         raise ToolkitError(f"cannot read the sweep run in {folder}: {e}") from e
