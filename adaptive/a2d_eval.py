@@ -27,12 +27,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from adaptive.adversarial_sets import AdversarialSet, attack_settings, make_adversarial
-from core.checkpoint import write_json
-from core.data import ImageSet
-from core.errors import ToolkitError
-from core.evaluation import correct_subsets
-from core.runtime import environment_info, seed_everything
-from core.store import RunStore
+from adaptive.core.checkpoint import write_json
+from adaptive.core.data import ImageSet
+from adaptive.core.errors import ToolkitError
+from adaptive.core.evaluation import correct_subsets
+from adaptive.core.runtime import environment_info, seed_everything
+from adaptive.core.store import RunStore
 from defenses.a2d.knn import KNNDetector
 from defenses.a2d.presets import build_engine, engine_settings
 from defenses.a2d.zscore import DEFAULT_H, ZScoreDetector, ZScoreEnsemble

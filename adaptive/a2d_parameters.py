@@ -19,7 +19,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 
-from core.errors import ToolkitError
+from adaptive.core.errors import ToolkitError
 from defenses.a2d.knn import knn_classifier
 from defenses.a2d.zscore import ZScoreEnsemble
 

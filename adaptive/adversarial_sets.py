@@ -22,7 +22,7 @@ import foolbox as fb
 import torch
 from torch import nn
 
-from core.errors import ToolkitError
+from adaptive.core.errors import ToolkitError
 from defenses.a2d.bim import BIMCost
 from defenses.a2d.jsma import JSMACost
 

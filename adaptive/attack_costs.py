@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from adaptive.attacks.cw import CarliniWagnerL2
-from core.errors import ToolkitError
+from adaptive.core.errors import ToolkitError
 from defenses.a2d.presets import ENGINE_NAMES, make_engine
 
 COST_ENGINES = ENGINE_NAMES + ("fgsm_d", "cw_d")

@@ -41,9 +41,9 @@ from scipy import stats
 from torch import nn
 from tqdm.auto import tqdm
 
-from core.attacks.lp import random_in_ball
-from core.errors import ToolkitError
-from core.validation import check_images
+from adaptive.core.attacks.lp import random_in_ball
+from adaptive.core.errors import ToolkitError
+from adaptive.core.validation import check_images
 
 TARGETS = ("untargeted", "top2", "top5", "llc")
 PRESETS = {"original": dict(n_batches=500, n_samples=1024),

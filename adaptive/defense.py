@@ -23,9 +23,9 @@ from typing import Callable, Protocol
 import torch
 from torch import nn
 
-from core.checkpoint import sha256_file
-from core.errors import ToolkitError
-from core.evaluation import predict_logits
+from adaptive.core.checkpoint import sha256_file
+from adaptive.core.errors import ToolkitError
+from adaptive.core.evaluation import predict_logits
 
 
 class Detector(Protocol):

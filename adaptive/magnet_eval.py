@@ -15,8 +15,8 @@ import time
 import torch
 
 from adaptive.attacks.cw import CarliniWagnerL2
-from core.evaluation import accuracy, predict_logits
-from core.runtime import environment_info, seed_everything
+from adaptive.core.evaluation import accuracy, predict_logits
+from adaptive.core.runtime import environment_info, seed_everything
 from defenses.magnet.defense import MagNet
 
 

@@ -15,8 +15,8 @@ import json
 import math
 from pathlib import Path
 
-from core.checkpoint import write_json
-from core.errors import ToolkitError
+from adaptive.core.checkpoint import write_json
+from adaptive.core.errors import ToolkitError
 
 # The A2D paper's claims for its combined defenses under its adaptive C&W attack (section 6,
 # Figure 7): no success at any kappa within the bound.
@@ -254,7 +254,7 @@ def sweep_report_figures(sweeps: list[dict], pair_runs: list[dict], out: Path,
     """Figures 7a/7b, ASR vs bound, Figure 8 (per run), Figure 9 (across the runs of one data
     set at kappa 0) and Figures 11-13 (``--pairs`` runs)."""
     from adaptive import report_figures as rf
-    from core.data import load_dataset
+    from adaptive.core.data import load_dataset
 
     written: list[Path] = []
     groups: dict[tuple, list[dict]] = {}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import ToolkitError
+from adaptive.core.errors import ToolkitError
 
 TARGET_LABELS = {"untargeted": "Untarget", "top2": "Target-2", "top5": "Target-5", "llc": "LLC"}
 ATTACK_ORDER = ("fgsm", "bim", "jsma", "deepfool", "cw")

@@ -33,15 +33,15 @@ from adaptive.attacks.cw import CarliniWagnerL2
 from adaptive.clever import clever
 from adaptive.compositions import COMPOSITIONS, build_a2d, build_defenses
 from adaptive.defense import Defense, detector_flags, judge, module_sha256
-from core.attacks.pgd import pgd
-from core.checkpoint import write_json
-from core.data import ImageSet
-from core.errors import ToolkitError
-from core.evaluation import correct_subsets, predict_logits
-from core.records import RecordLog
-from core.runtime import environment_info, seed_everything
-from core.store import Records, RunStore
-from core.validation import check_labels_fit_model
+from adaptive.core.attacks.pgd import pgd
+from adaptive.core.checkpoint import write_json
+from adaptive.core.data import ImageSet
+from adaptive.core.errors import ToolkitError
+from adaptive.core.evaluation import correct_subsets, predict_logits
+from adaptive.core.records import RecordLog
+from adaptive.core.runtime import environment_info, seed_everything
+from adaptive.core.store import Records, RunStore
+from adaptive.core.validation import check_labels_fit_model
 from defenses.a2d.presets import make_engine
 from defenses.a2d.zscore import DEFAULT_H
 

@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from core.data import load_dataset
-from core.runtime import resolve_device
-from core.zoo import load_model
+from adaptive.core.data import load_dataset
+from adaptive.core.runtime import resolve_device
+from adaptive.core.zoo import load_model
 from defenses.a2d.presets import ENGINE_NAMES, make_engine
 
 

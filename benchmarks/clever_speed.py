@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 from adaptive.clever import clever, sample_points
-from core.data import load_dataset
-from core.runtime import resolve_device
-from core.zoo import load_model
+from adaptive.core.data import load_dataset
+from adaptive.core.runtime import resolve_device
+from adaptive.core.zoo import load_model
 
 
 def timed(fn):

@@ -16,9 +16,9 @@ import foolbox as fb
 import torch
 
 from adaptive.attacks.cw import CarliniWagnerL2
-from core.data import load_dataset
-from core.runtime import resolve_device
-from core.zoo import load_model
+from adaptive.core.data import load_dataset
+from adaptive.core.runtime import resolve_device
+from adaptive.core.zoo import load_model
 
 
 def main() -> None:

@@ -14,8 +14,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from core.models import build_model, count_parameters
-from core.runtime import resolve_device
+from adaptive.core.models import build_model, count_parameters
+from adaptive.core.runtime import resolve_device
 
 EPOCH_IMAGES = {"mnist-cnn": 60000, "cifar-cnn": 50000}
 

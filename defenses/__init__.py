@@ -1,2 +1,2 @@
 """Defenses to evaluate: A2D attack-cost detectors, MagNet, adversarial training, and their
-composition into one defended model. Depends only on ``core``."""
+composition into one defended model. Depends only on ``adaptive.core``."""

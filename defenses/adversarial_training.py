@@ -23,10 +23,10 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from core.attacks.lp import check_budget
-from core.attacks.pgd import pgd
-from core.errors import ToolkitError
-from core.evaluation import robust_correct
+from adaptive.core.attacks.lp import check_budget
+from adaptive.core.attacks.pgd import pgd
+from adaptive.core.errors import ToolkitError
+from adaptive.core.evaluation import robust_correct
 
 METHODS = ("pgd", "fgsm-rs")
 

@@ -1,5 +1,5 @@
-"""Bundle a MagNet trained by ``adaptive train magnet``: copy its autoencoders into the model zoo
-(``magnet-DATASET-KEY``) and write ``defenses/magnet/bundled/DATASET.json`` referring to them.
+"""Bundle a MagNet trained by ``adaptive train magnet``: copy its autoencoders into the
+package's bundled zoo (``magnet-DATASET-KEY``, developers, from a source checkout) and write ``defenses/magnet/bundled/DATASET.json`` referring to them.
 
     python scripts/bundle_magnet.py runs/train-magnet-mnist --name mnist
 """
@@ -10,8 +10,8 @@ import argparse
 import json
 from pathlib import Path
 
-from core.checkpoint import write_json
-from core.zoo import add_to_zoo
+from adaptive.core.checkpoint import write_json
+from adaptive.core.zoo import WEIGHTS_DIR, add_to_zoo
 from defenses.magnet.defense import BUNDLED
 
 
@@ -24,7 +24,7 @@ def main() -> None:
     spec = json.loads((run / "magnet.json").read_text())
     for key, ref in spec["autoencoders"].items():
         zoo_name = f"magnet-{args.name}-{key}"
-        add_to_zoo(run / ref, zoo_name)
+        add_to_zoo(run / ref, zoo_name, folder=WEIGHTS_DIR)
         spec["autoencoders"][key] = zoo_name
         print(f"zoo: {zoo_name}")
     write_json(BUNDLED / f"{args.name}.json", spec)

@@ -1,4 +1,4 @@
-"""Write core/assets/mnist_test_2000.npz: the first N MNIST test images, from the original files.
+"""Write adaptive/core/assets/mnist_test_2000.npz: the first N MNIST test images, from the original files.
 
     python scripts/make_bundled_mnist.py --data-root ../shared/data [--n 2000]
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.data import BUNDLED_MNIST, load_dataset
+from adaptive.core.data import BUNDLED_MNIST, load_dataset
 
 
 def main() -> None:

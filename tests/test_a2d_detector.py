@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from core.errors import ToolkitError
+from adaptive.core.errors import ToolkitError
 from defenses.a2d.detector import A2DDetector
 from defenses.a2d.presets import ENGINE_NAMES, build_engine, make_engine
 from tests.test_a2d_engines import images, tiny_model

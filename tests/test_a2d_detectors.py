@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.errors import ToolkitError
+from adaptive.core.errors import ToolkitError
 from defenses.a2d.knn import KNNDetector
 from defenses.a2d.zscore import DEFAULT_H, ZScoreDetector, ZScoreEnsemble
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from core.errors import ToolkitError
+from adaptive.core.errors import ToolkitError
 from defenses.a2d.bim import BIMCost
 from tests.a2d_reference import bim_cost_one
 

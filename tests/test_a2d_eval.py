@@ -6,9 +6,9 @@ import torch
 import adaptive.a2d_eval as a2d_eval
 from adaptive.a2d_eval import A2DEvalConfig, run_a2d_evaluation, split_images
 from adaptive.cli.main import main
-from core.data import load_dataset
-from core.errors import ToolkitError
-from core.zoo import load_model
+from adaptive.core.data import load_dataset
+from adaptive.core.errors import ToolkitError
+from adaptive.core.zoo import load_model
 
 FAST_ENGINES = {"bim_d": dict(eps=0.3, step=0.006, max_iter=60),
                 "jsma_d": dict(theta=0.1, max_per_pixel=7, max_iter=60),

@@ -5,7 +5,7 @@ from adaptive.attacks.cw import CarliniWagnerL2
 from adaptive.attacks.magnet_aware import detector_penalty, magnet_aware_cw
 from adaptive.compositions import build_defenses
 from adaptive.defense import judge
-from core.errors import ToolkitError
+from adaptive.core.errors import ToolkitError
 
 
 class BrightnessDetector:
@@ -25,7 +25,7 @@ class BrightnessDetector:
 
 def test_detector_penalty_is_minimised_with_the_classification_loss():
     torch.manual_seed(0)
-    from core.models import build_model
+    from adaptive.core.models import build_model
 
     model = build_model("tiny-cnn", input_shape=[1, 8, 8], num_classes=3, width=4).eval()
     x = torch.rand(6, 1, 8, 8) * 0.5 + 0.3  # mean ~0.55
@@ -48,8 +48,8 @@ def test_detector_penalty_is_minimised_with_the_classification_loss():
 
 
 def test_magnet_aware_cw_beats_plain_cw_against_magnet():
-    from core.data import load_dataset
-    from core.zoo import load_model
+    from adaptive.core.data import load_dataset
+    from adaptive.core.zoo import load_model
     from defenses.magnet.defense import MagNet
 
     model, _ = load_model("mnist-cnn")
@@ -70,8 +70,8 @@ def test_magnet_aware_cw_beats_plain_cw_against_magnet():
 
 def test_first_order_cost_tracks_the_bim_cost_of_benign_images():
     from adaptive.attacks.a2d_aware import first_order_cost
-    from core.data import load_dataset
-    from core.zoo import load_model
+    from adaptive.core.data import load_dataset
+    from adaptive.core.zoo import load_model
     from defenses.a2d.presets import make_engine
 
     model, _ = load_model("mnist-cnn")
@@ -84,7 +84,7 @@ def test_first_order_cost_tracks_the_bim_cost_of_benign_images():
 
 def test_cost_penalty_pushes_examples_past_the_target_cost():
     from adaptive.attacks.a2d_aware import cost_penalty, first_order_cost
-    from core.models import build_model
+    from adaptive.core.models import build_model
 
     torch.manual_seed(0)
     model = build_model("tiny-cnn", input_shape=[1, 8, 8], num_classes=3, width=4).eval()

@@ -6,10 +6,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from adaptive.cli.main import main
-from core.attacks import pgd
-from core.errors import ToolkitError
-from core.evaluation import accuracy, robust_correct
-from core.training import train_classifier
+from adaptive.core.attacks import pgd
+from adaptive.core.errors import ToolkitError
+from adaptive.core.evaluation import accuracy, robust_correct
+from adaptive.core.training import train_classifier
 from defenses.adversarial_training import (AdversarialConfig, frozen_batchnorm_stats,
                                            make_perturbation, robustness_monitor)
 from tests.test_training import _cfg, _toy_data
@@ -45,7 +45,7 @@ def test_adversarial_steps_lower_the_adversarial_loss(cfg):
     data = _toy_data(64)
     x, y = data.x(), data.labels
     torch.manual_seed(0)
-    from core.models import build_model
+    from adaptive.core.models import build_model
 
     model = build_model("tiny-cnn", input_shape=[1, 8, 8], num_classes=2, width=4)
     before = _adv_loss(model, x, y, cfg)
@@ -80,7 +80,7 @@ def test_attack_iterations_leave_batchnorm_statistics_alone():
 
 
 def test_adversarial_training_resumes_exactly_and_records_its_recipe(tmp_path, monkeypatch):
-    import core.training as training
+    import adaptive.core.training as training
 
     data = _toy_data(48)
     cfg = _cfg(adversarial=PGD3.to_dict())
@@ -114,8 +114,8 @@ def test_adversarial_training_resumes_exactly_and_records_its_recipe(tmp_path, m
 
 
 def test_robust_accuracy_is_below_clean_accuracy_on_own_pgd_examples():
-    from core.data import load_dataset
-    from core.zoo import load_model
+    from adaptive.core.data import load_dataset
+    from adaptive.core.zoo import load_model
 
     model, _ = load_model("mnist-cnn")
     data = load_dataset("mnist-bundled").subset(slice(0, 100))

@@ -6,7 +6,7 @@ from torch import nn
 
 from adaptive.attack_costs import COST_ENGINES, per_image_costs
 from adaptive.cli.main import main
-from core.errors import ToolkitError
+from adaptive.core.errors import ToolkitError
 
 
 def tiny_model():

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from adaptive.cli.main import main
-from core.checkpoint import sha256_file
-from core.data import load_dataset
-from core.zoo import WEIGHTS_DIR, load_model
+from adaptive.core.checkpoint import sha256_file
+from adaptive.core.data import load_dataset
+from adaptive.core.zoo import WEIGHTS_DIR, load_model
 from defenses.magnet.defense import BUNDLED
 
 QUICK_SWEEP = ["sweep", "--n", "2", "--n-cal", "2", "--kappa", "0", "--cw-steps", "5",
@@ -152,7 +152,7 @@ def test_out_that_is_a_file_or_on_a_read_only_or_full_disk(capsys, tmp_path, mon
                                                 tmp_path / "file" / "run"])
     assert "Not a directory" in err or "File exists" in err
 
-    import core.store
+    from adaptive.core import store as store_module
 
     def refuse(code):
         def fail(*args, **kwargs):
@@ -161,7 +161,7 @@ def test_out_that_is_a_file_or_on_a_read_only_or_full_disk(capsys, tmp_path, mon
 
     for code, words in ((errno.EROFS, "Read-only file system"),
                         (errno.ENOSPC, "No space left on device")):
-        monkeypatch.setattr(core.store, "write_json", refuse(code))
+        monkeypatch.setattr(store_module, "write_json", refuse(code))
         err = one_error_line(capsys, QUICK_SWEEP + ["--defenses", "none", "--out",
                                                     tmp_path / "run"])
         assert words in err and str(tmp_path / "run") in err
@@ -203,9 +203,9 @@ def test_a_run_config_that_is_not_an_object(capsys, tmp_path, content):
 
 
 def test_train_resume_with_a_damaged_state_or_history(tmp_path):
-    from core.data import ImageSet
-    from core.errors import ToolkitError
-    from core.training import TrainConfig, train_classifier
+    from adaptive.core.data import ImageSet
+    from adaptive.core.errors import ToolkitError
+    from adaptive.core.training import TrainConfig, train_classifier
 
     g = torch.Generator().manual_seed(0)
     data = ImageSet("toy", "train", torch.randint(0, 256, (32, 1, 8, 8), generator=g,

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from adaptive.attacks.bounded_pgd import BoundedPGD
-from core.errors import ToolkitError
+from adaptive.core.errors import ToolkitError
 
 
 def _linear_two_class():
@@ -69,7 +69,7 @@ def test_penalty_is_pushed_to_zero_or_as_low_as_the_ball_allows():
 
 def test_at_least_as_strong_as_foolbox_l2pgd():
     torch.manual_seed(0)
-    from core.models import build_model
+    from adaptive.core.models import build_model
 
     model = build_model("tiny-cnn", input_shape=[1, 8, 8], num_classes=3, width=4).eval()
     x = torch.rand(48, 1, 8, 8)

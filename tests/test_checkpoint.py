@@ -4,9 +4,9 @@ import pickle
 import pytest
 import torch
 
-from core.checkpoint import load_checkpoint, read_metadata, save_checkpoint
-from core.errors import ToolkitError
-from core.models import build_model
+from adaptive.core.checkpoint import load_checkpoint, read_metadata, save_checkpoint
+from adaptive.core.errors import ToolkitError
+from adaptive.core.models import build_model
 
 
 def _save(tmp_path, arch="tiny-cnn"):
@@ -42,7 +42,7 @@ def test_truncated_weights(tmp_path):
     data = (tmp_path / "m.pt").read_bytes()
     (tmp_path / "m.pt").write_bytes(data[: len(data) // 2])
     meta = json.loads((tmp_path / "m.json").read_text())
-    from core.checkpoint import sha256_file
+    from adaptive.core.checkpoint import sha256_file
     meta["sha256"] = sha256_file(tmp_path / "m.pt")  # even with a matching hash it must fail
     (tmp_path / "m.json").write_text(json.dumps(meta))
     with pytest.raises(ToolkitError, match="cannot load"):
@@ -79,7 +79,7 @@ def test_foreign_checkpoints_are_refused(tmp_path):
     meta = json.loads((tmp_path / "m.json").read_text())
     meta["sha256"] = None  # skip the hash so the loader itself is exercised
     (tmp_path / "m.json").write_text(json.dumps(meta))
-    from core.checkpoint import load_state_dict
+    from adaptive.core.checkpoint import load_state_dict
     with pytest.raises(ToolkitError, match="tensors-only"):
         load_state_dict(tmp_path / "m.pt", None)
 

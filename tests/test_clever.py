@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from adaptive.clever import clever, fit_lipschitz, fit_lipschitz_batch
-from core.errors import ToolkitError
+from adaptive.core.errors import ToolkitError
 
 
 class Linear(nn.Module):
@@ -99,8 +99,8 @@ def test_batched_fits_agree_with_scipy_row_by_row():
 
 
 def test_benign_scores_exceed_adversarial_on_a_small_cnn():
-    from core.data import load_dataset
-    from core.zoo import load_model
+    from adaptive.core.data import load_dataset
+    from adaptive.core.zoo import load_model
     from defenses.a2d.bim import BIMCost
 
     model, _ = load_model("mnist-cnn")
@@ -148,8 +148,8 @@ def test_clever_command_writes_scores_and_diagnostics(tmp_path, capsys):
 @pytest.mark.parametrize("norm,target", [("l2", "untargeted"), ("linf", "top2"),
                                          ("l2", "llc")])
 def test_batched_clever_equals_the_per_image_per_target_reference(norm, target):
-    from core.data import load_dataset
-    from core.zoo import load_model
+    from adaptive.core.data import load_dataset
+    from adaptive.core.zoo import load_model
     from tests.clever_reference import clever_reference
 
     model, _ = load_model("mnist-cnn")
@@ -175,8 +175,8 @@ def test_batched_clever_equals_the_per_image_per_target_reference(norm, target):
 
 def test_all_target_kinds_at_once_equal_each_kind_alone():
     from adaptive.clever import TARGETS, clever_targets
-    from core.data import load_dataset
-    from core.zoo import load_model
+    from adaptive.core.data import load_dataset
+    from adaptive.core.zoo import load_model
 
     model, _ = load_model("mnist-cnn")
     x = load_dataset("mnist-bundled").x()[:2]

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from adaptive.cli.main import main
-from core.zoo import zoo_names
+from adaptive.core.zoo import zoo_names
 
 
 def run(capsys, *argv):

@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from adaptive.attacks.cw import CarliniWagnerL2, kappa_margins
-from core.data import load_dataset
-from core.errors import ToolkitError
-from core.zoo import load_model
+from adaptive.core.data import load_dataset
+from adaptive.core.errors import ToolkitError
+from adaptive.core.zoo import load_model
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from core.data import BUNDLED_MNIST, ImageSet, dataset_family, load_dataset, load_npz
-from core.errors import ToolkitError
+from adaptive.core.data import BUNDLED_MNIST, ImageSet, dataset_family, load_dataset, load_npz
+from adaptive.core.errors import ToolkitError
 
 
 def test_mnist_from_shared_data(data_root):

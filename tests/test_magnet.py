@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from core.data import load_dataset
-from core.errors import ToolkitError
-from core.zoo import load_model
+from adaptive.core.data import load_dataset
+from adaptive.core.errors import ToolkitError
+from adaptive.core.zoo import load_model
 from defenses.magnet import (DivergenceDetector, MagNet, MagNetAutoencoder, ReconstructionDetector,
                              build_autoencoder)
 from defenses.magnet.detectors import jensen_shannon

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from core.errors import ToolkitError
-from core.models import ARCHITECTURES, build_model, count_parameters
-from core.validation import check_images, check_labels
+from adaptive.core.errors import ToolkitError
+from adaptive.core.models import ARCHITECTURES, build_model, count_parameters
+from adaptive.core.validation import check_images, check_labels
 
 
 @pytest.mark.parametrize("arch, shape", [("mnist-cnn", (1, 28, 28)),

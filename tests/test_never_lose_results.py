@@ -13,11 +13,11 @@ import torch
 
 import adaptive.sweep as sweep
 from adaptive.sweep import SweepConfig, read_records, record_key, run_sweep
-from core.data import ImageSet, load_dataset
-from core.errors import ToolkitError
-from core.records import RecordLog
-from core.store import RunStore
-from core.zoo import load_model
+from adaptive.core.data import ImageSet, load_dataset
+from adaptive.core.errors import ToolkitError
+from adaptive.core.records import RecordLog
+from adaptive.core.store import RunStore
+from adaptive.core.zoo import load_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUIET = dict(progress=False, log=lambda s: None)
@@ -52,7 +52,7 @@ def test_damage_in_the_middle_never_hides_the_records_after_it(tmp_path):
 
 WRITER = textwrap.dedent("""
     import sys, time
-    from core.records import RecordLog
+    from adaptive.core.records import RecordLog
     log = RecordLog(sys.argv[1], lambda r: r["k"])
     log.append([{"k": 0}, {"k": 1}])
     with open(log.path, "a") as f:  # a real writer, stopped in the middle of a line
@@ -154,7 +154,7 @@ def test_duplicated_records_are_counted_once_and_reported(mnist, tmp_path):
 
 HOLDER = textwrap.dedent("""
     import sys, time
-    from core.store import RunStore
+    from adaptive.core.store import RunStore
     store = RunStore(sys.argv[1], {"n": 1}, resume=False, command="adaptive sweep --holder")
     store.write_config({})
     print("holding", flush=True)

@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from core.attacks import lp_norm, normalize_step, pgd, project, random_in_ball
-from core.errors import ToolkitError
+from adaptive.core.attacks import lp_norm, normalize_step, pgd, project, random_in_ball
+from adaptive.core.errors import ToolkitError
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])

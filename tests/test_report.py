@@ -4,7 +4,7 @@ import pytest
 
 from adaptive.cli.main import main
 from adaptive.report import make_report
-from core.errors import ToolkitError
+from adaptive.core.errors import ToolkitError
 
 
 def _fake_sweep(folder, attack, success_l2, model="mnist-cnn", pairs=False):

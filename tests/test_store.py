@@ -3,8 +3,8 @@ import json
 import pytest
 import torch
 
-from core.errors import ToolkitError
-from core.store import RunStore
+from adaptive.core.errors import ToolkitError
+from adaptive.core.store import RunStore
 
 
 def test_resume_needs_the_same_configuration(tmp_path):

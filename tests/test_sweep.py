@@ -8,9 +8,9 @@ import adaptive.sweep as sweep
 from adaptive.cli.main import main
 from adaptive.defense import Defense, judge
 from adaptive.sweep import SweepConfig, parse_kappas, run_sweep
-from core.data import load_dataset
-from core.errors import ToolkitError
-from core.zoo import load_model
+from adaptive.core.data import load_dataset
+from adaptive.core.errors import ToolkitError
+from adaptive.core.zoo import load_model
 from defenses.magnet.defense import MagNet
 
 
@@ -297,7 +297,7 @@ def test_an_attack_weaker_than_pgd_at_the_bound_is_flagged(tmp_path):
     """A minimum-distance attack that stops short of the bound understates the ASR there;
     PGD at the bound on the same images exposes it, on classifier-only defenses at kappa 0."""
     from adaptive.sweep import bounded_attack_check
-    from core.store import RunStore
+    from adaptive.core.store import RunStore
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3)).eval()

@@ -3,9 +3,9 @@ import json
 import pytest
 import torch
 
-from core.data import ImageSet
-from core.errors import ToolkitError
-from core.training import TrainConfig, augment_crop_flip, train_classifier
+from adaptive.core.data import ImageSet
+from adaptive.core.errors import ToolkitError
+from adaptive.core.training import TrainConfig, augment_crop_flip, train_classifier
 
 
 def _toy_data(n=96, seed=0):
@@ -36,7 +36,7 @@ def test_training_learns_and_writes_a_checkpoint(tmp_path):
 
 
 def test_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
-    import core.training as training
+    import adaptive.core.training as training
 
     data = _toy_data()
     quiet = dict(progress=False, log=lambda s: None)

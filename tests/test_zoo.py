@@ -3,12 +3,12 @@ import json
 import pytest
 import torch
 
-import core.zoo as zoo
-from core.checkpoint import save_checkpoint
-from core.data import load_dataset
-from core.errors import ToolkitError
-from core.evaluation import accuracy
-from core.models import build_model
+import adaptive.core.zoo as zoo
+from adaptive.core.checkpoint import save_checkpoint
+from adaptive.core.data import load_dataset
+from adaptive.core.errors import ToolkitError
+from adaptive.core.evaluation import accuracy
+from adaptive.core.models import build_model
 
 
 def test_bundled_mnist_classifier_reaches_99_percent(data_root):
@@ -39,6 +39,7 @@ def test_bundled_cifar_classifiers_on_the_genuine_subset(data_root, name):
 
 def test_zoo_add_and_record(tmp_path, monkeypatch):
     monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setenv("ADAPTIVE_CACHE", str(tmp_path / "cache"))  # the user's zoo
     model = build_model("tiny-cnn")
     save_checkpoint(model, tmp_path / "run" / "model", architecture="tiny-cnn", arch_kwargs={},
                     dataset="mnist")
@@ -48,7 +49,8 @@ def test_zoo_add_and_record(tmp_path, monkeypatch):
     x = torch.rand(2, 1, 28, 28)
     assert torch.equal(loaded(x), model.eval()(x))
     zoo.record_measurement("toy", "accuracy", {"clean": 0.5, "command": "x"})
-    assert json.loads((tmp_path / "weights/toy.json").read_text())["accuracy"]["clean"] == 0.5
+    assert json.loads(zoo.entry_path("toy").with_suffix(".json").read_text()
+                      )["accuracy"]["clean"] == 0.5
     zoo.load_model("toy")  # the weights' hash still matches
     with pytest.raises(ToolkitError, match="bad zoo name"):
         zoo.add_to_zoo(tmp_path / "run" / "model", "../escape")
@@ -60,6 +62,7 @@ def test_zoo_list_labels_clean_and_robust_accuracy(tmp_path, monkeypatch, capsys
     from adaptive.cli.main import main
 
     monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setenv("ADAPTIVE_CACHE", str(tmp_path / "cache"))  # the user's zoo
     save_checkpoint(build_model("tiny-cnn"), tmp_path / "run" / "model",
                     architecture="tiny-cnn", arch_kwargs={}, dataset="mnist")
     zoo.add_to_zoo(tmp_path / "run" / "model", "toy")
@@ -73,3 +76,19 @@ def test_zoo_list_labels_clean_and_robust_accuracy(tmp_path, monkeypatch, capsys
     assert "robust " in out and "(linf eps=8/255, PGD-20 x 1 restart(s), mnist-bundled:test" \
         in out
     assert "measured: adaptive evaluate robust --model toy" in out
+
+
+def test_zoo_add_writes_to_the_users_zoo_never_into_the_package(tmp_path, monkeypatch, capsys):
+    from adaptive.cli.main import main
+
+    monkeypatch.setenv("ADAPTIVE_CACHE", str(tmp_path / "cache"))
+    bundled = sorted(p.name for p in zoo.WEIGHTS_DIR.iterdir())
+    save_checkpoint(build_model("tiny-cnn"), tmp_path / "run" / "model",
+                    architecture="tiny-cnn", arch_kwargs={}, dataset="mnist")
+    assert main(["zoo", "add", str(tmp_path / "run" / "model"), "--name", "my-toy"]) == 0
+    assert (tmp_path / "cache/zoo/my-toy.json").is_file()
+    assert sorted(p.name for p in zoo.WEIGHTS_DIR.iterdir()) == bundled
+    assert "my-toy" in zoo.zoo_names() and "mnist-cnn" in zoo.zoo_names()
+    zoo.load_model("my-toy")
+    assert main(["zoo", "add", str(tmp_path / "run" / "model"), "--name", "mnist-cnn"]) == 2
+    assert "is a bundled model" in capsys.readouterr().err

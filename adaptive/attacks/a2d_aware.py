@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.errors import ToolkitError
+from adaptive.core.errors import ToolkitError
 
 
 def _margin(logits: torch.Tensor, labels: torch.Tensor | None = None,

@@ -35,8 +35,8 @@ import torch
 from torch import nn
 
 from adaptive.attacks.cw import CWResult, Penalty, kappa_margins, run_in_batches
-from core.attacks.lp import normalize_step, project, random_in_ball
-from core.errors import ToolkitError
+from adaptive.core.attacks.lp import normalize_step, project, random_in_ball
+from adaptive.core.errors import ToolkitError
 
 
 @dataclass

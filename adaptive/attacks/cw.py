@@ -28,8 +28,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from core.errors import ToolkitError
-from core.validation import check_images, check_labels
+from adaptive.core.errors import ToolkitError
+from adaptive.core.validation import check_images, check_labels
 
 
 # penalty(adv, labels, targeted) -> per-sample term >= 0 that must be 0 for success.

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from adaptive.attacks.cw import CarliniWagnerL2, CWResult
-from core.errors import ToolkitError
+from adaptive.core.errors import ToolkitError
 
 
 def detector_penalty(detectors: list, slack: float = 0.02):

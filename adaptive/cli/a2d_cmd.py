@@ -8,10 +8,10 @@ from pathlib import Path
 from adaptive.a2d_eval import RESULT_FILE, A2DEvalConfig, run_a2d_evaluation
 from adaptive.adversarial_sets import ATTACKS
 from adaptive.cli.common import add_run_options, dataset_for_model, number, positive_int
-from core.data import load_dataset
-from core.errors import ToolkitError
-from core.runtime import resolve_device
-from core.zoo import load_model
+from adaptive.core.data import load_dataset
+from adaptive.core.errors import ToolkitError
+from adaptive.core.runtime import resolve_device
+from adaptive.core.zoo import load_model
 from defenses.a2d.knn import SCALES
 from defenses.a2d.presets import ENGINE_NAMES
 from defenses.a2d.zscore import DEFAULT_H

@@ -16,10 +16,10 @@ from adaptive.attack_costs import COST_ENGINES, per_image_costs
 from adaptive.clever import PRESETS, TARGETS, clever_targets
 from adaptive.cli.common import (add_model_options, add_run_options, attack_list,
                                  model_and_dataset, positive_int, positive_number)
-from core.checkpoint import write_json
-from core.data import load_dataset
-from core.evaluation import correct_subsets
-from core.runtime import environment_info, resolve_device, seed_everything
+from adaptive.core.checkpoint import write_json
+from adaptive.core.data import load_dataset
+from adaptive.core.evaluation import correct_subsets
+from adaptive.core.runtime import environment_info, resolve_device, seed_everything
 
 
 def register(sub) -> None:

@@ -6,7 +6,7 @@ import argparse
 import math
 from fractions import Fraction
 
-from core.runtime import DEVICE_CHOICES
+from adaptive.core.runtime import DEVICE_CHOICES
 
 
 def add_data_root(p: argparse.ArgumentParser) -> None:
@@ -100,8 +100,8 @@ def positive_int(text: str) -> int:
 def dataset_for_model(requested: str | None, model_ref: str, meta: dict, default: str) -> str:
     """The data set to use with a model: the requested one (checked to exist and to match the
     model's training data; .npz files are the user's call) or the default."""
-    from core.data import check_dataset_name, dataset_family, is_npz_name
-    from core.errors import ToolkitError
+    from adaptive.core.data import check_dataset_name, dataset_family, is_npz_name
+    from adaptive.core.errors import ToolkitError
 
     name = check_dataset_name(requested or default)
     if dataset_family(name) != meta["dataset"] and not is_npz_name(name):
@@ -121,7 +121,7 @@ def add_model_options(p: argparse.ArgumentParser, n_default: int) -> None:
 
 def model_and_dataset(args: argparse.Namespace, device):
     """(model, its metadata, the data set name) for --model / --dataset."""
-    from core.zoo import load_model
+    from adaptive.core.zoo import load_model
 
     model, meta = load_model(args.model, device)
     default = "mnist-bundled" if meta["dataset"] == "mnist" else meta["dataset"]

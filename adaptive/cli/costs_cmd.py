@@ -14,12 +14,12 @@ from tqdm.auto import tqdm
 from adaptive.adversarial_sets import examples_for_study
 from adaptive.attack_costs import COST_ENGINES, per_image_costs
 from adaptive.cli.common import add_model_options, add_run_options, attack_list, model_and_dataset
-from core.checkpoint import write_json
-from core.data import load_dataset
-from core.errors import ToolkitError
-from core.evaluation import correct_subsets
-from core.runtime import environment_info, resolve_device, seed_everything
-from core.store import RunStore
+from adaptive.core.checkpoint import write_json
+from adaptive.core.data import load_dataset
+from adaptive.core.errors import ToolkitError
+from adaptive.core.evaluation import correct_subsets
+from adaptive.core.runtime import environment_info, resolve_device, seed_everything
+from adaptive.core.store import RunStore
 
 DEFAULT_ENGINES = "bim_d,bim2_d,jsma_d,dba_d,fgsm_d,cw_d"
 

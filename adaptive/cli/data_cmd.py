@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from adaptive.cli.common import add_data_root
-from core.data import dataset_names, data_root, load_dataset
-from core.errors import ToolkitError
+from adaptive.core.data import dataset_names, data_root, load_dataset
+from adaptive.core.errors import ToolkitError
 
 
 def register(sub) -> None:

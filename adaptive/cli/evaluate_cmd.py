@@ -8,12 +8,12 @@ from pathlib import Path
 
 from adaptive.cli.common import (add_data_root, add_device, add_run_options, dataset_for_model,
                                  positive_int, positive_number)
-from core.checkpoint import write_json
-from core.data import load_dataset
-from core.errors import ToolkitError
-from core.evaluation import accuracy, robust_correct
-from core.runtime import resolve_device
-from core.zoo import load_model, record_measurement
+from adaptive.core.checkpoint import write_json
+from adaptive.core.data import load_dataset
+from adaptive.core.errors import ToolkitError
+from adaptive.core.evaluation import accuracy, robust_correct
+from adaptive.core.runtime import resolve_device
+from adaptive.core.zoo import load_model, record_measurement
 
 
 def register(sub) -> None:
@@ -100,7 +100,7 @@ def threat_text(norm: str, eps: float) -> str:
 def run_robust(args: argparse.Namespace) -> int:
     import time
 
-    from core.attacks.lp import check_budget
+    from adaptive.core.attacks.lp import check_budget
 
     check_budget(args.eps, args.norm)
     device, model, meta, name, data = _model_and_data(args)

@@ -8,10 +8,10 @@ from pathlib import Path
 from adaptive.cli.common import (add_run_options, nonnegative_number, positive_int,
                                  positive_number)
 from adaptive.magnet_eval import evaluate_magnet
-from core.checkpoint import write_json
-from core.data import load_dataset
-from core.runtime import resolve_device
-from core.zoo import load_model
+from adaptive.core.checkpoint import write_json
+from adaptive.core.data import load_dataset
+from adaptive.core.runtime import resolve_device
+from adaptive.core.zoo import load_model
 from defenses.magnet.defense import MagNet
 
 

@@ -12,10 +12,10 @@ from adaptive.compositions import parse_defenses
 from adaptive.defense import make_plugin_defenses
 from adaptive.sweep import (ATTACKS, SweepConfig, attacked_indices, parse_kappas, run_sweep,
                             validate_config)
-from core.data import load_dataset
-from core.errors import ToolkitError
-from core.runtime import resolve_device
-from core.zoo import load_model
+from adaptive.core.data import load_dataset
+from adaptive.core.errors import ToolkitError
+from adaptive.core.runtime import resolve_device
+from adaptive.core.zoo import load_model
 
 DEFAULTS = {
     "mnist": dict(dataset="mnist-bundled", max_l2=8.4, defenses="a2d,magnet,a2d+magnet",

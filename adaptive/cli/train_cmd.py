@@ -7,11 +7,11 @@ from pathlib import Path
 
 from adaptive.cli.common import (add_run_options, nonnegative_number, positive_int,
                                  positive_number)
-from core.data import dataset_family, load_dataset
-from core.errors import ToolkitError
-from core.models import ARCHITECTURES, DEFAULT_ARCH
-from core.runtime import resolve_device
-from core.training import TrainConfig, train_classifier
+from adaptive.core.data import dataset_family, load_dataset
+from adaptive.core.errors import ToolkitError
+from adaptive.core.models import ARCHITECTURES, DEFAULT_ARCH
+from adaptive.core.runtime import resolve_device
+from adaptive.core.training import TrainConfig, train_classifier
 
 # Recipes per data set; every flag overrides its entry.
 PRESETS = {
@@ -144,7 +144,7 @@ def _adversarial_config(args: argparse.Namespace, family: str):
 
 
 def run_magnet(args: argparse.Namespace) -> int:
-    from core.zoo import load_model
+    from adaptive.core.zoo import load_model
     from defenses.magnet.training import train_magnet
 
     ref = args.model or ("mnist-cnn" if args.dataset == "mnist" else None)

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from core.zoo import add_to_zoo, zoo_entries
+from adaptive.core.zoo import add_to_zoo, zoo_entries
 
 
 def register(sub) -> None:
-    p = sub.add_parser("zoo", help="list the bundled models")
+    p = sub.add_parser("zoo", help="list the zoo's models (bundled and your own)")
     what = p.add_subparsers(dest="what", metavar="WHAT", required=True)
     ls = what.add_parser("list", help="name, data set, accuracy and training of each model")
     ls.add_argument("--json", action="store_true", help="print the metadata as JSON")
     ls.set_defaults(run=run_list)
-    add = what.add_parser("add", help="copy a trained checkpoint into the package's zoo "
-                                      "(for developers working from a source checkout)")
+    add = what.add_parser("add", help="copy a trained checkpoint into your zoo "
+                                      "($ADAPTIVE_CACHE/zoo, default ~/.cache/adaptive/zoo); "
+                                      "it is then usable by name")
     add.add_argument("checkpoint", help="path of a checkpoint (e.g. runs/train-mnist/model)")
     add.add_argument("--name", required=True, help="zoo name, e.g. mnist-cnn")
     add.set_defaults(run=run_add)
@@ -43,7 +44,7 @@ def run_list(args: argparse.Namespace) -> int:
                          indent=2))
         return 0
     if not entries:
-        print("no bundled models")
+        print("no models in the zoo")
         return 0
     for e in entries:
         cmd = e.get("training", {}).get("command", "?")

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.attacks.lp import check_norm, normalize_step, project
+from adaptive.core.attacks.lp import check_norm, normalize_step, project
 from defenses.a2d.batching import RunningBatch
 from defenses.a2d.cost import AttackCost, check_cap, model_device, validate_inputs
 

@@ -8,8 +8,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from core.errors import ToolkitError
-from core.validation import check_images
+from adaptive.core.errors import ToolkitError
+from adaptive.core.validation import check_images
 
 
 @dataclass

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.checkpoint import write_json
-from core.errors import ToolkitError
+from adaptive.core.checkpoint import write_json
+from adaptive.core.errors import ToolkitError
 from defenses.a2d.cost import AttackCost
 from defenses.a2d.presets import build_engine
 from defenses.a2d.zscore import DEFAULT_H, ZScoreEnsemble

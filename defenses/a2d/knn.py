@@ -21,8 +21,8 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from core.checkpoint import write_json
-from core.errors import ToolkitError
+from adaptive.core.checkpoint import write_json
+from adaptive.core.errors import ToolkitError
 from defenses.a2d.zscore import _read_json, as_costs
 
 

@@ -8,7 +8,7 @@ for CIFAR-10, 0.002 (our choice: CIFAR-10 adversarial distances are ~10x smaller
 
 from __future__ import annotations
 
-from core.errors import ToolkitError
+from adaptive.core.errors import ToolkitError
 from defenses.a2d.bim import BIMCost
 from defenses.a2d.dba import BoundaryCost
 from defenses.a2d.jsma import JSMACost

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from scipy import special, stats
 
-from core.checkpoint import write_json
-from core.errors import ToolkitError
+from adaptive.core.checkpoint import write_json
+from adaptive.core.errors import ToolkitError
 
 DEFAULT_H = -1.281552
 COST_SHIFT = 1.0  # Box-Cox is defined for positive data; costs start at 0

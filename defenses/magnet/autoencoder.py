@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.errors import ToolkitError
+from adaptive.core.errors import ToolkitError
 
 AE_FORMAT = "adaptive-toolkit/autoencoder-v1"
 

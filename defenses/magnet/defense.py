@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from core.checkpoint import load_checkpoint, write_json
-from core.errors import ToolkitError
-from core.zoo import WEIGHTS_DIR
+from adaptive.core.checkpoint import load_checkpoint, write_json
+from adaptive.core.errors import ToolkitError
+from adaptive.core.zoo import entry_path
 from defenses.magnet.autoencoder import AE_FORMAT, build_autoencoder
 from defenses.magnet.detectors import DivergenceDetector, ReconstructionDetector
 
@@ -41,7 +41,7 @@ class ReformedClassifier(nn.Module):
 
 def load_autoencoder(ref: str, base: Path, device="cpu") -> tuple[nn.Module, dict]:
     """An autoencoder by zoo name or by checkpoint path (relative to ``base``)."""
-    path = WEIGHTS_DIR / ref if (WEIGHTS_DIR / f"{ref}.json").is_file() else base / ref
+    path = entry_path(ref) or base / ref
     return load_checkpoint(path, device, builder=build_autoencoder, fmt=AE_FORMAT)
 
 

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.errors import ToolkitError
-from core.validation import check_images
+from adaptive.core.errors import ToolkitError
+from adaptive.core.validation import check_images
 
 
 class _ThresholdDetector:

@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from core.checkpoint import save_checkpoint
-from core.errors import ToolkitError
-from core.runtime import seed_everything
-from core.training import fit
+from adaptive.core.checkpoint import save_checkpoint
+from adaptive.core.errors import ToolkitError
+from adaptive.core.runtime import seed_everything
+from adaptive.core.training import fit
 from defenses.magnet.autoencoder import AE_FORMAT, build_autoencoder
 
 # MagNet's published configurations; drop rates as the issue fixes them.

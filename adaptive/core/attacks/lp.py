@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from core.errors import ToolkitError
+from adaptive.core.errors import ToolkitError
 
 NORMS = ("linf", "l2")
 

@@ -18,9 +18,9 @@ from typing import Callable
 
 import torch
 
-from core.checkpoint import atomic_torch_save, write_json
-from core.errors import ToolkitError
-from core.records import KeyFn, RecordLog, RecordSet
+from adaptive.core.checkpoint import atomic_torch_save, write_json
+from adaptive.core.errors import ToolkitError
+from adaptive.core.records import KeyFn, RecordLog, RecordSet
 
 CONFIG = "config.json"
 LOCK = ".lock"

@@ -20,13 +20,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from core.checkpoint import atomic_torch_save, atomic_write_bytes, save_checkpoint, write_json
-from core.data import ImageSet, dataset_family
-from core.errors import ToolkitError
-from core.evaluation import accuracy
-from core.models import build_model, count_parameters
-from core.runtime import seed_everything
-from core.store import FolderLock
+from adaptive.core.checkpoint import atomic_torch_save, atomic_write_bytes, save_checkpoint, write_json
+from adaptive.core.data import ImageSet, dataset_family
+from adaptive.core.errors import ToolkitError
+from adaptive.core.evaluation import accuracy
+from adaptive.core.models import build_model, count_parameters
+from adaptive.core.runtime import seed_everything
+from adaptive.core.store import FolderLock
 
 STATE_FILE = "state.pt"
 HISTORY_FILE = "history.jsonl"

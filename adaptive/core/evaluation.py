@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.validation import check_labels_fit_model
+from adaptive.core.validation import check_labels_fit_model
 
 
 @torch.no_grad()
@@ -30,7 +30,7 @@ def correct_subsets(model: nn.Module, data, sizes: list[int], seed: int,
                     device=None) -> list[torch.Tensor]:
     """Disjoint random subsets (sorted indices) of the images ``model`` classifies correctly,
     of the given sizes, in that order; a seeded permutation makes them repeatable."""
-    from core.errors import ToolkitError
+    from adaptive.core.errors import ToolkitError
 
     check_labels_fit_model(data.labels, model, data.name)
     pred = predict_logits(model, data.x(), device=device).argmax(1)
@@ -58,7 +58,7 @@ def robust_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: floa
     """
     from tqdm.auto import tqdm
 
-    from core.attacks.pgd import pgd
+    from adaptive.core.attacks.pgd import pgd
 
     device = device or next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from core.errors import ToolkitError
+from adaptive.core.errors import ToolkitError
 
 # Float round-off from attacks may step a hair outside the box; anything beyond is a real error.
 _RANGE_TOLERANCE = 1e-5

@@ -7,7 +7,7 @@ import random
 import numpy as np
 import torch
 
-from core.errors import ToolkitError
+from adaptive.core.errors import ToolkitError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 

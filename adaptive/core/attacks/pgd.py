@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.attacks.lp import check_norm, normalize_step, project, random_in_ball
-from core.errors import ToolkitError
+from adaptive.core.attacks.lp import check_norm, normalize_step, project, random_in_ball
+from adaptive.core.errors import ToolkitError
 
 
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str = "linf",

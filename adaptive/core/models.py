@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from core.errors import ToolkitError
+from adaptive.core.errors import ToolkitError
 
 
 class ImageClassifier(nn.Module):

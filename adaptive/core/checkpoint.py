@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from core.errors import ToolkitError
-from core.models import build_model
+from adaptive.core.errors import ToolkitError
+from adaptive.core.models import build_model
 
 FORMAT = "adaptive-toolkit/classifier-v1"
 FORMAT_PREFIX = "adaptive-toolkit/"  # other kinds (e.g. MagNet's autoencoder-v1) share the layout

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.errors import ToolkitError
+from adaptive.core.errors import ToolkitError
 
 DATA_ENV = "ADAPTIVE_DATA"
 CACHE_ENV = "ADAPTIVE_CACHE"

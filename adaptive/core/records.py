@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Hashable
 
-from core.errors import ToolkitError
+from adaptive.core.errors import ToolkitError
 
 KeyFn = Callable[[dict], Hashable]
 
