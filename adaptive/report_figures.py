@@ -115,7 +115,7 @@ def bound_figure(runs: list[dict], path: Path) -> Path:
         cfg = run["config"]
         kappa = max(cfg["kappas"])
         recs = [r for r in run["records"] if r["kappa"] == kappa]
-        top = max([r["l2"] for r in recs if r["cw_success"]] + [cfg["max_l2"]]) * 1.05
+        top = max([r["l2"] for r in recs if r["attack_success"]] + [cfg["max_l2"]]) * 1.05
         bounds = [top * i / 40 for i in range(41)]
         for defense in cfg["defenses"]:
             if recs:

@@ -2,6 +2,7 @@
 runs on the inputs it started with. Tiny data, no training."""
 
 import json
+from dataclasses import asdict
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 import adaptive.sweep as sweep
+from adaptive.sweep import run as sweep_run
 from adaptive.sweep import SweepConfig, read_records, record_key, run_sweep
 from adaptive.core.data import ImageSet, load_dataset
 from adaptive.core.errors import ToolkitError
@@ -104,7 +106,7 @@ def _cfg(meta, **kw):
 
 
 def _die_after(monkeypatch, n_batches):
-    real, calls = sweep._append, {"n": 0}
+    real, calls = sweep_run._append, {"n": 0}
 
     def dying(records, rows):
         real(records, rows)
@@ -112,7 +114,7 @@ def _die_after(monkeypatch, n_batches):
         if calls["n"] == n_batches:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(sweep, "_append", dying)
+    monkeypatch.setattr(sweep_run, "_append", dying)
     return real
 
 
@@ -124,7 +126,7 @@ def test_resume_after_a_torn_line_summarises_every_kappa(mnist, tmp_path, monkey
     real = _die_after(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(_cfg(meta), model, data, tmp_path / "cut", "cpu", **QUIET)
-    monkeypatch.setattr(sweep, "_append", real)
+    monkeypatch.setattr(sweep_run, "_append", real)
     with open(tmp_path / "cut/records.jsonl", "a") as f:
         f.write('{"kappa": 5.0, "index": 3, "cw_succ')
     said = []
@@ -179,7 +181,7 @@ def test_a_second_run_on_a_locked_folder_is_refused_naming_the_holder(tmp_path):
 def test_two_resumes_at_once_cannot_both_run(mnist, tmp_path):
     model, meta, data = mnist
     cfg = _cfg(meta, kappas=[0.0])
-    holder = RunStore(tmp_path / "run", sweep.asdict(cfg), resume=False)
+    holder = RunStore(tmp_path / "run", asdict(cfg), resume=False)
     holder.write_config({})
     with pytest.raises(ToolkitError, match="in use by another run"):
         run_sweep(cfg, model, data, tmp_path / "run", "cpu", resume=True, **QUIET)
@@ -196,7 +198,7 @@ def test_resume_on_other_data_under_the_same_name_is_refused(mnist, tmp_path, mo
     real = _die_after(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(cfg, model, mine, tmp_path / "run", "cpu", **QUIET)
-    monkeypatch.setattr(sweep, "_append", real)
+    monkeypatch.setattr(sweep_run, "_append", real)
     config = json.loads((tmp_path / "run/config.json").read_text())
     assert config["identity"]["data:npz:mine.npz:test"] == mine.sha256()
     replaced = ImageSet("npz:mine.npz", "test", data.images.flip(0), data.labels.flip(0), 10)
@@ -234,3 +236,37 @@ def test_a_fresh_run_that_fails_before_any_result_leaves_no_folder(tmp_path):
             store.put("part", {"x": torch.zeros(1)})
             raise RuntimeError("late failure")
     assert (out / "cache/part.pt").is_file()
+
+
+# -- runs made by an older version ------------------------------------------------------------
+
+FIXTURE = os.path.join(REPO, "tests", "fixtures", "old_sweep_run")
+
+
+def test_an_old_format_run_folder_resumes_and_reports(tmp_path, capsys):
+    """A sweep interrupted after its first batch by the version before attack-neutral record
+    keys, run identities and locks (tests/fixtures/old_sweep_run, made by that version with the
+    command in its config.json): it resumes to the summary that version's uninterrupted run
+    gave, and reports."""
+    import shutil
+
+    from adaptive.cli.main import main
+
+    out = tmp_path / "old"
+    shutil.copytree(FIXTURE, out)
+    argv = ["sweep", "--n", "4", "--n-cal", "4", "--kappa", "0,5", "--defenses", "none",
+            "--batch", "2", "--cw-steps", "60", "--cw-binary-steps", "2", "--no-progress",
+            "--device", "cpu", "--out", str(out), "--resume"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    expected = json.loads(open(FIXTURE + "_expected.json").read())
+    summary = json.loads((out / "summary.json").read_text())
+    for row in expected["rows"]:  # the one summary key that was renamed
+        row["attack_objective_met_rate"] = row.pop("cw_success_rate")
+    assert summary["rows"] == expected["rows"]
+    assert summary["asr_by_l2_bound"] == expected["asr_by_l2_bound"]
+    lines = (out / "records.jsonl").read_text().splitlines()
+    assert '"cw_success"' in lines[0] and '"attack_success"' in lines[-1]
+    assert all("attack_success" in r for r in read_records(out / "records.jsonl"))
+    assert main(["report", str(out), "--out", str(tmp_path / "report")]) == 0
+    assert any((tmp_path / "report").glob("*asr_vs_kappa*"))

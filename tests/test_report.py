@@ -27,7 +27,7 @@ def _fake_sweep(folder, attack, success_l2, model="mnist-cnn", pairs=False):
             reasons = ["detected:a2d"] if i == 0 else (["bound_exceeded"] if l2 and l2 > 8.4
                                                        else [])
             records.append({"kappa": kappa, "index": i, "label": i if pairs else 1,
-                            "target": target, "cw_success": ok, "l2": l2 or 0.0,
+                            "target": target, "attack_success": ok, "l2": l2 or 0.0,
                             "pred_bare": 2 if ok else 1, "defenses": {
                                 "none": {"reasons": [] if ok else ["attack_failed"],
                                          "success": ok},

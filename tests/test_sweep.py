@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 import adaptive.sweep as sweep
+from adaptive.sweep import run as sweep_run
 from adaptive.cli.main import main
 from adaptive.defense import Defense, judge
 from adaptive.sweep import SweepConfig, parse_kappas, run_sweep
@@ -93,7 +94,7 @@ def test_kill_and_resume_equals_an_uninterrupted_run(setup, tmp_path, monkeypatc
     records = [json.loads(x) for x in (tmp_path / "full/records.jsonl").read_text().splitlines()]
     assert len(records) == 8
     # Die after the second batch has been recorded, then resume.
-    real, calls = sweep._append, {"n": 0}
+    real, calls = sweep_run._append, {"n": 0}
 
     def dying(path, rows):
         real(path, rows)
@@ -101,10 +102,10 @@ def test_kill_and_resume_equals_an_uninterrupted_run(setup, tmp_path, monkeypatc
         if calls["n"] == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(sweep, "_append", dying)
+    monkeypatch.setattr(sweep_run, "_append", dying)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(_cfg(), model, data, tmp_path / "cut", "cpu", magnet=magnet, **quiet)
-    monkeypatch.setattr(sweep, "_append", real)
+    monkeypatch.setattr(sweep_run, "_append", real)
     assert not (tmp_path / "cut/summary.json").exists()
     resumed = run_sweep(_cfg(), model, data, tmp_path / "cut", "cpu", magnet=magnet,
                         resume=True, **quiet)
@@ -148,7 +149,7 @@ def test_readme_plug_in_example_runs(capsys, tmp_path, monkeypatch):
     assert summary["config"]["clever"] == {"n_batches": 50, "n_samples": 64, "radius": 5.0}
     records = [json.loads(x) for x in (tmp_path / "plug/records.jsonl").read_text().split("\n")
                if x]
-    made = [r["clever"] for r in records if r["cw_success"]]
+    made = [r["clever"] for r in records if r["attack_success"]]
     assert made and all(0 <= c < 1 for c in made)
     assert summary["rows"][0]["mean_clever"] == pytest.approx(sum(made) / len(made))
 
@@ -177,7 +178,7 @@ def test_full_attacks_aim_at_plug_in_detectors_with_a_relative_score(setup, tmp_
     rates = {}
     for attack in ("pgd", "pgd-full"):
         res = run_sweep(_cfg(n=4, kappas=[0.0], defenses=["none"], attack=attack, max_l2=3.0,
-                             pgd=dict(steps=30, restarts=1), transfer_check=False),
+                             pgd=dict(steps=30, restarts=1, target_classes=0), transfer_check=False),
                         model, data, tmp_path / attack, "cpu", extra_defenses=plugin,
                         progress=False, log=said.append)
         row = [r for r in res["rows"] if r["defense"] == "mine"][0]
@@ -210,11 +211,11 @@ def test_pgd_attacks_spend_the_bound_and_are_judged_like_cw(setup, tmp_path):
     model, meta, data, magnet = setup
     quiet = dict(progress=False, log=lambda s: None)
     cfg = _cfg(n=2, kappas=[0.0], defenses=["a2d+magnet"], attack="pgd-full", max_l2=3.0,
-               pgd=dict(steps=20, restarts=2))
+               pgd=dict(steps=20, restarts=2, target_classes=0))
     res = run_sweep(cfg, model, data, tmp_path / "pgd", "cpu", magnet=magnet, **quiet)
     records = sweep.read_records(tmp_path / "pgd" / sweep.RECORDS)
     assert len(records) == 2 and all(r["l2"] <= 3.0 for r in records)
-    assert all(r["cw_steps"] <= 40 for r in records)  # 2 restarts of 20 steps at most
+    assert all(r["attack_steps"] <= 40 for r in records)  # 2 restarts of 20 steps at most
     assert all(set(r["transfer"]) == {"a2d+magnet"} for r in records)
     assert any(c["name"].startswith("white-box pgd-full at least as strong")
                for c in res["sanity_checks"])
@@ -278,7 +279,7 @@ def test_white_box_weaker_than_transfer_is_flagged():
     from adaptive.sweep import sanity_checks
 
     def rec(i, white, moved):
-        return {"kappa": 0.0, "index": i, "label": 1, "target": None, "cw_success": True,
+        return {"kappa": 0.0, "index": i, "label": 1, "target": None, "attack_success": True,
                 "pred_bare": 2, "l2": 1.0,
                 "defenses": {d: {"success": white[d], "reasons": []} for d in white},
                 "transfer": moved}

@@ -10,18 +10,16 @@ from adaptive.cli.common import (add_run_options, bound_number, dataset_for_mode
                                  nonnegative_int, positive_int, positive_number)
 from adaptive.compositions import parse_defenses
 from adaptive.defense import make_plugin_defenses
-from adaptive.sweep import (ATTACKS, SweepConfig, attacked_indices, parse_kappas, run_sweep,
+from adaptive.sweep import (ATTACKS, DATASET_DEFAULTS, CleverSettings, CWSettings,
+                            PGDSettings, SweepConfig, attacked_indices, parse_kappas, run_sweep,
                             validate_config)
 from adaptive.core.data import load_dataset
 from adaptive.core.errors import ToolkitError
 from adaptive.core.runtime import resolve_device
 from adaptive.core.zoo import load_model
 
-DEFAULTS = {
-    "mnist": dict(dataset="mnist-bundled", max_l2=8.4, defenses="a2d,magnet,a2d+magnet",
-                  magnet="mnist"),
-    "cifar10": dict(dataset="cifar10", max_l2=1.6, defenses="at,a2d+at", magnet=None),
-}
+DEFAULT, CW, PGD = SweepConfig(), CWSettings(), PGDSettings()  # the one source of defaults
+KAPPA_TEXT = ",".join(f"{k:g}" for k in DEFAULT.kappas)
 
 
 def register(sub) -> None:
@@ -33,7 +31,7 @@ def register(sub) -> None:
                     "A2D + MagNet sweep on the bundled data and models, offline. Writes "
                     "records.jsonl (as it goes), summary.json/.csv, config.json and figures "
                     "to --out; --resume continues an interrupted run.")
-    p.add_argument("--model", default="mnist-cnn", help="zoo name or checkpoint (the classifier;"
+    p.add_argument("--model", default=DEFAULT.model, help="zoo name or checkpoint (the classifier;"
                    " for at / a2d+at, an adversarially trained one)")
     p.add_argument("--dataset", help="default: mnist-bundled (MNIST models), cifar10")
     p.add_argument("--defenses", help="comma-separated: none, a2d, magnet, a2d+magnet, at, "
@@ -42,11 +40,17 @@ def register(sub) -> None:
     p.add_argument("--defense-module", metavar="PKG.MOD:FACTORY",
                    help="your own defense: factory(model=, dataset=, device=) returning a "
                         "Defense or a dict of them (see README)")
-    p.add_argument("--kappa", default="0:20:5", help="start:stop:step or a list (default 0:20:5)")
-    p.add_argument("--n", type=positive_int, default=100, help="images to attack (default 100)")
-    p.add_argument("--n-cal", type=positive_int, default=200,
-                   help="benign images to calibrate A2D, disjoint from the attacked ones")
-    p.add_argument("--max-l2", type=bound_number, help="L2 bound (default 8.4 MNIST, 1.6 CIFAR-10)")
+    p.add_argument("--kappa", default=KAPPA_TEXT,
+                   help=f"start:stop:step or a list (default {KAPPA_TEXT})")
+    p.add_argument("--n", type=positive_int, default=DEFAULT.n,
+                   help=f"images to attack (default {DEFAULT.n})")
+    p.add_argument("--n-cal", type=positive_int, default=DEFAULT.n_cal,
+                   help="benign images to calibrate A2D, disjoint from the attacked ones "
+                        f"(default {DEFAULT.n_cal})")
+    p.add_argument("--max-l2", type=bound_number,
+                   help="L2 bound (default " + ", ".join(
+                       f"{d['max_l2']:g} {family}" for family, d in DATASET_DEFAULTS.items())
+                   + ")")
     p.add_argument("--targeted", action="store_true",
                    help="attack a random other class per image (default: untargeted)")
     p.add_argument("--images-from", metavar="RUN_DIR",
@@ -63,37 +67,43 @@ def register(sub) -> None:
                         "Figures 11-13 grids drawn by `adaptive report`)")
     p.add_argument("--magnet", help="MagNet defense: bundled name or magnet.json (default: "
                                     "mnist for MNIST)")
-    p.add_argument("--cw-steps", type=positive_int, default=200, help="C&W Adam steps per "
-                   "constant (default 200)")
-    p.add_argument("--cw-binary-steps", type=positive_int, default=5,
-                   help="C&W binary-search steps over the constant (default 5)")
-    p.add_argument("--cw-lr", type=positive_number, default=0.05,
-                   help="C&W Adam step size (default 0.05: at 200 steps it reaches kappa=20 on "
-                        "all of 20 MNIST test images where 0.01 reaches 25%%)")
-    p.add_argument("--batch", type=positive_int, default=50,
-                   help="images per attack batch; records are saved per batch (default 50)")
+    p.add_argument("--cw-steps", type=positive_int, default=CW.steps,
+                   help=f"C&W Adam steps per constant (default {CW.steps})")
+    p.add_argument("--cw-binary-steps", type=positive_int, default=CW.binary_search_steps,
+                   help="C&W binary-search steps over the constant (default "
+                        f"{CW.binary_search_steps})")
+    p.add_argument("--cw-lr", type=positive_number, default=CW.lr,
+                   help=f"C&W Adam step size (default {CW.lr:g}: at 200 steps it reaches "
+                        "kappa=20 on all of 20 MNIST test images where 0.01 reaches 25%%)")
+    p.add_argument("--batch", type=positive_int, default=DEFAULT.batch,
+                   help=f"images per attack batch; records are saved per batch (default "
+                        f"{DEFAULT.batch})")
     p.add_argument("--clever", nargs="?", const="cpu-fast", choices=("cpu-fast", "original"),
                    help="also measure the CLEVER score (untargeted, L2, R=5) of every "
                         "adversarial example, reported as mean_clever; preset cpu-fast "
                         "(50 x 64 samples, the default when the flag is bare) or original "
                         "(500 x 1024, for a GPU)")
-    p.add_argument("--attack", default="cw", choices=ATTACKS,
+    p.add_argument("--attack", default=DEFAULT.attack, choices=ATTACKS,
                    help="cw: C&W-kappa on the bare classifier (the paper's adaptive attack); "
                         "cw-magnet: through MagNet's reformer, penalising its detectors; "
                         "cw-a2d: penalising a low first-order BIM_d cost; cw-full: both; "
                         "pgd, pgd-magnet, pgd-a2d, pgd-full: the same objectives by PGD-L2 "
                         "at exactly --max-l2 instead of C&W's minimum distance (default cw)")
-    p.add_argument("--a2d-factor", type=positive_number, default=2.0,
+    p.add_argument("--a2d-factor", type=positive_number, default=DEFAULT.a2d_factor,
                    help="-a2d/-full attacks: target first-order cost as a multiple of A2D's "
-                        "benign cost threshold (default 2)")
-    p.add_argument("--pgd-steps", type=positive_int, default=100,
-                   help="pgd attacks: steps per restart, of 2.5 x bound / steps (default 100)")
-    p.add_argument("--pgd-restarts", type=positive_int, default=3,
+                        f"benign cost threshold (default {DEFAULT.a2d_factor:g})")
+    p.add_argument("--pgd-steps", type=positive_int, default=PGD.steps,
+                   help="pgd attacks: steps per restart, of 2.5 x bound / steps (default "
+                        f"{PGD.steps})")
+    p.add_argument("--pgd-restarts", type=positive_int, default=PGD.restarts,
                    help="pgd attacks: restarts for the images not yet done, the first from "
-                        "the image, the others from random points of the ball (default 3)")
-    p.add_argument("--pgd-targets", type=nonnegative_int, default=3, metavar="K",
+                        f"the image, the others from random points of the ball (default "
+                        f"{PGD.restarts})")
+    p.add_argument("--pgd-targets", type=nonnegative_int, default=PGD.target_classes,
+                   metavar="K",
                    help="untargeted pgd attacks: then one round towards each of the K most "
-                        "likely other classes, for the images not yet done (default 3; 0: none)")
+                        "likely other classes, for the images not yet done (default "
+                        f"{PGD.target_classes}; 0: none)")
     p.add_argument("--out", help="output folder (default: a new runs/sweep-TIME)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     add_run_options(p)
@@ -112,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model, meta = load_model(args.model, device)
     family = meta["dataset"]
-    defaults = DEFAULTS.get(family, DEFAULTS["mnist"])
+    defaults = DATASET_DEFAULTS.get(family, DATASET_DEFAULTS["mnist"])
     name = dataset_for_model(args.dataset, args.model, meta, defaults["dataset"])
     names = parse_defenses(args.defenses or defaults["defenses"]) if not (
         args.defense_module and args.defenses is None) else ["none"]
@@ -128,14 +138,14 @@ def run(args: argparse.Namespace) -> int:
                       transfer_check=not args.no_transfer_check,
                       images=attacked_indices(args.images_from) if args.images_from else None,
                       seed=args.seed, batch=args.batch,
-                      cw=dict(steps=args.cw_steps, binary_search_steps=args.cw_binary_steps,
-                              lr=args.cw_lr, initial_const=0.1),
+                      cw=CWSettings(steps=args.cw_steps,
+                                    binary_search_steps=args.cw_binary_steps, lr=args.cw_lr),
                       magnet=magnet_ref if uses_magnet else None,
                       defense_module=args.defense_module,
-                      clever=(dict(PRESETS[args.clever], radius=5.0) if args.clever else None),
+                      clever=(CleverSettings(**PRESETS[args.clever]) if args.clever else None),
                       attack=args.attack, a2d_factor=args.a2d_factor,
-                      pgd=dict(steps=args.pgd_steps, restarts=args.pgd_restarts,
-                               target_classes=args.pgd_targets))
+                      pgd=PGDSettings(steps=args.pgd_steps, restarts=args.pgd_restarts,
+                                      target_classes=args.pgd_targets))
     validate_config(cfg, magnet=uses_magnet or None)  # every setting, before any loading
     data = load_dataset(name, "test", args.data_root)
     magnet = None

@@ -1,0 +1,67 @@
+"""A sweep's records: one JSON line per (kappa, attacked image, target), appended to
+``records.jsonl`` as each batch finishes (``adaptive.core.records`` keeps them whole and
+counted once).
+
+A record holds the attack's own outcome (``attack_success``: the kappa margin reached, and the
+other objective terms met for the adaptive attacks; ``attack_steps``: gradient steps spent;
+``attack_confidence``: the highest confidence any iterate reached), the distortion (``l2``,
+``linf``, ``ssim``), the bare classifier's prediction, the BIM_d cost, CLEVER, every detector's
+flag, and per defense the verdict with every reason it failed. Runs made before the keys were
+attack-neutral wrote ``cw_success``, ``cw_steps`` and ``cw_confidence``; they are read under the
+new names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from adaptive.core.records import RecordLog
+
+RECORDS = "records.jsonl"
+# old key -> attack-neutral key (records written before every attack shared the names)
+RENAMED = {"cw_success": "attack_success", "cw_steps": "attack_steps",
+           "cw_confidence": "attack_confidence"}
+
+
+def record_key(r: dict) -> tuple:
+    """What makes a sweep record unique: one per (kappa, image, target)."""
+    return (float(r["kappa"]), int(r["index"]), r.get("target"))
+
+
+def upgrade_record(r: dict) -> dict:
+    """A record under the current key names (old runs' ``cw_*`` keys renamed)."""
+    if not any(k in r for k in RENAMED):
+        return r
+    return {RENAMED.get(k, k): v for k, v in r.items()}
+
+
+def read_records(path: Path) -> list[dict]:
+    """The records of a sweep folder's ``records.jsonl``, each (kappa, image, target) once,
+    under the current key names."""
+    return [upgrade_record(r) for r in RecordLog(path, record_key).read().records]
+
+
+def batch_records(kappa: float, index: list[int], labels, targets, result, l2, linf, ssim,
+                  pred_bare, costs, clever_scores: list, flags: dict, verdicts: dict,
+                  transfer: dict | None) -> list[dict]:
+    """The records of one attacked batch: ``result`` is the attack's (per sample: success,
+    gradient steps, confidence reached), the rest per sample as measured."""
+    rows = []
+    for j, i in enumerate(index):
+        rows.append({
+            "kappa": kappa, "index": int(i), "label": int(labels[j]),
+            "target": int(targets[j]) if targets is not None else None,
+            "attack_success": bool(result.success[j]),
+            "attack_steps": int(result.gradient_steps[j]),
+            "attack_confidence": (float(result.confidence_reached[j])
+                                  if result.confidence_reached is not None else None),
+            "l2": float(l2[j]), "linf": float(linf[j]), "ssim": float(ssim[j]),
+            "pred_bare": int(pred_bare[j]), "bim_d_cost": int(costs[j]),
+            "clever": clever_scores[j],
+            "flags": {k: bool(v[j]) for k, v in flags.items()},
+            "defenses": {name: {"success": bool(v.success[j]), "pred": int(v.predicted[j]),
+                                "reasons": v.reasons[j]}
+                         for name, v in verdicts.items()},
+            **({"transfer": {name: bool(v.success[j]) for name, v in transfer.items()}}
+               if transfer is not None else {})})
+    return rows

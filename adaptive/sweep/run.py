@@ -1,0 +1,247 @@
+"""The sweep's run: attack the chosen images kappa by kappa, batch by batch, measure every
+adversarial example against every defense, append its records, then summarise and check.
+
+Everything is validated before the run folder is touched; the folder is locked while the
+sweep runs; each batch's adversarial examples and records are stored as it finishes, so an
+interrupted run resumes where it stopped and ends with exactly the results of an uninterrupted
+one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from adaptive import metrics
+from adaptive.attacks.bounded_pgd import BoundedPGD
+from adaptive.attacks.cw import CarliniWagnerL2
+from adaptive.clever import clever
+from adaptive.compositions import COMPOSITIONS, build_a2d, build_defenses
+from adaptive.core.data import ImageSet
+from adaptive.core.evaluation import predict_logits
+from adaptive.core.runtime import environment_info, seed_everything
+from adaptive.core.store import Records, RunStore
+from adaptive.core.validation import check_labels_fit_model
+from adaptive.defense import Defense, detector_flags, judge, module_sha256
+from adaptive.sweep.checks import bounded_attack_check, sanity_checks
+from adaptive.sweep.config import SweepConfig, attacked_parts, validate_config
+from adaptive.sweep.images import plan_images
+from adaptive.sweep.records import RECORDS, batch_records, record_key, upgrade_record
+from adaptive.sweep.summary import asr_by_bound, summarize, write_summary
+from defenses.a2d.presets import make_engine
+
+
+def run_identity(cfg: SweepConfig, data: ImageSet, magnet=None,
+                 extra_defenses: dict[str, Defense] | None = None) -> dict:
+    """Hashes of every input a sweep's results depend on: the data actually used, the model,
+    MagNet's autoencoders and spec, and a plug-in defense's module file. A resume must match."""
+    identity = {f"data:{data.name}:{data.split}": data.sha256(),
+                f"model:{cfg.model}": cfg.model_sha256}
+    if magnet is not None:
+        identity.update({f"model:magnet:{k}": v for k, v in magnet.autoencoder_sha256.items()})
+        identity["magnet_spec"] = magnet.spec_sha256()
+    if cfg.defense_module:
+        identity["defense_module"] = module_sha256(cfg.defense_module)
+    return identity
+
+
+def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *,
+              magnet=None, extra_defenses: dict[str, Defense] | None = None,
+              resume: bool = False, command: str = "", progress: bool = True,
+              log=print) -> dict:
+    """Run (or with ``resume``, continue) the sweep ``cfg`` of ``model`` on ``data`` into the
+    folder ``out``. ``magnet``: the MagNet defense when the run has one; ``extra_defenses``:
+    plug-in defenses by name. Returns the summary: ``config``, ``rows`` (one per kappa x
+    defense), ``asr_by_l2_bound``, ``sanity_checks``."""
+    validate_config(cfg, magnet=magnet)
+    check_labels_fit_model(data.labels, model, data.name)
+    seed_everything(cfg.seed)
+    t_start = time.perf_counter()
+    attacked, cal, targets = plan_images(cfg, model, data, device)
+    identity = run_identity(cfg, data, magnet, extra_defenses)
+    with RunStore(out, asdict(cfg), resume, defaults=asdict(SweepConfig()), identity=identity,
+                  command=command, log=log) as store:
+        store.write_config({"command": command, "environment": environment_info(),
+                            "model_sha256": {k[len("model:"):]: v for k, v in identity.items()
+                                             if k.startswith("model:")}})
+        judges = _build_judges(store, cfg, model, data, device, cal, magnet, extra_defenses,
+                               log)
+        records = store.records(RECORDS, record_key)
+        log(f"sweep: {cfg.n} images of {data.name}, kappa {cfg.kappas}, defenses "
+            f"{', '.join(judges.defenses)}, L2 bound {cfg.max_l2}; results in {store.out}")
+        _attack_all(store, records, cfg, model, data, device, attacked, targets, judges,
+                    magnet, extra_defenses, progress, log)
+        return _finish(store, records, cfg, model, data, device, judges, log, t_start)
+
+
+@dataclass
+class _Judges:
+    """What judges each adversarial example: the defenses, their detectors, and the engine
+    that measures every example's BIM_d cost (A2D's own when A2D is in the run)."""
+
+    cfg: SweepConfig
+    model: nn.Module
+    device: torch.device
+    a2d: object | None
+    defenses: dict[str, Defense]
+    detectors: dict
+    cost_engine: object
+
+    def measure(self, adv, x, y, attack_ok, targets):
+        """(BIM_d costs, detector flags, verdict per defense) of the examples ``adv`` of the
+        images ``x`` (labels ``y``; ``targets`` for a targeted sweep)."""
+        cfg, a2d = self.cfg, self.a2d
+        costs = self.cost_engine.run(self.model, adv.to(self.device))
+        flags = {}
+        for name, det in self.detectors.items():
+            if det is a2d:  # decided from the BIM_d costs just computed (same result)
+                flags[name] = a2d.decide({cfg.a2d_engines[0]: costs}) \
+                    if len(cfg.a2d_engines) == 1 else a2d.detect(adv)
+            else:
+                flags[name] = detector_flags(name, det, adv.to(self.device))
+        verdicts = {name: judge(d, adv, x, y, attack_ok, cfg.max_l2, targets,
+                                {k: flags[k] for k in d.detectors})
+                    for name, d in self.defenses.items()}
+        return costs, flags, verdicts
+
+
+def _build_judges(store: RunStore, cfg: SweepConfig, model: nn.Module, data: ImageSet, device,
+                  cal: torch.Tensor, magnet, extra_defenses, log) -> _Judges:
+    # The A2D detector: BIM_d costs of the benign calibration images, cached for resumes.
+    a2d = None
+    if any("a2d" in d.split("+") for d in cfg.defenses) or "a2d" in attacked_parts(cfg.attack):
+        cal_costs = store.get("a2d_calibration")
+        if cal_costs is None:
+            log(f"calibrating A2D ({', '.join(cfg.a2d_engines)}) on {len(cal)} benign images")
+            x_cal = data.x()[cal].to(device)
+            cal_costs = store.put("a2d_calibration", {
+                e: make_engine(e, cfg.dataset).run(model, x_cal).costs
+                for e in cfg.a2d_engines})
+        a2d = build_a2d(model, cfg.dataset, cfg.a2d_engines, cfg.h, cal_costs)
+    defenses = build_defenses([d for d in cfg.defenses if d in COMPOSITIONS], model, a2d,
+                              magnet)
+    defenses.update(extra_defenses or {})
+    detectors = {}
+    for d in defenses.values():
+        detectors.update(d.detectors)
+    cost_engine = (a2d.engines[cfg.a2d_engines[0]] if a2d is not None
+                   else make_engine("bim_d", cfg.dataset))
+    return _Judges(cfg, model, device, a2d, defenses, detectors, cost_engine)
+
+
+def _append(records: Records, rows: list[dict]) -> None:
+    """One batch's records, durable before the next batch starts."""
+    records.append(rows)
+
+
+def _attack_all(store: RunStore, records: Records, cfg: SweepConfig, model: nn.Module,
+                data: ImageSet, device, attacked: torch.Tensor, targets_all, judges: _Judges,
+                magnet, extra_defenses, progress: bool, log) -> None:
+    x_all, y_all = data.x(), data.labels
+    done = {record_key(r) for r in records.read().records}
+    batches = [list(range(i, min(i + cfg.batch, len(attacked))))
+               for i in range(0, len(attacked), cfg.batch)]
+    plugin_detectors = {k: v for d in (extra_defenses or {}).values()
+                        for k, v in d.detectors.items()}
+    attack_model, penalty = attack_objective(cfg, model, judges.a2d, magnet, plugin_detectors,
+                                             log)
+    kbar = tqdm(cfg.kappas, desc="kappa", disable=not progress)
+    for kappa in kbar:
+        kbar.set_postfix(kappa=kappa)
+        paper_attack = CarliniWagnerL2(kappa=kappa, **asdict(cfg.cw))
+        attack = (BoundedPGD(cfg.max_l2, kappa, seed=cfg.seed, **asdict(cfg.pgd))
+                  if cfg.attack.startswith("pgd") else paper_attack)
+        for b, rows in enumerate(tqdm(batches, desc=f"kappa {kappa:g} batches", leave=False,
+                                      disable=not progress)):
+            if all((float(kappa), int(attacked[i]),
+                    int(targets_all[i]) if cfg.targeted else None) in done for i in rows):
+                continue
+            idx = attacked[rows]
+            x, y = x_all[idx], y_all[idx]
+            targets = targets_all[rows] if cfg.targeted else None
+            labels = targets if cfg.targeted else y
+            seed_everything(cfg.seed)
+            r = attack.run(attack_model, x.to(device), labels, targeted=cfg.targeted,
+                           penalty=penalty)
+            store.put(f"adv_k{kappa:g}_b{b}", {"x": r.adversarial, "index": idx,
+                                               **({"target": targets} if cfg.targeted else {})})
+            x_adv = r.adversarial
+            costs, flags, verdicts = judges.measure(x_adv, x, y, r.success, targets)
+            transfer = None
+            if cfg.attack != "cw" and cfg.transfer_check:
+                # The paper's attack (C&W-kappa on the bare classifier) transferred to every
+                # defense: a white-box attack weaker than this is a broken attack.
+                seed_everything(cfg.seed)
+                t = paper_attack.run(model, x.to(device), labels, targeted=cfg.targeted)
+                transfer = judges.measure(t.adversarial, x, y, t.success, targets)[2]
+            clever_scores = [None] * len(rows)
+            made = r.success.nonzero().squeeze(1).tolist()
+            if cfg.clever and made:
+                scores = clever(model, x_adv[made].to(device), norm="l2", target="untargeted",
+                                seed=cfg.seed, **asdict(cfg.clever))
+                for j, sc in zip(made, scores):
+                    clever_scores[j] = sc.score
+            _append(records, batch_records(
+                kappa, idx.tolist(), y, targets, r, metrics.l2(x_adv, x),
+                metrics.linf(x_adv, x), metrics.ssim(x_adv, x),
+                predict_logits(model, x_adv, device=device).argmax(1), costs.costs,
+                clever_scores, flags, verdicts, transfer))
+    kbar.close()
+
+
+def _finish(store: RunStore, records: Records, cfg: SweepConfig, model: nn.Module,
+            data: ImageSet, device, judges: _Judges, log, t_start: float) -> dict:
+    """Summary, ASR by bound, sanity checks and figures, from the records alone."""
+    found = records.read()
+    recs = [upgrade_record(r) for r in found.records]
+    defenses = judges.defenses
+    summary = summarize(recs, cfg, defenses)
+    by_bound = asr_by_bound(recs, cfg, list(defenses))
+    checks = sanity_checks(recs, cfg, by_bound)
+    checks += bounded_attack_check(recs, cfg, model, defenses, data.x(), data.labels, store,
+                                   device, log)
+    for c in checks:
+        if not c["passed"]:
+            log(f"WARNING: sanity check failed: {c['name']}: {c['detail']}")
+    write_summary(store.out, cfg, summary, {"asr_by_l2_bound": by_bound,
+                                             "sanity_checks": checks,
+                                             "record_integrity": found.integrity()})
+    from adaptive.figures import sweep_figures
+
+    sweep_figures(store.out, summary, store, cfg, data, checks)
+    log(f"done in {time.perf_counter() - t_start:.0f} s; results: {store.out}/summary.json, "
+        f"summary.csv, {RECORDS}, figures *.png")
+    return {"config": asdict(cfg), "rows": summary, "asr_by_l2_bound": by_bound,
+            "sanity_checks": checks}
+
+
+def attack_objective(cfg: SweepConfig, model: nn.Module, a2d, magnet,
+                     plugin_detectors: dict | None = None, log=print):
+    """(the model the attack differentiates, the penalty it must bring to 0) for
+    ``cfg.attack``. The -full attacks also aim at the plug-in defenses' detectors that have a
+    differentiable ``relative_score(x)`` (1 at the threshold); the others are only judged."""
+    from adaptive.attacks.a2d_aware import a2d_penalty
+    from adaptive.attacks.magnet_aware import detector_penalty
+
+    target, penalties, parts = model, [], attacked_parts(cfg.attack)
+    if "magnet" in parts and magnet is not None:
+        target = magnet.defended_classifier()
+        penalties.append(detector_penalty(magnet.detectors))
+    if "a2d" in parts and a2d is not None:
+        penalties.append(a2d_penalty(a2d, cfg.a2d_factor))
+    if cfg.attack.endswith("-full") and plugin_detectors:
+        aimed = {k: d for k, d in plugin_detectors.items()
+                 if callable(getattr(d, "relative_score", None))}
+        if aimed:
+            penalties.append(detector_penalty(list(aimed.values())))
+        blind = sorted(set(plugin_detectors) - set(aimed))
+        log(f"{cfg.attack} aims at the plug-in detectors {', '.join(sorted(aimed)) or 'none'}"
+            + (f"; {', '.join(blind)} (no relative_score) only judge" if blind else ""))
+    if not penalties:
+        return target, None
+    return target, lambda adv, labels, targeted: sum(p(adv, labels, targeted)
+                                                     for p in penalties)

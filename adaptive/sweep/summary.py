@@ -1,0 +1,98 @@
+"""A sweep's summary, derived from its records alone (so a resumed run summarises exactly as an
+uninterrupted one): one row per kappa x defense, ASR by L2 bound, ``summary.json``/``.csv``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from adaptive.core.checkpoint import write_json
+from adaptive.defense import Defense
+from adaptive.sweep.config import SweepConfig
+
+
+def summarize(records: list[dict], cfg: SweepConfig, defenses: dict[str, Defense]) -> list[dict]:
+    """One row per kappa x defense, in the order of the config."""
+    rows = []
+    for kappa in cfg.kappas:
+        recs = [r for r in records if r["kappa"] == kappa]
+        made = [r for r in recs if r["attack_success"]]
+        for name, d in defenses.items():
+            row = {"kappa": kappa, "defense": name, "n": len(recs),
+                   "attack_success_rate": (float(np.mean([r["defenses"][name]["success"]
+                                                          for r in recs])) if recs else None),
+                   "attack_objective_met_rate": float(np.mean([r["attack_success"]
+                                                                for r in recs]))
+                   if recs else None,
+                   "mean_l2": float(np.mean([r["l2"] for r in made])) if made else None,
+                   "mean_linf": float(np.mean([r["linf"] for r in made])) if made else None,
+                   "mean_ssim": float(np.mean([r["ssim"] for r in made])) if made else None,
+                   "mean_a2d_cost": float(np.mean([r["bim_d_cost"] for r in made]))
+                   if made else None,
+                   "mean_clever": _mean([r.get("clever") for r in made]),
+                   "transfer_success_rate": _mean([r["transfer"][name] for r in recs
+                                                   if "transfer" in r]),
+                   "within_bound": float(np.mean([r["l2"] <= cfg.max_l2 for r in made]))
+                   if made else None}
+            for det in d.detectors:
+                row[f"detection_rate:{det}"] = (float(np.mean([r["flags"][det] for r in made]))
+                                                if made else None)
+            reasons: dict[str, int] = {}
+            for r in recs:
+                for reason in r["defenses"][name]["reasons"]:
+                    key = "detected" if reason.startswith("detected:") else reason
+                    reasons[key] = reasons.get(key, 0) + 1
+            row["failure_reasons"] = reasons
+            rows.append(row)
+    return rows
+
+
+def _mean(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def bound_grid(max_l2: float) -> list[float]:
+    """L2 bounds for the ASR-vs-bound table: fractions of the run's bound, and no bound."""
+    return [round(max_l2 * f, 4) for f in (0.125, 0.25, 0.5, 0.75, 1.0)] + [math.inf]
+
+
+def asr_by_l2_bound_row(recs: list[dict], name: str, bound: float) -> float:
+    """ASR of ``recs`` against defense ``name`` had the L2 bound been ``bound``: the recorded
+    verdict with the bound condition re-applied (every other condition is bound-free)."""
+    hits = 0
+    for r in recs:
+        other = [x for x in r["defenses"][name]["reasons"] if x != "bound_exceeded"]
+        hits += bool(r["attack_success"] and not other and r["l2"] <= bound)
+    return hits / len(recs)
+
+
+def asr_by_bound(records: list[dict], cfg: SweepConfig, names: list[str]) -> list[dict]:
+    rows = []
+    for kappa in cfg.kappas:
+        recs = [r for r in records if r["kappa"] == kappa]
+        if not recs:
+            continue
+        for name in names:
+            rows.append({"kappa": kappa, "defense": name, "asr": {
+                ("inf" if math.isinf(b) else f"{b:g}"): asr_by_l2_bound_row(recs, name, b)
+                for b in bound_grid(cfg.max_l2)}})
+    return rows
+
+
+def write_summary(out: Path, cfg: SweepConfig, rows: list[dict],
+                  extra: dict | None = None) -> None:
+    write_json(out / "summary.json", {"config": asdict(cfg), "rows": rows, **(extra or {})})
+    keys = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    with open(out / "summary.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in r.items()})
