@@ -34,7 +34,7 @@ def build_a2d(model: nn.Module, dataset: str, engines: list[str], h: float,
     """The A2D detector with the data set's engine presets, calibrated on the benign costs."""
     det = A2DDetector(model, {e: make_engine(e, dataset) for e in engines},
                       k=1 if len(engines) == 1 else 2, h=h)
-    return det.calibrate(costs=cal_costs)
+    return det.fit(costs=cal_costs)
 
 
 def build_defenses(names: list[str], model: nn.Module, a2d: A2DDetector | None = None,

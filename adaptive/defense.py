@@ -1,9 +1,10 @@
 """Defenses as one object, and whether an attack succeeded against one.
 
 A ``Defense`` is a classifier (``[0, 1]`` NCHW in, logits out: a standard or adversarially trained
-model, possibly behind MagNet's reformer) plus named detectors, each any object with
-``detect(x) -> bool tensor`` (True = flagged) and optionally ``score(x)``. Users plug their own
-defense in by building one (Python) or by a factory ``pkg.mod:factory`` (``--defense-module``).
+model, possibly behind MagNet's reformer) plus named detectors, each a
+:class:`defenses.detector.Detector` (or, for older plug-ins, any object with
+``detect(x) -> bool tensor``, True = flagged). Users plug their own defense in by building one
+(Python) or by a factory ``pkg.mod:factory`` (``--defense-module``).
 
 An attack succeeds against a defense when (1) the attack produced an example at all, (2) its L2
 distance to the original is within the bound, (3) the defended classifier outputs the target
@@ -18,7 +19,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable
 
 import torch
 from torch import nn
@@ -26,14 +27,14 @@ from torch import nn
 from adaptive.core.checkpoint import sha256_file
 from adaptive.core.errors import ToolkitError
 from adaptive.core.evaluation import predict_logits
-
-
-class Detector(Protocol):
-    def detect(self, x: torch.Tensor) -> torch.Tensor: ...
+from defenses.detector import Detector
 
 
 @dataclass
 class Defense:
+    """A defended model: ``classifier`` ([0, 1] NCHW in, logits out) and ``detectors`` (name ->
+    detector); ``predict(x)`` the classifier's labels, ``flags(x)`` each detector's verdicts."""
+
     name: str
     classifier: nn.Module
     detectors: dict[str, Detector] = field(default_factory=dict)

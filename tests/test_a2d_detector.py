@@ -15,7 +15,7 @@ def engines():
 
 def test_detection_mode_gives_the_same_decisions_with_fewer_queries():
     model = tiny_model()
-    det = A2DDetector(model, engines(), k=2).calibrate(images(40, seed=2))
+    det = A2DDetector(model, engines(), k=2).fit(images(40, seed=2))
     x = torch.cat([images(30, seed=3), images(30, seed=4) * 0.5])
     full = det.costs(x, detection_mode=False)
     fast = det.costs(x, detection_mode=True)
@@ -33,7 +33,7 @@ def test_detection_mode_gives_the_same_decisions_with_fewer_queries():
 
 def test_single_engine_and_round_trip(tmp_path):
     model = tiny_model()
-    det = A2DDetector(model, {"bim_d": engines()["bim_d"]}).calibrate(images(40, seed=2))
+    det = A2DDetector(model, {"bim_d": engines()["bim_d"]}).fit(images(40, seed=2))
     assert det.k == 1
     det.save(tmp_path / "a2d.json")
     back = A2DDetector.load(tmp_path / "a2d.json", model)

@@ -37,7 +37,7 @@ def test_thresholds_hit_the_requested_rate_on_calibration_data():
     ae = build_autoencoder("magnet-mnist-II").eval()
     x = torch.rand(2000, 1, 28, 28)
     for rate in (0.001, 0.01, 0.1):
-        det = ReconstructionDetector(ae, p=1).fit_threshold(x, rate)
+        det = ReconstructionDetector(ae, p=1).fit(x, rate)
         flagged = float(det.detect(x).float().mean())
         assert rate - 1 / len(x) - 1e-6 <= flagged <= rate + 1e-6
 
@@ -59,7 +59,7 @@ def test_detector_errors():
     with pytest.raises(ToolkitError, match="no threshold"):
         det.detect(torch.rand(2, 1, 28, 28))
     with pytest.raises(ToolkitError, match="drop rate"):
-        det.fit_threshold(torch.rand(4, 1, 28, 28), 1.5)
+        det.fit(torch.rand(4, 1, 28, 28), 1.5)
     with pytest.raises(ToolkitError, match="NaN"):
         det.score(torch.full((2, 1, 28, 28), float("nan")))
     with pytest.raises(ToolkitError, match=r"\[0, 1\]"):

@@ -178,7 +178,8 @@ def test_full_attacks_aim_at_plug_in_detectors_with_a_relative_score(setup, tmp_
     rates = {}
     for attack in ("pgd", "pgd-full"):
         res = run_sweep(_cfg(n=4, kappas=[0.0], defenses=["none"], attack=attack, max_l2=3.0,
-                             pgd=dict(steps=30, restarts=1, target_classes=0), transfer_check=False),
+                             pgd=dict(steps=30, restarts=1, target_classes=0),
+                             transfer_check=False),
                         model, data, tmp_path / attack, "cpu", extra_defenses=plugin,
                         progress=False, log=said.append)
         row = [r for r in res["rows"] if r["defense"] == "mine"][0]

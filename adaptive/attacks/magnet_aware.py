@@ -15,6 +15,7 @@ from torch import nn
 
 from adaptive.attacks.cw import CarliniWagnerL2, CWResult
 from adaptive.core.errors import ToolkitError
+from defenses.detector import is_differentiable
 
 
 def detector_penalty(detectors: list, slack: float = 0.02):
@@ -24,7 +25,7 @@ def detector_penalty(detectors: list, slack: float = 0.02):
     if not detectors:
         raise ToolkitError("detector_penalty needs at least one detector")
     for d in detectors:
-        if not callable(getattr(d, "relative_score", None)):
+        if not is_differentiable(d):
             raise ToolkitError(f"detector {getattr(d, 'name', d)!r} has no differentiable "
                                "relative_score(x); an adaptive attack cannot see through it")
 

@@ -33,6 +33,7 @@ from adaptive.sweep.images import plan_images
 from adaptive.sweep.records import RECORDS, batch_records, record_key, upgrade_record
 from adaptive.sweep.summary import asr_by_bound, summarize, write_summary
 from defenses.a2d.presets import make_engine
+from defenses.detector import is_differentiable
 
 
 def run_identity(cfg: SweepConfig, data: ImageSet, magnet=None,
@@ -222,8 +223,9 @@ def _finish(store: RunStore, records: Records, cfg: SweepConfig, model: nn.Modul
 def attack_objective(cfg: SweepConfig, model: nn.Module, a2d, magnet,
                      plugin_detectors: dict | None = None, log=print):
     """(the model the attack differentiates, the penalty it must bring to 0) for
-    ``cfg.attack``. The -full attacks also aim at the plug-in defenses' detectors that have a
-    differentiable ``relative_score(x)`` (1 at the threshold); the others are only judged."""
+    ``cfg.attack``. The -full attacks also aim at the plug-in defenses' detectors that declare a
+    differentiable ``relative_score(x)`` (1 at the threshold; ``defenses.is_differentiable``);
+    the others are only judged."""
     from adaptive.attacks.a2d_aware import a2d_penalty
     from adaptive.attacks.magnet_aware import detector_penalty
 
@@ -234,8 +236,7 @@ def attack_objective(cfg: SweepConfig, model: nn.Module, a2d, magnet,
     if "a2d" in parts and a2d is not None:
         penalties.append(a2d_penalty(a2d, cfg.a2d_factor))
     if cfg.attack.endswith("-full") and plugin_detectors:
-        aimed = {k: d for k, d in plugin_detectors.items()
-                 if callable(getattr(d, "relative_score", None))}
+        aimed = {k: d for k, d in plugin_detectors.items() if is_differentiable(d)}
         if aimed:
             penalties.append(detector_penalty(list(aimed.values())))
         blind = sorted(set(plugin_detectors) - set(aimed))

@@ -26,10 +26,10 @@ from torch import nn
 
 from adaptive.core.attacks.lp import check_norm, normalize_step, project
 from defenses.a2d.batching import RunningBatch
-from defenses.a2d.cost import AttackCost, check_cap, model_device, validate_inputs
+from defenses.a2d.cost import AttackCost, CostEngine, check_cap, model_device
 
 
-class BIMCost:
+class BIMCost(CostEngine):
     """Attack-cost engine: iterations of BIM (L-inf, ``bim_d``) or BIM-L2 (``bim2_d``)."""
 
     def __init__(self, eps: float = 0.3, step: float = 0.0006, max_iter: int = 500,
@@ -42,16 +42,10 @@ class BIMCost:
         return {"engine": self.name, "eps": self.eps, "step": self.step, "norm": self.norm,
                 "max_iter": self.max_iter}
 
-    def run(self, model: nn.Module, x: torch.Tensor, max_iter: int | None = None) -> AttackCost:
-        """Costs of ``x`` (float NCHW in [0, 1]); ``max_iter`` overrides the cap (detection mode:
-        the cap at the detector's threshold gives the same decisions with fewer queries)."""
-        validate_inputs(model, x)
-        cap = check_cap(self.max_iter if max_iter is None else max_iter)
+    def _run(self, model: nn.Module, x: torch.Tensor, cap: int) -> AttackCost:
         device = model_device(model)
         n = len(x)
         result = AttackCost.empty(x, cap)
-        costs, queries, flipped, final = (result.costs, result.queries, result.flipped,
-                                          result.adversarial)
 
         def new_rows(a, b):
             xs = x[a:b].to(device)
@@ -71,10 +65,8 @@ class BIMCost:
             done = (flip | (it >= cap)).cpu()
             if done.any():
                 d_idx, d_it, d_flip = batch.idx[done], batch.it[done], flip.cpu()[done]
-                costs[d_idx] = torch.where(d_flip, d_it - 1, torch.full_like(d_it, cap))
-                queries[d_idx] = d_it + 1
-                flipped[d_idx] = d_flip
-                final[d_idx] = xi.detach()[done.to(device)].to(final.device)
+                result.record(d_idx, torch.where(d_flip, d_it - 1, torch.full_like(d_it, cap)),
+                              d_it + 1, d_flip, xi.detach()[done.to(device)])
             keep = ~done
             if keep.any():
                 # Summed loss: per-sample gradients that do not shrink with the batch size.

@@ -37,6 +37,35 @@ class AttackCost:
         return cls(torch.full((n,), cap, dtype=torch.long), torch.zeros(n, dtype=torch.long),
                    torch.zeros(n, dtype=torch.bool), x.clone())
 
+    def record(self, index: torch.Tensor, costs: torch.Tensor, queries: torch.Tensor,
+               flipped: torch.Tensor, adversarial: torch.Tensor) -> None:
+        """The results of the samples ``index`` that just finished."""
+        self.costs[index] = costs
+        self.queries[index] = queries
+        self.flipped[index] = flipped
+        self.adversarial[index] = adversarial.to(self.adversarial.device)
+
+
+class CostEngine:
+    """Base of the attack-cost engines (BIM_d, BIM2_d, JSMA_d, DBA_d): ``name``, a ``max_iter``
+    cap and ``config()``; ``run(model, x, max_iter=None)`` checks the images and the cap and
+    returns an :class:`AttackCost`. Subclasses implement ``_run(model, x, cap)``."""
+
+    name: str = "engine"
+    max_iter: int = 1
+
+    def config(self) -> dict:
+        raise NotImplementedError
+
+    def run(self, model: nn.Module, x: torch.Tensor, max_iter: int | None = None) -> AttackCost:
+        """Costs of ``x`` (float NCHW in [0, 1]); ``max_iter`` overrides the cap (detection mode:
+        the cap at the detector's threshold gives the same decisions with fewer queries)."""
+        validate_inputs(model, x)
+        return self._run(model, x, check_cap(self.max_iter if max_iter is None else max_iter))
+
+    def _run(self, model: nn.Module, x: torch.Tensor, cap: int) -> AttackCost:
+        raise NotImplementedError
+
 
 def check_cap(max_iter: int) -> int:
     if not isinstance(max_iter, int) or max_iter < 1:

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from defenses.a2d.batching import RunningBatch
-from defenses.a2d.cost import AttackCost, check_cap, validate_inputs
+from defenses.a2d.cost import AttackCost, CostEngine, check_cap
 
 LabelFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -54,7 +54,7 @@ def _device_of(model) -> torch.device:
         return torch.device("cpu")
 
 
-class BoundaryCost:
+class BoundaryCost(CostEngine):
     """Attack-cost engine: iterations of a label-only boundary attack (``dba_d``)."""
 
     name = "dba_d"
@@ -81,16 +81,11 @@ class BoundaryCost:
         return torch.Generator().manual_seed(self.seed * 1_000_003 + index)
 
     @torch.no_grad()
-    def run(self, model: nn.Module | LabelFn, x: torch.Tensor,
-            max_iter: int | None = None) -> AttackCost:
-        validate_inputs(model, x)
-        cap = check_cap(self.max_iter if max_iter is None else max_iter)
+    def _run(self, model: nn.Module | LabelFn, x: torch.Tensor, cap: int) -> AttackCost:
         predict = labels_of(model)
         device = _device_of(model)
         n = len(x)
         result = AttackCost.empty(x, cap)
-        costs, queries, flipped, final = (result.costs, result.queries, result.flipped,
-                                          result.adversarial)
         gens: dict[int, torch.Generator] = {}
 
         def new_rows(a, b):
@@ -117,11 +112,9 @@ class BoundaryCost:
                     | (batch.srcstep < 1e-7)).cpu()
             if done.any():
                 d_idx, d_close = batch.idx[done], close.cpu()[done]
-                costs[d_idx] = torch.where(d_close, batch.it[done],
-                                           torch.full_like(batch.it[done], cap))
-                queries[d_idx] = batch.queries[done].cpu()
-                flipped[d_idx] = d_close
-                final[d_idx] = batch.adv[done.to(device)].to(final.device)
+                result.record(d_idx, torch.where(d_close, batch.it[done],
+                                                 torch.full_like(batch.it[done], cap)),
+                              batch.queries[done].cpu(), d_close, batch.adv[done.to(device)])
                 for i in d_idx.tolist():
                     gens.pop(i, None)
             batch.keep(~done)

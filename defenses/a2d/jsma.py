@@ -19,10 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from defenses.a2d.batching import RunningBatch
-from defenses.a2d.cost import AttackCost, check_cap, model_device, validate_inputs
+from defenses.a2d.cost import AttackCost, CostEngine, check_cap, model_device
 
 
-class JSMACost:
+class JSMACost(CostEngine):
     """Attack-cost engine: steps of a one-feature-per-step JSMA (``jsma_d``)."""
 
     name = "jsma_d"
@@ -36,14 +36,10 @@ class JSMACost:
         return {"engine": self.name, "theta": self.theta, "max_per_pixel": self.max_per_pixel,
                 "max_iter": self.max_iter}
 
-    def run(self, model: nn.Module, x: torch.Tensor, max_iter: int | None = None) -> AttackCost:
-        validate_inputs(model, x)
-        cap = check_cap(self.max_iter if max_iter is None else max_iter)
+    def _run(self, model: nn.Module, x: torch.Tensor, cap: int) -> AttackCost:
         device = model_device(model)
         n = len(x)
         result = AttackCost.empty(x, cap)
-        costs, queries, flipped, final = (result.costs, result.queries, result.flipped,
-                                          result.adversarial)
 
         def new_rows(a, b):
             xs = x[a:b].to(device)
@@ -75,10 +71,8 @@ class JSMACost:
             if done.any():
                 d = done.cpu()
                 d_idx, d_it, d_won = batch.idx[d], batch.it[d], won.cpu()[d]
-                costs[d_idx] = torch.where(d_won, d_it, torch.full_like(d_it, cap))
-                queries[d_idx] = d_it + 1
-                flipped[d_idx] = d_won
-                final[d_idx] = xi.detach()[done].to(final.device)
+                result.record(d_idx, torch.where(d_won, d_it, torch.full_like(d_it, cap)),
+                              d_it + 1, d_won, xi.detach()[done])
             if not keep.any():
                 batch.keep(keep.cpu())
                 continue

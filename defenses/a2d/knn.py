@@ -23,7 +23,8 @@ from sklearn.preprocessing import StandardScaler
 
 from adaptive.core.checkpoint import write_json
 from adaptive.core.errors import ToolkitError
-from defenses.a2d.zscore import _read_json, as_costs
+from defenses.a2d.zscore import as_costs
+from defenses.detector import read_saved
 
 
 SCALES = ("none", "standard")
@@ -63,6 +64,10 @@ class KNNDetector:
         self._knn.fit(np.concatenate([b, a]), np.r_[np.zeros(len(b)), np.ones(len(a))])
         return self
 
+    @property
+    def fitted(self) -> bool:
+        return self._benign is not None
+
     def score(self, costs) -> np.ndarray:
         """Fraction of the K nearest training costs that are adversarial."""
         if self._benign is None:
@@ -97,4 +102,4 @@ class KNNDetector:
 
     @classmethod
     def load(cls, path) -> "KNNDetector":
-        return cls.from_dict(_read_json(path))
+        return cls.from_dict(read_saved(path))

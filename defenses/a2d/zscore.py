@@ -12,7 +12,6 @@ The ensemble (``END``) calls an input benign when at least ``k`` of its detector
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from scipy import special, stats
 
 from adaptive.core.checkpoint import write_json
 from adaptive.core.errors import ToolkitError
+from defenses.detector import read_saved
 
 DEFAULT_H = -1.281552
 COST_SHIFT = 1.0  # Box-Cox is defined for positive data; costs start at 0
@@ -142,7 +142,7 @@ class ZScoreDetector:
 
     @classmethod
     def load(cls, path) -> "ZScoreDetector":
-        return cls.from_dict(_read_json(path))
+        return cls.from_dict(read_saved(path))
 
 
 class ZScoreEnsemble:
@@ -204,13 +204,5 @@ class ZScoreEnsemble:
 
     @classmethod
     def load(cls, path) -> "ZScoreEnsemble":
-        return cls.from_dict(_read_json(path))
+        return cls.from_dict(read_saved(path))
 
-
-def _read_json(path) -> dict:
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ToolkitError(f"no saved detector at {path}") from None
-    except (OSError, ValueError) as e:
-        raise ToolkitError(f"cannot read saved detector {path}: {e}") from e

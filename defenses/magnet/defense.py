@@ -46,15 +46,13 @@ def load_autoencoder(ref: str, base: Path, device="cpu") -> tuple[nn.Module, dic
 
 
 def make_detector(cfg: dict, ae: nn.Module, classifier: nn.Module):
+    """A MagNet detector from its spec entry (``type``, parameters, threshold)."""
     kind = cfg.get("type")
     if kind == "reconstruction":
-        det = ReconstructionDetector(ae, cfg["p"], cfg["name"])
-    elif kind == "divergence":
-        det = DivergenceDetector(ae, classifier, cfg["temperature"], cfg["name"])
-    else:
-        raise ToolkitError(f"unknown MagNet detector type {kind!r}")
-    det.threshold, det.drop_rate = cfg.get("threshold"), cfg.get("drop_rate")
-    return det
+        return ReconstructionDetector.from_dict(cfg, ae=ae)
+    if kind == "divergence":
+        return DivergenceDetector.from_dict(cfg, ae=ae, classifier=classifier)
+    raise ToolkitError(f"unknown MagNet detector type {kind!r}")
 
 
 def _positive(value) -> bool:

@@ -1,6 +1,7 @@
-"""MagNet's detectors, each with the toolkit's detector interface: ``score(x)`` (higher is
-more suspicious), ``detect(x) -> bool tensor`` and a threshold fitted on benign images at a
-chosen false-positive ("drop") rate.
+"""MagNet's detectors, each a :class:`defenses.detector.Detector`: ``fit(x_benign, drop_rate)``
+sets the threshold at a chosen false-positive ("drop") rate on benign images; ``score(x)`` is
+higher for more suspicious inputs; ``relative_score(x)`` (score / threshold) is differentiable,
+so adaptive attacks can aim at it.
 
 * ``ReconstructionDetector``: ``mean(|x - AE(x)|^p)`` per image (p = 1 or 2).
 * ``DivergenceDetector``: Jensen-Shannon divergence between ``softmax(f(x)/T)`` and
@@ -15,11 +16,11 @@ from torch import nn
 
 from adaptive.core.errors import ToolkitError
 from adaptive.core.validation import check_images
+from defenses.detector import Detector
 
 
-class _ThresholdDetector:
-    name = "detector"
-    threshold: float | None = None
+class _ThresholdDetector(Detector):
+    differentiable = True
     drop_rate: float | None = None
 
     @torch.no_grad()
@@ -29,7 +30,7 @@ class _ThresholdDetector:
         return torch.cat([self._score(x[i:i + batch_size].to(device)).cpu()
                           for i in range(0, len(x), batch_size)])
 
-    def fit_threshold(self, x_benign: torch.Tensor, drop_rate: float) -> "_ThresholdDetector":
+    def fit(self, x_benign: torch.Tensor, drop_rate: float = 0.001) -> "_ThresholdDetector":
         """Threshold such that a fraction ``drop_rate`` of these benign images is rejected."""
         if not 0 <= drop_rate < 1:
             raise ToolkitError(f"drop rate must be in [0, 1), got {drop_rate}")
@@ -40,20 +41,19 @@ class _ThresholdDetector:
 
     def relative_score(self, x: torch.Tensor) -> torch.Tensor:
         """score / threshold, differentiable (for adaptive attacks): above 1 is detected."""
-        self._check_threshold()
+        self.check_fitted()
         return self._score(x) / self.threshold
 
-    def _check_threshold(self) -> None:
-        if self.threshold is None:
-            raise ToolkitError(f"{self.name} has no threshold yet: call fit_threshold() on "
-                               "benign validation images")
-
-    def detect(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_threshold()
-        return self.score(x) > self.threshold
+    def to_dict(self) -> dict:
+        return {"name": self.name, **self.config()}
 
 
 class ReconstructionDetector(_ThresholdDetector):
+    """MagNet's detectors I and II: reconstruction error ``mean(|x - AE(x)|^p)`` of the
+    autoencoder ``ae`` (p = 1 or 2). Score: that error, per image."""
+
+    kind = "reconstruction"
+
     def __init__(self, ae: nn.Module, p: int = 2, name: str | None = None):
         if p not in (1, 2):
             raise ToolkitError(f"reconstruction error norm p must be 1 or 2, got {p}")
@@ -67,6 +67,15 @@ class ReconstructionDetector(_ThresholdDetector):
         return {"type": "reconstruction", "p": self.p, "threshold": self.threshold,
                 "drop_rate": self.drop_rate}
 
+    @classmethod
+    def from_dict(cls, d: dict, ae: nn.Module = None, **context) -> "ReconstructionDetector":
+        """Needs ``ae=``, the autoencoder (saved as a checkpoint of its own)."""
+        if ae is None:
+            raise ToolkitError("loading a reconstruction detector needs ae= (its autoencoder)")
+        det = cls(ae, d["p"], d["name"])
+        det.threshold, det.drop_rate = d.get("threshold"), d.get("drop_rate")
+        return det
+
 
 def jensen_shannon(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     """Row-wise Jensen-Shannon divergence (natural log) of probability vectors."""
@@ -79,6 +88,11 @@ def jensen_shannon(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 
 class DivergenceDetector(_ThresholdDetector):
+    """MagNet's JSD detector: Jensen-Shannon divergence between the classifier's softmax at
+    ``temperature`` on ``x`` and on ``AE(x)``."""
+
+    kind = "divergence"
+
     def __init__(self, ae: nn.Module, classifier: nn.Module, temperature: float = 10.0,
                  name: str | None = None):
         self.ae, self.classifier, self.temperature = ae, classifier, float(temperature)
@@ -92,3 +106,13 @@ class DivergenceDetector(_ThresholdDetector):
     def config(self) -> dict:
         return {"type": "divergence", "temperature": self.temperature,
                 "threshold": self.threshold, "drop_rate": self.drop_rate}
+
+    @classmethod
+    def from_dict(cls, d: dict, ae: nn.Module = None, classifier: nn.Module = None,
+                  **context) -> "DivergenceDetector":
+        """Needs ``ae=`` and ``classifier=`` (saved as checkpoints of their own)."""
+        if ae is None or classifier is None:
+            raise ToolkitError("loading a divergence detector needs ae= and classifier=")
+        det = cls(ae, classifier, d["temperature"], d["name"])
+        det.threshold, det.drop_rate = d.get("threshold"), d.get("drop_rate")
+        return det

@@ -128,7 +128,7 @@ def train_magnet(dataset: str, x_all_train: torch.Tensor, classifier, classifier
         refs[key] = f"ae-{key}/model"
     detectors = []
     for d in recipe["detectors"]:
-        det = make_detector(d, aes[d["ae"]], classifier).fit_threshold(x_val, d["drop_rate"])
+        det = make_detector(d, aes[d["ae"]], classifier).fit(x_val, d["drop_rate"])
         log(f"detector {det.name}: threshold {det.threshold:.6g} at drop rate {d['drop_rate']}")
         detectors.append(det)
     magnet = MagNet(classifier, aes, detectors, recipe["reformer"])

@@ -1,0 +1,141 @@
+"""The detector contract: one shape for every detector the toolkit attacks, built in or yours.
+
+Modelled on scikit-learn's estimators::
+
+    det = SomeDetector(...).fit(x_benign, ...)   # fit on benign inputs (more data may follow)
+    det.score(x)           # float tensor [n]: higher = more adversarial
+    det.threshold          # fitted: detect(x) == score(x) > threshold
+    det.detect(x)          # bool tensor [n], True = flagged adversarial
+    det.differentiable     # declared: whether relative_score(x) exists and has useful gradients
+    det.relative_score(x)  # differentiable, 1 at the threshold, above 1 flagged (if declared)
+    det.save(path); Detector.load(path, **context)   # one JSON shape for all
+
+Inputs ``x`` are float images in [0, 1], NCHW. A detector used before ``fit`` raises
+:class:`NotFittedError`. Attacks read ``differentiable`` to decide whether they can aim at a
+detector's score (gradient attacks) or only submit inputs to ``detect`` (hard-label attacks).
+Subclasses implement ``fit``, ``score`` and, for saving, ``to_dict``/``from_dict``; the base
+class supplies the rest.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from adaptive.core.checkpoint import write_json
+from adaptive.core.errors import ToolkitError
+
+
+class NotFittedError(ToolkitError):
+    """A detector was used before ``fit`` (or before its threshold was set)."""
+
+
+# "type" in a saved detector -> its class (filled by Detector.__init_subclass__)
+DETECTOR_TYPES: dict[str, type["Detector"]] = {}
+
+
+class Detector:
+    """Base of every detector: see the module docstring for the contract.
+
+    Class attributes: ``kind`` (the ``type`` a saved detector records; set it to make a
+    subclass loadable by :meth:`Detector.load`) and ``differentiable``.
+    """
+
+    kind: ClassVar[str | None] = None
+    differentiable: ClassVar[bool] = False
+    name: str = "detector"
+    threshold: float | None = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("kind"):
+            DETECTOR_TYPES[cls.kind] = cls
+
+    # -- to implement -------------------------------------------------------------------------
+
+    def fit(self, benign: torch.Tensor, *args, **kwargs) -> "Detector":
+        """Fit on benign inputs (and whatever else the method needs); returns ``self``."""
+        raise NotImplementedError
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        """Per input, higher = more adversarial (a float tensor of length ``len(x)``)."""
+        raise NotImplementedError
+
+    def relative_score(self, x: torch.Tensor) -> torch.Tensor:
+        """Differentiable score, 1 at the threshold and above 1 exactly where ``detect``
+        fires; only for detectors that declare ``differentiable = True``."""
+        raise ToolkitError(f"detector {self.name!r} has no differentiable score "
+                           "(differentiable = False); attack it with a hard-label attack")
+
+    def to_dict(self) -> dict:
+        """The fitted state as JSON-able values (without ``type``; see :meth:`save`)."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_dict(cls, d: dict, **context) -> "Detector":
+        """Rebuild a fitted detector from :meth:`to_dict`; ``context`` carries what is not
+        saved with it (e.g. ``model=``, the network it attacks or reconstructs with)."""
+        raise NotImplementedError
+
+    # -- provided -------------------------------------------------------------------------------
+
+    @property
+    def fitted(self) -> bool:
+        return self.threshold is not None
+
+    def check_fitted(self) -> None:
+        if not self.fitted:
+            raise NotFittedError(f"detector {self.name!r} is not fitted (it has no threshold "
+                                 "yet): call fit() with benign inputs first")
+
+    def detect(self, x: torch.Tensor) -> torch.Tensor:
+        """True where ``x`` is flagged adversarial: ``score(x) > threshold``."""
+        self.check_fitted()
+        return torch.as_tensor(self.score(x)) > self.threshold
+
+    def save(self, path: str | Path) -> None:
+        """Write the fitted detector as JSON: ``{"type": kind, "version": 1, ...}``."""
+        self.check_fitted()
+        if not self.kind:
+            raise ToolkitError(f"{type(self).__name__} declares no kind; it cannot be saved")
+        write_json(Path(path), {"type": self.kind, "version": 1, **self.to_dict()})
+
+    @classmethod
+    def load(cls, path: str | Path, **context) -> "Detector":
+        """A saved detector of any registered kind (or of ``cls``'s kind)."""
+        d = read_saved(path)
+        kind = d.get("type")
+        target = DETECTOR_TYPES.get(kind) if cls is Detector else cls
+        if target is None or (cls is not Detector and kind != cls.kind):
+            expected = cls.kind if cls is not Detector else ", ".join(sorted(DETECTOR_TYPES))
+            raise ToolkitError(f"{path} is not a saved detector of type {expected} "
+                               f"(found {kind!r})")
+        try:
+            return target.from_dict(d, **context)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ToolkitError(f"saved detector {path} is damaged ({type(e).__name__}: "
+                               f"{e})") from e
+
+
+def read_saved(path: str | Path) -> dict:
+    """A saved detector's JSON object, with one clear error for a missing or damaged file."""
+    try:
+        d = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ToolkitError(f"no saved detector at {path}") from None
+    except (OSError, ValueError) as e:
+        raise ToolkitError(f"cannot read saved detector {path}: {e}") from e
+    if not isinstance(d, dict):
+        raise ToolkitError(f"{path} is not a saved detector (not a JSON object)")
+    return d
+
+
+def is_differentiable(detector: Any) -> bool:
+    """Whether an attack can aim at ``detector``'s ``relative_score``: declared by a
+    :class:`Detector`; for a duck-typed plug-in, whether it has a callable ``relative_score``."""
+    if isinstance(detector, Detector):
+        return bool(detector.differentiable)
+    return callable(getattr(detector, "relative_score", None))
