@@ -42,6 +42,12 @@ RESULT_FILE = "a2d_eval.json"
 
 @dataclass
 class A2DEvalConfig:
+    """Everything that defines an A2D evaluation (Tables 2, 3 and 7): the data set and model,
+    ``n`` evaluation and ``n_cal`` disjoint calibration images, the cost ``engines`` and
+    adversarial-set ``attacks`` (with their settings, filled from the data set's presets by
+    ``complete()``), the Z-score threshold ``h``, the ensemble's ``k``, the K-NN's K and cost
+    scaling, the seed and the engines' chunk of images per stored piece."""
+
     dataset: str
     model: str
     model_sha256: str

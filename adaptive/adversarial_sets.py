@@ -11,7 +11,7 @@ from the true one, checked by us, not taken from the attack's own flag) are kept
   likely class, theta = 1 and at most 10% of the features changed (Feinman et al.'s setting).
 * ``deepfool``: Foolbox 3 ``L2DeepFoolAttack``.
 * ``cw``: Foolbox 3 ``L2CarliniWagnerAttack``, confidence 0, 9 binary-search steps; 300 Adam
-  steps on a CPU (it converges there on MNIST: L2 1.52 vs 1.37 at 1000 steps, measured).
+  steps on a CPU (near convergence on MNIST; the comparison with 1,000 steps is in README).
 """
 
 from __future__ import annotations
@@ -48,6 +48,9 @@ SETTINGS = {
 
 @dataclass
 class AdversarialSet:
+    """The successful adversarial examples an ``attack`` made of ``attempted`` images: ``x``
+    (float NCHW in [0, 1]) and ``source``, each example's index into the images given."""
+
     attack: str
     x: torch.Tensor  # successful adversarial examples
     source: torch.Tensor  # index (into the images given) of each example's original

@@ -15,8 +15,8 @@ on a GPU); the reverse-Weibull fits of all (image, target) rows run together, ve
 (``fit_lipschitz_batch``).
 
 Fits (maximum likelihood in float64, maxima rescaled by their largest value): by default the
-vectorised profile-likelihood fit of ``fit_lipschitz_batch`` (all rows at once, about 70x faster
-than scipy here, at least scipy's likelihood in the tests); ``fit="scipy"`` uses
+vectorised profile-likelihood fit of ``fit_lipschitz_batch`` (all rows at once, much faster
+than scipy: README, CLEVER; at least scipy's likelihood in the tests); ``fit="scipy"`` uses
 ``scipy.stats.weibull_max.fit`` per row from several starting shapes, best by the
 Kolmogorov-Smirnov p-value. Either way a fit that is poor (p < ``min_pvalue``), whose location lies
 below the largest observed maximum (impossible for a reverse Weibull) or implausibly far above it
@@ -56,6 +56,12 @@ DEFAULT_CHUNK_POINTS = {"cpu": 64, "cuda": 16384}
 
 @dataclass
 class CleverScore:
+    """One image's CLEVER estimate for one target: ``score`` (margin / Lipschitz estimate, a
+    lower bound on the distance to that class's boundary within the radius), the ``target``
+    class, the ``margin`` and ``lipschitz`` estimate it divides, how the Lipschitz estimate was
+    fitted (``fit``: weibull, sample-max or constant) with the Weibull parameters, the
+    distance bound of the flip it predicts and diagnostic ``flags``."""
+
     score: float
     target: int
     margin: float

@@ -68,6 +68,11 @@ def detector_flags(name: str, detector: Detector, x: torch.Tensor) -> torch.Tens
 
 @dataclass
 class Verdict:
+    """How adversarial examples fared against one defense (``judge``): per sample, whether
+    the attack succeeded, the defended classifier's label, each detector's flag and every
+    reason it failed (``attack_failed``, ``bound_exceeded``, ``not_misclassified`` or
+    ``not_target``, ``detected:NAME``)."""
+
     success: torch.Tensor  # bool per sample
     predicted: torch.Tensor  # the defended classifier's labels
     flags: dict[str, torch.Tensor]  # detector -> bool per sample

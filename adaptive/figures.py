@@ -106,7 +106,7 @@ def _save(fig, path: Path, tight: bool = True) -> Path:
 __all__ = ["sweep_figures", "cost_boxplots", "scatter_by_kind"]
 
 
-def cost_boxplots(costs: dict[str, dict[str, "np.ndarray"]], path: Path, title: str,
+def cost_boxplots(costs: dict[str, dict[str, object]], path: Path, title: str,
                   ylabel: str = "attack cost (iterations)") -> Path:
     """A2D Figures 4-5 analogue: one panel per defense engine, a box of attack costs
     (iterations) for benign inputs and for each attack's adversarial examples."""

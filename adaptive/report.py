@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 
 from adaptive.core.checkpoint import write_json
+from adaptive.core.data import dataset_label
 from adaptive.core.errors import ToolkitError
 
 # The A2D paper's claims for its combined defenses under its adaptive C&W attack (section 6,
@@ -56,7 +57,7 @@ PAPER_KAPPA = {
 
 def kappa_table(run: dict) -> dict:
     """Table 4 analogue: CLEVER, BIM_d cost and L2 of the attack's examples by kappa."""
-    family = _family(run["config"]["dataset"])
+    family = dataset_label(run["config"]["dataset"])
     rows = []
     for kappa in run["config"]["kappas"]:
         hit = [r for r in run["rows"] if r["kappa"] == kappa]
@@ -78,7 +79,7 @@ def kappa_table(run: dict) -> dict:
 
 def a2d_tables(result: dict, source: str) -> dict[str, dict]:
     """Table 2 (AUROC) and Table 3 (Z-score detection costs) analogues from ``a2d_eval.json``."""
-    family = _family(result["dataset"])
+    family = dataset_label(result["dataset"])
     engines, attacks = result["engines"], result["attacks"]
     runs = [(source, result.get("command", "?"))]
     rows = []
@@ -129,7 +130,7 @@ def a2d_cost_figure(result: dict, folder: Path, out: Path) -> Path:
                 costs.setdefault(engine, {})[source] = part["costs"].numpy()
     if not costs:
         raise ToolkitError(f"{folder}/cache holds no per-image attack costs")
-    family = _family(result["dataset"])
+    family = dataset_label(result["dataset"])
     out.mkdir(parents=True, exist_ok=True)
     return cost_boxplots(costs, out / f"{family}_a2d_cost_boxplots.png",
                          f"{family.upper()}: attack costs of benign vs adversarial inputs "
@@ -168,14 +169,14 @@ def a2d_parameter_table(result: dict, folder: Path) -> dict[str, dict]:
     for r in parameter_study(costs, engines, attacks, knn_k, result.get("h", -1.281552),
                              result.get("k", 2), result.get("knn_scale", "none")):
         paper = PAPER_PARAMETERS.get((r["kind"], r["value"]))
-        family = _family(result["dataset"])
+        family = dataset_label(result["dataset"])
         rows.append({"parameter": r["parameter"], "value": r["value"],
                      "used": "yes" if r["default"] else "",
                      "Acc benign": r["acc_benign"], "Acc adv": r["acc_adv"],
                      "paper Acc benign": paper[0] if paper and family == "mnist" else None,
                      "paper Acc adv": paper[1] if paper and family == "mnist" else None})
-    return {f"{_family(result['dataset'])}_a2d_parameters": {
-        "title": f"{_family(result['dataset']).upper()}: detector parameters (A2D Table 7 "
+    return {f"{dataset_label(result['dataset'])}_a2d_parameters": {
+        "title": f"{dataset_label(result['dataset']).upper()}: detector parameters (A2D Table 7 "
                  "analogue; fitted on the calibration split, scored on the evaluation split)",
         "rows": rows, "runs": [(str(folder), result.get("command", "?"))]}}
 
@@ -191,10 +192,10 @@ def plausibility_tables(sweeps: list[dict], references: list[dict]) -> dict[str,
     tables: dict[str, dict] = {}
     by_family: dict[str, list[dict]] = {}
     for run in sweeps:
-        by_family.setdefault(_family(run["config"]["dataset"]), []).append(run)
+        by_family.setdefault(dataset_label(run["config"]["dataset"]), []).append(run)
     for family, group in sorted(by_family.items()):
         bound = group[0]["config"]["max_l2"]
-        refs = [r for r in references if _family(r.get("dataset", "")) == family
+        refs = [r for r in references if dataset_label(r.get("dataset", "")) == family
                 and r.get("norm") == "l2" and abs(r.get("eps", 0) - bound / 2) < 1e-6]
         best = max((r["robust_accuracy"] / r["clean_accuracy"] for r in refs
                     if r.get("clean_accuracy")), default=None)
@@ -260,7 +261,7 @@ def sweep_report_figures(sweeps: list[dict], pair_runs: list[dict], out: Path,
     groups: dict[tuple, list[dict]] = {}
     for run in sweeps:
         cfg = run["config"]
-        groups.setdefault((_family(cfg["dataset"]), cfg["model"]), []).append(run)
+        groups.setdefault((dataset_label(cfg["dataset"]), cfg["model"]), []).append(run)
     out.mkdir(parents=True, exist_ok=True)
     for (family, model), group in sorted(groups.items()):
         written.append(rf.asr_figure(group, out / f"{family}_{model}_asr_vs_kappa.png",
@@ -281,11 +282,11 @@ def sweep_report_figures(sweeps: list[dict], pair_runs: list[dict], out: Path,
     for run in sweeps:
         cfg, data = run["config"], data_of(run)
         if data is not None:
-            name = f"{_family(cfg['dataset'])}_{cfg['model']}_{cfg.get('attack', 'cw')}"
+            name = f"{dataset_label(cfg['dataset'])}_{cfg['model']}_{cfg.get('attack', 'cw')}"
             written.append(rf.kappa_examples_figure(run, data, out / f"{name}_examples.png"))
     by_family: dict[str, list[dict]] = {}
     for run in sweeps:
-        by_family.setdefault(_family(run["config"]["dataset"]), []).append(run)
+        by_family.setdefault(dataset_label(run["config"]["dataset"]), []).append(run)
     for family, group in by_family.items():
         kappas = set.intersection(*[set(r["config"]["kappas"]) for r in group])
         data = data_of(group[0])
@@ -297,7 +298,7 @@ def sweep_report_figures(sweeps: list[dict], pair_runs: list[dict], out: Path,
         if data is None:
             continue
         for kappa in cfg["kappas"]:
-            name = (f"{_family(cfg['dataset'])}_{cfg['model']}_{cfg.get('attack', 'cw')}"
+            name = (f"{dataset_label(cfg['dataset'])}_{cfg['model']}_{cfg.get('attack', 'cw')}"
                     f"_pairs_k{kappa:g}.png")
             written.append(rf.pair_grid_figure(run, data, kappa, out / name))
     return [p for p in written if p is not None]
@@ -329,10 +330,6 @@ def _read_json(path: Path) -> dict:
         raise ToolkitError(f"cannot read {path}: {e}") from e
 
 
-def _family(dataset: str) -> str:
-    return "cifar10" if dataset.startswith("cifar10") else "mnist"
-
-
 def _pct(v) -> str:
     return "–" if v is None else f"{100 * v:.1f} %"
 
@@ -346,7 +343,7 @@ def sweep_tables(runs: list[dict]) -> dict[str, dict]:
     groups: dict[tuple, list[dict]] = {}
     for run in runs:
         cfg = run["config"]
-        groups.setdefault((_family(cfg["dataset"]), cfg["model"]), []).append(run)
+        groups.setdefault((dataset_label(cfg["dataset"]), cfg["model"]), []).append(run)
     for (family, model), group in sorted(groups.items()):
         attacks = [r["config"].get("attack", "cw") for r in group]
         if len(set(attacks)) != len(attacks):
@@ -469,18 +466,18 @@ def make_report(folders: list[str | Path], out: str | Path, data_root: str | Non
     sweeps = [r for r in sweeps if not r["config"].get("pairs")]
     # A --clever sweep (Table 4) feeds the attack-success tables and figures only when no
     # other run of its model has the same attack.
-    plain = {(_family(r["config"]["dataset"]), r["config"]["model"], r["config"].get("attack"))
+    plain = {(dataset_label(r["config"]["dataset"]), r["config"]["model"], r["config"].get("attack"))
              for r in sweeps if not r["config"].get("clever")}
     clever_runs = [r for r in sweeps if r["config"].get("clever")]
     sweeps = [r for r in sweeps if not r["config"].get("clever") or (
-        _family(r["config"]["dataset"]), r["config"]["model"], r["config"].get("attack"))
+        dataset_label(r["config"]["dataset"]), r["config"]["model"], r["config"].get("attack"))
         not in plain]
     tables.update(sweep_tables(sweeps))
     tables.update(plausibility_tables(sweeps, references))
     figures += sweep_report_figures(sweeps, pair_runs, out, data_root, log)
     for run in clever_runs:
         cfg = run["config"]
-        tables[f"{_family(cfg['dataset'])}_{cfg['model']}_{cfg.get('attack', 'cw')}"
+        tables[f"{dataset_label(cfg['dataset'])}_{cfg['model']}_{cfg.get('attack', 'cw')}"
                "_robustness_vs_kappa"] = kappa_table(run)
     written = []
     for name, table in tables.items():

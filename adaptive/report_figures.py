@@ -19,14 +19,11 @@ from pathlib import Path
 
 import torch
 
+from adaptive.core.data import dataset_label
 from adaptive.figures import _save, plt
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                    "ship", "truck")
-
-
-def _family(dataset: str) -> str:
-    return "cifar10" if dataset.startswith("cifar10") else "mnist"
 
 
 def _class_name(family: str, c: int) -> str:
@@ -74,7 +71,7 @@ def _panels(n: int):
 def asr_figure(runs: list[dict], path: Path, paper: dict) -> Path:
     """ASR vs kappa, one panel per run (attack) of one (data set, model) group."""
     cfg0 = runs[0]["config"]
-    family = _family(cfg0["dataset"])
+    family = dataset_label(cfg0["dataset"])
     fig, axes = _panels(len(runs))
     for ax, run in zip(axes[0], runs):
         cfg = run["config"]
@@ -109,7 +106,7 @@ def bound_figure(runs: list[dict], path: Path) -> Path:
     from adaptive.sweep import asr_by_l2_bound_row
 
     cfg0 = runs[0]["config"]
-    family = _family(cfg0["dataset"])
+    family = dataset_label(cfg0["dataset"])
     fig, axes = _panels(len(runs))
     for ax, run in zip(axes[0], runs):
         cfg = run["config"]
@@ -147,7 +144,7 @@ def _verdict(record: dict, defense: str) -> str:
 def kappa_examples_figure(run: dict, data, path: Path, images: int = 4) -> Path | None:
     """Benign images and their adversarial examples at every kappa (Figure 8 analogue)."""
     cfg = run["config"]
-    family = _family(cfg["dataset"])
+    family = dataset_label(cfg["dataset"])
     cache = cached_examples(run)
     recs = {(r["kappa"], r["index"], r.get("target")): r for r in run["records"]}
     keys = sorted({(i, t) for (_, i, t) in cache})[:images]
@@ -188,7 +185,7 @@ def across_runs_figure(runs: list[dict], data, kappa: float, path: Path,
     keys = sorted(common)[:images]
     if not keys:
         return None
-    family = _family(runs[0]["config"]["dataset"])
+    family = dataset_label(runs[0]["config"]["dataset"])
     x_all, y_all = data.x(), data.labels
     fig, axes = plt.subplots(len(keys), len(runs) + 1,
                              figsize=(1.9 * (len(runs) + 1), 1.9 * len(keys)), squeeze=False)
@@ -211,7 +208,7 @@ def across_runs_figure(runs: list[dict], data, kappa: float, path: Path,
 def pair_grid_figure(run: dict, data, kappa: float, path: Path) -> Path | None:
     """Targeted examples for every (source class, target class) pair (Figures 11-13)."""
     cfg = run["config"]
-    family = _family(cfg["dataset"])
+    family = dataset_label(cfg["dataset"])
     cache = cached_examples(run)
     recs = [r for r in run["records"] if r["kappa"] == kappa and r.get("target") is not None]
     if not recs:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from adaptive.core.data import dataset_label
 from adaptive.core.errors import ToolkitError
 
 TARGET_LABELS = {"untargeted": "Untarget", "top2": "Target-2", "top5": "Target-5", "llc": "LLC"}
@@ -30,10 +31,6 @@ PAPER_CLEVER = {
 PAPER_AVG_LAMBDA = {"mnist": {"untargeted": 74.77, "top2": 74.62, "top5": 22.17, "llc": 20.29},
                     "cifar10": {"untargeted": 4.81, "top2": 4.75, "top5": 3.16, "llc": 2.92}}
 PAPER_ATTACKS = ("fgsm", "bim", "jsma", "cw")
-
-
-def _family(dataset: str) -> str:
-    return "cifar10" if dataset.startswith("cifar10") else "mnist"
 
 
 def mean_ci90(values) -> tuple[float, float]:
@@ -62,7 +59,7 @@ def clever_table(result: dict, source: str) -> tuple[str, dict]:
     """Table 1 analogue: mean CLEVER (± 90 % CI) of benign and of each attack's examples, the
     ratios lambda = benign / adversarial, Avg lambda over all adversarial examples pooled, and
     the paper's lambdas beside them."""
-    family = _family(result.get("dataset", "mnist"))
+    family = dataset_label(result.get("dataset", "mnist"))
     kinds = list(dict.fromkeys(im["kind"] for im in result["images"]))
     attacks = [a for a in ATTACK_ORDER if a in kinds] + [k for k in kinds
                                                          if k not in ATTACK_ORDER + ("benign",)]
@@ -118,7 +115,7 @@ def cost_figures(result: dict, out: Path, name: str) -> list[Path]:
     if not rows:
         raise ToolkitError(f"{name}: no per-image attack costs in it (run `adaptive clever` "
                            "with --cost, or `adaptive costs`)")
-    family = _family(result.get("dataset", "mnist"))
+    family = dataset_label(result.get("dataset", "mnist"))
     engines = list(dict.fromkeys(r["engine"] for r in rows))
     out.mkdir(parents=True, exist_ok=True)
     written = []

@@ -71,3 +71,10 @@ def test_only_adaptive_and_defenses_are_installed_at_the_top():
     include = config["tool"]["setuptools"]["packages"]["find"]["include"]
     assert sorted({pattern.split(".")[0].rstrip("*") for pattern in include}) == \
         ["adaptive", "defenses"]
+
+
+def test_the_foundation_is_not_a_top_level_package():
+    import importlib.util
+
+    assert importlib.util.find_spec("adaptive.core") is not None
+    assert importlib.util.find_spec("core") is None, "a top-level 'core' package is importable"

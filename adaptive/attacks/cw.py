@@ -21,57 +21,24 @@ that must reach 0 (e.g. detector scores above their thresholds); see ``adaptive.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-from typing import Callable
-
 import torch
-from torch import nn
 
+from adaptive.attacks.base import AttackResult, MinimumDistanceAttack, kappa_margins
 from adaptive.core.errors import ToolkitError
-from adaptive.core.validation import check_images, check_labels
 
 
-# penalty(adv, labels, targeted) -> per-sample term >= 0 that must be 0 for success.
-Penalty = Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor]
+# The result type had C&W's name before every attack shared it.
+CWResult = AttackResult
 
 
-@dataclass
-class CWResult:
-    adversarial: torch.Tensor  # best successful example, or the input where none was found
-    l2: torch.Tensor  # its L2 distance (0 where unsuccessful)
-    success: torch.Tensor  # bool: reached the kappa margin
-    margin: torch.Tensor  # margin of the returned example (<= -kappa); NaN where unsuccessful
-    gradient_steps: torch.Tensor  # Adam steps spent per sample (a cost measure)
-    # The highest confidence (-margin) any iterate reached, successful or not: tells an attack
-    # that ran out of budget from a margin the model cannot reach at all.
-    confidence_reached: torch.Tensor | None = None
+class CarliniWagnerL2(MinimumDistanceAttack):
+    """C&W-L2 at confidence ``kappa`` (see the module docstring): ``steps`` Adam steps of size
+    ``lr`` per constant, ``binary_search_steps`` constants from ``initial_const``, per-sample
+    early abort (``abort_early``), ``batch_size`` images at a time. ``run`` returns an
+    :class:`AttackResult` with the smallest-L2 successful example per image."""
 
+    name = "C&W"
 
-def run_in_batches(run_batch: Callable[[torch.Tensor, torch.Tensor], CWResult],
-                   model: nn.Module, x: torch.Tensor, labels: torch.Tensor, batch_size: int,
-                   name: str) -> CWResult:
-    """Check an attack's inputs, run ``run_batch(x_part, labels_part)`` batch by batch and join
-    the parts (shared by the attacks that return a :class:`CWResult`)."""
-    check_images(x, getattr(model, "input_shape", None), what=f"inputs to {name}")
-    n_classes = getattr(model, "num_classes", None)
-    check_labels(labels, len(x), n_classes or int(labels.max()) + 1, f"{name} labels")
-    parts = [run_batch(x[i:i + batch_size], labels[i:i + batch_size])
-             for i in range(0, len(x), batch_size)]
-    return CWResult(*(torch.cat([getattr(p, f.name) for p in parts])
-                      for f in dataclasses.fields(CWResult)))
-
-
-def kappa_margins(logits: torch.Tensor, classes: torch.Tensor, targeted: bool) -> torch.Tensor:
-    """How far each sample is from success; <= -kappa means success at confidence kappa."""
-    own = logits.gather(1, classes[:, None]).squeeze(1)
-    others = logits.clone()
-    others.scatter_(1, classes[:, None], float("-inf"))
-    best_other = others.amax(1)
-    return best_other - own if targeted else own - best_other
-
-
-class CarliniWagnerL2:
     def __init__(self, kappa: float = 0.0, steps: int = 1000, binary_search_steps: int = 9,
                  lr: float = 0.01, initial_const: float = 1e-3, abort_early: bool = True,
                  batch_size: int = 256):
@@ -87,19 +54,10 @@ class CarliniWagnerL2:
                 "binary_search_steps": self.bs_steps, "lr": self.lr,
                 "initial_const": self.initial_const, "abort_early": self.abort_early}
 
-    def run(self, model: nn.Module, x: torch.Tensor, labels: torch.Tensor,
-            targeted: bool = False, penalty: Penalty | None = None) -> CWResult:
-        """Attack ``x``; ``labels`` are targets (targeted) or true labels (untargeted).
+    # run(model, x, labels, targeted, penalty): Attack.run. A ``penalty`` is added to the
+    # classification loss (times the same constant) and must be exactly 0 for success.
 
-        ``penalty(adv, labels, targeted)``, when given, is a differentiable per-sample term >= 0
-        (``labels`` as here, for the samples in ``adv``) added to the
-        classification loss (times the same constant) that must be exactly 0 for success: e.g.
-        how far each detector's score lies above its threshold (adaptive attacks on detectors).
-        """
-        return run_in_batches(lambda xs, ys: self._run_batch(model, xs, ys, targeted, penalty),
-                              model, x, labels, self.batch_size, "C&W")
-
-    def _run_batch(self, model, x, labels, targeted, penalty) -> CWResult:
+    def _run_batch(self, model, x, labels, targeted, penalty, state) -> AttackResult:
         device = next(model.parameters()).device
         x, labels = x.to(device), labels.to(device)
         n = len(x)
@@ -166,7 +124,7 @@ class CarliniWagnerL2:
 
         success = torch.isfinite(best_l2)
         nan = torch.full_like(best_margin, float("nan"))
-        return CWResult(best_adv.detach().cpu(),
+        return AttackResult(best_adv.detach().cpu(),
                         torch.where(success, best_l2, torch.zeros_like(best_l2)).cpu(),
                         success.cpu(), torch.where(success, best_margin, nan).cpu(), grad_steps,
                         reached.cpu())

@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from adaptive.attacks.cw import CarliniWagnerL2, CWResult
+from adaptive.attacks.base import AttackResult
+from adaptive.attacks.cw import CarliniWagnerL2
 from adaptive.core.errors import ToolkitError
 from defenses.detector import is_differentiable
 
@@ -36,7 +37,7 @@ def detector_penalty(detectors: list, slack: float = 0.02):
 
 
 def magnet_aware_cw(attack: CarliniWagnerL2, magnet, x: torch.Tensor, labels: torch.Tensor,
-                    targeted: bool = False, slack: float = 0.02) -> CWResult:
+                    targeted: bool = False, slack: float = 0.02) -> AttackResult:
     """C&W-kappa against a MagNet defense as a whole (reformer and every detector)."""
     model: nn.Module = magnet.defended_classifier()
     return attack.run(model, x, labels, targeted, detector_penalty(magnet.detectors, slack))

@@ -73,8 +73,7 @@ def register(sub) -> None:
                    help="C&W binary-search steps over the constant (default "
                         f"{CW.binary_search_steps})")
     p.add_argument("--cw-lr", type=positive_number, default=CW.lr,
-                   help=f"C&W Adam step size (default {CW.lr:g}: at 200 steps it reaches "
-                        "kappa=20 on all of 20 MNIST test images where 0.01 reaches 25%%)")
+                   help=f"C&W Adam step size (default {CW.lr:g})")
     p.add_argument("--batch", type=positive_int, default=DEFAULT.batch,
                    help=f"images per attack batch; records are saved per batch (default "
                         f"{DEFAULT.batch})")

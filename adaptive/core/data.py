@@ -166,6 +166,16 @@ def dataset_family(name: str) -> str:
     return name
 
 
+def dataset_label(name: str) -> str:
+    """A data set's family as a short, file-name-safe label for reports (``mnist``,
+    ``cifar10``; a user's ``npz:PATH`` -> ``npz-STEM``)."""
+    family = dataset_family(name)
+    if family in ("mnist", "cifar10"):
+        return family
+    stem = Path(name[4:] if name.startswith("npz:") else name).stem
+    return "npz-" + "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)
+
+
 # --- generic npz -------------------------------------------------------------------------------
 
 def images_from_array(x: np.ndarray, y: np.ndarray, name: str, split: str,

@@ -52,8 +52,8 @@ def _from_dict(cls, value, what: str):
 @dataclass
 class CWSettings:
     """C&W-L2: Adam ``steps`` per constant, ``binary_search_steps`` over the constant, Adam
-    step size ``lr``, first constant ``initial_const``. The defaults are a CPU budget (at lr
-    0.05, 200 steps reach kappa 20 on MNIST, where 0.01 reaches it on a quarter of the images)."""
+    step size ``lr``, first constant ``initial_const``. The defaults are a CPU budget (README,
+    The main job, says what they reach)."""
 
     steps: int = 200
     binary_search_steps: int = 5

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from adaptive import metrics
 from adaptive.attacks.bounded_pgd import BoundedPGD
 from adaptive.attacks.cw import CarliniWagnerL2
+from adaptive.attacks.objective import Objective
 from adaptive.clever import clever
 from adaptive.compositions import COMPOSITIONS, build_a2d, build_defenses
 from adaptive.core.data import ImageSet
@@ -148,8 +149,8 @@ def _attack_all(store: RunStore, records: Records, cfg: SweepConfig, model: nn.M
                for i in range(0, len(attacked), cfg.batch)]
     plugin_detectors = {k: v for d in (extra_defenses or {}).values()
                         for k, v in d.detectors.items()}
-    attack_model, penalty = attack_objective(cfg, model, judges.a2d, magnet, plugin_detectors,
-                                             log)
+    objective = attack_objective(cfg, model, judges.a2d, magnet, plugin_detectors, log)
+    attack_model, penalty = objective.model, objective.penalty()
     kbar = tqdm(cfg.kappas, desc="kappa", disable=not progress)
     for kappa in kbar:
         kbar.set_postfix(kappa=kappa)
@@ -221,28 +222,27 @@ def _finish(store: RunStore, records: Records, cfg: SweepConfig, model: nn.Modul
 
 
 def attack_objective(cfg: SweepConfig, model: nn.Module, a2d, magnet,
-                     plugin_detectors: dict | None = None, log=print):
-    """(the model the attack differentiates, the penalty it must bring to 0) for
-    ``cfg.attack``. The -full attacks also aim at the plug-in defenses' detectors that declare a
-    differentiable ``relative_score(x)`` (1 at the threshold; ``defenses.is_differentiable``);
-    the others are only judged."""
+                     plugin_detectors: dict | None = None, log=print) -> Objective:
+    """What ``cfg.attack`` optimises: the classifier it differentiates (MagNet's reformed one
+    for the -magnet and -full attacks) and one term per detector it aims at (each MagNet
+    detector, A2D's first-order cost surrogate). The -full attacks also aim at the plug-in
+    defenses' detectors that declare a differentiable ``relative_score(x)`` (1 at the
+    threshold; ``defenses.is_differentiable``); the others are only judged."""
     from adaptive.attacks.a2d_aware import a2d_penalty
     from adaptive.attacks.magnet_aware import detector_penalty
 
-    target, penalties, parts = model, [], attacked_parts(cfg.attack)
+    objective, parts = Objective(model), attacked_parts(cfg.attack)
     if "magnet" in parts and magnet is not None:
-        target = magnet.defended_classifier()
-        penalties.append(detector_penalty(magnet.detectors))
+        objective.model = magnet.defended_classifier()
+        for d in magnet.detectors:
+            objective.terms[f"magnet:{d.name}"] = detector_penalty([d])
     if "a2d" in parts and a2d is not None:
-        penalties.append(a2d_penalty(a2d, cfg.a2d_factor))
+        objective.terms["a2d"] = a2d_penalty(a2d, cfg.a2d_factor)
     if cfg.attack.endswith("-full") and plugin_detectors:
         aimed = {k: d for k, d in plugin_detectors.items() if is_differentiable(d)}
-        if aimed:
-            penalties.append(detector_penalty(list(aimed.values())))
+        for name, d in aimed.items():
+            objective.terms[name] = detector_penalty([d])
         blind = sorted(set(plugin_detectors) - set(aimed))
         log(f"{cfg.attack} aims at the plug-in detectors {', '.join(sorted(aimed)) or 'none'}"
             + (f"; {', '.join(blind)} (no relative_score) only judge" if blind else ""))
-    if not penalties:
-        return target, None
-    return target, lambda adv, labels, targeted: sum(p(adv, labels, targeted)
-                                                     for p in penalties)
+    return objective

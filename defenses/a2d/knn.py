@@ -7,9 +7,8 @@ examples; an input is adversarial when more than half of its K nearest neighbour
 ``scale="standard"`` (not in the paper) first standardises each engine's costs by the mean and
 standard deviation of the training costs. Without it the engine with the largest costs decides
 the neighbours of an ensemble (DBA_d counts queries, in the hundreds for benign MNIST images,
-where JSMA_d counts tens of pixels): measured on MNIST, END's adversarial accuracy falls from 99 %
-at K = 5 to 89 % at K >= 50 on raw costs and stays at 97.7-99.3 % on standardised ones (Table 7
-analogue, reports/paper-n20). A single engine's neighbours do not change.
+where JSMA_d counts tens of pixels); README (Attack as Defense, Table 7) has the measured effect.
+A single engine's neighbours do not change.
 """
 
 from __future__ import annotations

@@ -27,6 +27,11 @@ AUTOENCODERS = {
 
 
 class MagNetAutoencoder(nn.Module):
+    """MagNet's convolutional autoencoder: ``structure`` lists the encoder's layers (an int: a
+    3x3 convolution with that many channels and sigmoid; "average"/"max": 2x2 pooling), the
+    decoder mirrors it; images of ``channels`` x ``image_size`` x ``image_size`` in [0, 1] in,
+    reconstructions of the same shape out."""
+
     def __init__(self, structure: list, channels: int = 1, image_size: int = 28):
         super().__init__()
         self.structure, self.input_shape = list(structure), (channels, image_size, image_size)

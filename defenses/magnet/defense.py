@@ -102,6 +102,11 @@ def check_spec(spec, path: Path) -> None:
 
 
 class MagNet:
+    """A MagNet defense: ``classifier`` ([0, 1] NCHW in, logits out), its ``autoencoders``
+    (name -> network), ``detectors`` (each a ``defenses.Detector``: an input is rejected when any
+    fires) and the ``reformer``, the autoencoder whose output the classifier answers on (None:
+    none). ``load(spec, classifier)`` builds one from a spec; ``save`` writes one."""
+
     def __init__(self, classifier: nn.Module, autoencoders: dict[str, nn.Module],
                  detectors: list, reformer: str | None = None, spec: dict | None = None):
         if reformer is not None and reformer not in autoencoders:

@@ -49,6 +49,10 @@ RECIPES = {
 
 @dataclass
 class AETrainConfig:
+    """Everything that defines an autoencoder's training (a resumed run must match it): the
+    data set, architecture, the Gaussian ``noise`` added to training inputs, and the
+    optimiser, schedule and data settings of ``adaptive.core.training``."""
+
     dataset: str
     arch: str
     noise: float

@@ -1,0 +1,103 @@
+"""The attack contract: every attack of ``adaptive.attacks`` is an :class:`Attack` with one
+``run`` method, as in Foolbox 3, and returns an :class:`AttackResult`.
+
+``run(model, x, labels, targeted=False, penalty=None)``: ``x`` float images in [0, 1], NCHW;
+``labels`` the true labels (untargeted) or the targets (targeted); ``model`` returns logits
+(it may be a defended model, e.g. MagNet's reformer in front of the classifier); ``penalty``
+an extra differentiable per-sample term >= 0 that must reach 0 for success (the detectors of an
+adaptive attack; see :mod:`adaptive.attacks.objective`). Inputs are checked, the batch is cut
+into ``batch_size`` pieces and the pieces' results are joined here, once for every attack.
+
+Two kinds, as Foolbox 3 splits them: a :class:`MinimumDistanceAttack` looks for the smallest
+perturbation that meets its objective (its result's ``l2`` is what it needed; success under a
+bound is decided afterwards), a :class:`FixedBudgetAttack` spends a fixed budget ``eps`` and
+reports success within it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from adaptive.core.validation import check_images, check_labels
+
+# penalty(adv, labels, targeted) -> per-sample term >= 0 that must be 0 for success.
+Penalty = Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor]
+
+
+@dataclass
+class AttackResult:
+    """Per sample (tensors of length n, on the CPU)."""
+
+    adversarial: torch.Tensor  # the returned example, or the input where none was found
+    l2: torch.Tensor  # its L2 distance to the input (0 where unsuccessful)
+    success: torch.Tensor  # bool: the attack's objective met (kappa margin, penalties at 0)
+    margin: torch.Tensor  # the returned example's margin (<= -kappa); NaN where unsuccessful
+    gradient_steps: torch.Tensor  # gradient steps spent (a cost measure)
+    # The highest confidence (-margin) any iterate reached, successful or not: tells an attack
+    # that ran out of budget from a margin the model cannot reach at all.
+    confidence_reached: torch.Tensor | None = None
+
+    @classmethod
+    def cat(cls, parts: list["AttackResult"]) -> "AttackResult":
+        """The results of consecutive batches as one."""
+        return cls(*(None if getattr(parts[0], f.name) is None
+                     else torch.cat([getattr(p, f.name) for p in parts])
+                     for f in dataclasses.fields(cls)))
+
+
+def kappa_margins(logits: torch.Tensor, classes: torch.Tensor, targeted: bool) -> torch.Tensor:
+    """How far each sample is from success; <= -kappa means success at confidence kappa:
+    ``max_{i != t} Z_i - Z_t`` (targeted at ``t``) or ``Z_y - max_{i != y} Z_i``."""
+    own = logits.gather(1, classes[:, None]).squeeze(1)
+    others = logits.clone()
+    others.scatter_(1, classes[:, None], float("-inf"))
+    best_other = others.amax(1)
+    return best_other - own if targeted else own - best_other
+
+
+class Attack:
+    """Base of every attack (see the module docstring). Subclasses set ``name`` and
+    ``batch_size`` and implement ``_run_batch(model, x, labels, targeted, penalty, state)``
+    (``state``: what ``_start()`` returned for this run, e.g. a seeded generator) and
+    ``config()``."""
+
+    name: str = "attack"
+    batch_size: int = 256
+
+    def run(self, model: nn.Module, x: torch.Tensor, labels: torch.Tensor,
+            targeted: bool = False, penalty: Penalty | None = None) -> AttackResult:
+        """Attack ``x``; ``labels`` are targets (targeted) or true labels (untargeted)."""
+        check_images(x, getattr(model, "input_shape", None), what=f"inputs to {self.name}")
+        n_classes = getattr(model, "num_classes", None)
+        check_labels(labels, len(x), n_classes or int(labels.max()) + 1, f"{self.name} labels")
+        state = self._start()
+        return AttackResult.cat([
+            self._run_batch(model, x[i:i + self.batch_size], labels[i:i + self.batch_size],
+                            targeted, penalty, state)
+            for i in range(0, len(x), self.batch_size)])
+
+    def _start(self) -> Any:
+        return None
+
+    def _run_batch(self, model: nn.Module, x: torch.Tensor, labels: torch.Tensor,
+                   targeted: bool, penalty: Penalty | None, state: Any) -> AttackResult:
+        raise NotImplementedError
+
+    def config(self) -> dict:
+        """The attack's settings, as recorded beside results."""
+        raise NotImplementedError
+
+
+class MinimumDistanceAttack(Attack):
+    """An attack that looks for the smallest perturbation meeting its objective."""
+
+
+class FixedBudgetAttack(Attack):
+    """An attack that spends a fixed budget ``eps`` (a norm ball around each input)."""
+
+    eps: float
