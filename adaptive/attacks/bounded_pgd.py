@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 
 from adaptive.attacks.base import AttackResult, FixedBudgetAttack, kappa_margins
-from adaptive.core.attacks.lp import normalize_step, project, random_in_ball
+from adaptive.core.attacks.lp import check_norm, normalize_step, project, random_in_ball
 from adaptive.core.errors import ToolkitError
 
 
@@ -57,16 +57,19 @@ class _Best:
 
 
 class BoundedPGD(FixedBudgetAttack):
-    """PGD-L2 in the ball of radius ``eps`` on C&W's objective at confidence ``kappa`` (see the
-    module docstring): ``steps`` steps of ``step_size`` (default 2.5 eps / steps) per round,
-    ``restarts`` rounds, then ``target_classes`` target rounds, ``batch_size`` images at a time,
-    seeded by ``seed``. ``run`` returns an :class:`AttackResult`."""
+    """PGD in the ``norm`` ball (``l2``, or ``linf``: the box) of radius ``eps`` on C&W's
+    objective at confidence ``kappa`` (see the module docstring): ``steps`` steps of
+    ``step_size`` (default 2.5 eps / steps) per round, ``restarts`` rounds, then
+    ``target_classes`` target rounds, ``batch_size`` images at a time, seeded by ``seed``. Each
+    step descends the sum of the classification term and the penalty. ``run`` returns an
+    :class:`AttackResult`."""
 
     name = "bounded PGD"
+    kind = "bounded-pgd"
 
     def __init__(self, eps: float, kappa: float = 0.0, steps: int = 100, restarts: int = 1,
                  target_classes: int = 0, step_size: float | None = None,
-                 batch_size: int = 256, seed: int = 0):
+                 batch_size: int = 256, seed: int = 0, norm: str = "l2"):
         if not (eps > 0 and kappa >= 0 and steps >= 1 and restarts >= 1
                 and target_classes >= 0):
             raise ToolkitError("bounded PGD needs eps > 0 (a finite L2 bound), kappa >= 0, "
@@ -77,13 +80,13 @@ class BoundedPGD(FixedBudgetAttack):
         self.target_classes = int(target_classes)
         # Madry et al.'s rule: the steps can cross the ball 2.5 times.
         self.step_size = float(step_size) if step_size is not None else 2.5 * self.eps / steps
-        self.batch_size, self.seed = int(batch_size), int(seed)
+        self.batch_size, self.seed, self.norm = int(batch_size), int(seed), check_norm(norm)
         # Projected a hair inside the bound: float32 rounding of the rescaled perturbation can
         # otherwise land at 1.6000001 and be judged over a bound of 1.6.
         self._radius = self.eps * (1 - 1e-5)
 
     def config(self) -> dict:
-        return {"attack": "bounded-pgd", "eps": self.eps, "kappa": self.kappa,
+        return {"attack": self.kind, "norm": self.norm, "eps": self.eps, "kappa": self.kappa,
                 "steps": self.steps, "restarts": self.restarts,
                 "target_classes": self.target_classes, "step_size": self.step_size,
                 "seed": self.seed}
@@ -116,7 +119,8 @@ class BoundedPGD(FixedBudgetAttack):
                     break
                 goal, goal_targeted = ranked[:, rank], True
             if random_start:
-                delta = random_in_ball(x[idx].shape, self._radius, "l2", generator, device, x.dtype)
+                delta = random_in_ball(x[idx].shape, self._radius, self.norm, generator, device,
+                                       x.dtype)
                 delta = (x[idx] + delta).clamp(0, 1) - x[idx]
             else:
                 delta = torch.zeros_like(x[idx])
@@ -146,7 +150,7 @@ class BoundedPGD(FixedBudgetAttack):
             last = step == self.steps
             grad = None
             if not last:
-                (grad,) = torch.autograd.grad((torch.relu(margin + self.kappa) + extra).sum(), d)
+                grad = self._direction(d, margin + self.kappa, extra)
                 best.steps[idx.cpu()] += 1
             with torch.no_grad():
                 own = (margin.detach() if own_round
@@ -164,5 +168,66 @@ class BoundedPGD(FixedBudgetAttack):
                     break
                 keep = ~finished
                 idx, delta, grad = idx[keep], d.detach()[keep], grad[keep]
-                delta = delta - self.step_size * normalize_step(grad, "l2")
-                delta = (x[idx] + project(delta, self._radius, "l2")).clamp(0, 1) - x[idx]
+                delta = delta - self.step_size * normalize_step(grad, self.norm)
+                delta = (x[idx] + project(delta, self._radius, self.norm)).clamp(0, 1) - x[idx]
+
+    def _direction(self, delta: torch.Tensor, shortfall: torch.Tensor,
+                   penalty: torch.Tensor) -> torch.Tensor:
+        """The gradient a step descends (per sample, the shape of ``delta``), from
+        ``shortfall`` = margin + kappa (<= 0: the margin is reached) and the penalty, both
+        computed from ``delta``: here the gradient of ``relu(shortfall) + penalty``."""
+        (grad,) = torch.autograd.grad((torch.relu(shortfall) + penalty).sum(), delta)
+        return grad
+
+
+def _term_gradients(delta: torch.Tensor, shortfall: torch.Tensor,
+                    penalty: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gradients of the margin and of the penalty, apart (the margin's even where it is
+    reached, so a detector step can be kept from undoing it; the penalty's is 0 where it does
+    not depend on the input, e.g. no penalty at all)."""
+    (g_cls,) = torch.autograd.grad(shortfall.sum(), delta,
+                                   retain_graph=penalty.requires_grad)
+    if not penalty.requires_grad:
+        return g_cls, torch.zeros_like(g_cls)
+    (g_pen,) = torch.autograd.grad(penalty.sum(), delta, allow_unused=True)
+    return g_cls, (g_pen if g_pen is not None else torch.zeros_like(g_cls))
+
+
+def _without(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a`` minus its component along ``b``, per sample (``a`` where ``b`` is 0)."""
+    af, bf = a.flatten(1), b.flatten(1)
+    coef = (af * bf).sum(1) / (bf * bf).sum(1).clamp_min(1e-30)
+    return (af - coef[:, None] * bf).view_as(a)
+
+
+class SelectivePGD(BoundedPGD):
+    """Selective PGD (Bryniarski et al., ICLR 2022) on the same objective and ball as
+    :class:`BoundedPGD`: a sample steps on the classification term alone until it reaches the
+    kappa margin, then on the penalty (the detectors) alone; a detector step that undoes the
+    margin is followed by classification steps again. Never a sum, so a detector whose gradient
+    opposes the classifier's cannot cancel it."""
+
+    name = "selective PGD"
+    kind = "spgd"
+
+    def _direction(self, delta, shortfall, penalty):
+        g_cls, g_pen = _term_gradients(delta, shortfall, penalty)
+        on_classifier = (shortfall > 0).view(-1, *[1] * (delta.ndim - 1))
+        return torch.where(on_classifier, g_cls, g_pen)
+
+
+class OrthogonalPGD(BoundedPGD):
+    """Orthogonal PGD (Bryniarski et al., ICLR 2022): as :class:`SelectivePGD`, but each step's
+    gradient first loses its component along the other term's gradient, so (to first order) a
+    classification step leaves the detectors' penalty unchanged and a detector step leaves the
+    classification term unchanged. Exact projections onto the L2 ball or the L-inf box (the
+    public code's L2 option still clipped to a box); the step descends the penalty, whose sign
+    is fixed by construction (0 = every detector passed)."""
+
+    name = "orthogonal PGD"
+    kind = "opgd"
+
+    def _direction(self, delta, shortfall, penalty):
+        g_cls, g_pen = _term_gradients(delta, shortfall, penalty)
+        on_classifier = (shortfall > 0).view(-1, *[1] * (delta.ndim - 1))
+        return torch.where(on_classifier, _without(g_cls, g_pen), _without(g_pen, g_cls))

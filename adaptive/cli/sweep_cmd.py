@@ -85,9 +85,12 @@ def register(sub) -> None:
     p.add_argument("--attack", default=DEFAULT.attack, choices=ATTACKS,
                    help="cw: C&W-kappa on the bare classifier (the paper's adaptive attack); "
                         "cw-magnet: through MagNet's reformer, penalising its detectors; "
-                        "cw-a2d: penalising a low first-order BIM_d cost; cw-full: both; "
-                        "pgd, pgd-magnet, pgd-a2d, pgd-full: the same objectives by PGD-L2 "
-                        "at exactly --max-l2 instead of C&W's minimum distance (default cw)")
+                        "cw-a2d: penalising a low first-order BIM_d cost; cw-full: both (and "
+                        "plug-in detectors with a differentiable score); pgd, pgd-magnet, "
+                        "pgd-a2d, pgd-full: the same objectives by PGD-L2 at exactly --max-l2 "
+                        "instead of C&W's minimum distance; spgd, opgd: the -full objective by "
+                        "Selective / Orthogonal PGD-L2 at --max-l2, stepping on the classifier "
+                        "and the detectors apart (default cw)")
     p.add_argument("--a2d-factor", type=positive_number, default=DEFAULT.a2d_factor,
                    help="-a2d/-full attacks: target first-order cost as a multiple of A2D's "
                         f"benign cost threshold (default {DEFAULT.a2d_factor:g})")

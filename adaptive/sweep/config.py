@@ -16,9 +16,13 @@ from defenses.a2d.zscore import DEFAULT_H
 
 # An attack is a method and what it attacks besides the classifier: cw (C&W's minimum-distance
 # attack) or pgd (PGD-L2 at exactly the bound, on the same objective), plus -magnet, -a2d or
-# -full for the penalties against those defenses' detectors.
+# -full for the penalties against those defenses' detectors; spgd and opgd (Selective and
+# Orthogonal PGD at the bound) always aim at every detector they can, as -full does.
 ATTACKED_PARTS = {"": set(), "-magnet": {"magnet"}, "-a2d": {"a2d"}, "-full": {"a2d", "magnet"}}
-ATTACKS = tuple(method + parts for method in ("cw", "pgd") for parts in ATTACKED_PARTS)
+DETECTOR_ATTACKS = ("spgd", "opgd")
+ATTACKS = tuple(method + parts for method in ("cw", "pgd") for parts in ATTACKED_PARTS) \
+    + DETECTOR_ATTACKS
+BOUNDED = ("pgd", "spgd", "opgd")  # attacks that spend the ball at the bound
 MAX_KAPPAS = 1000  # values in one --kappa range: more is a typo, not a sweep
 
 # What a sweep defends and bounds by default, per data-set family of the model.
@@ -33,7 +37,19 @@ def attacked_parts(attack: str) -> set[str]:
     """The defenses whose detectors ``attack`` penalises (``cw-full`` -> a2d and magnet)."""
     if attack not in ATTACKS:
         raise ToolkitError(f"unknown attack {attack!r}; choose from {', '.join(ATTACKS)}")
+    if attack in DETECTOR_ATTACKS:
+        return ATTACKED_PARTS["-full"]
     return ATTACKED_PARTS[attack[attack.find("-"):] if "-" in attack else ""]
+
+
+def aims_at_plugins(attack: str) -> bool:
+    """Whether ``attack`` also aims at the plug-in defenses' differentiable detectors."""
+    return attack.endswith("-full") or attack in DETECTOR_ATTACKS
+
+
+def is_bounded(attack: str) -> bool:
+    """Whether ``attack`` runs at exactly the bound (PGD and its detector-aware variants)."""
+    return attack.split("-")[0] in BOUNDED
 
 
 def _from_dict(cls, value, what: str):
@@ -107,7 +123,8 @@ class SweepConfig:
     # The attack: cw (C&W-kappa on the bare classifier, the paper's), cw-magnet (through
     # MagNet's reformer, penalising its detectors), cw-a2d (penalising a low first-order
     # BIM_d cost), cw-full (both, against whatever the run defends with); pgd, pgd-magnet,
-    # pgd-a2d, pgd-full: the same objectives by PGD-L2 at exactly max_l2.
+    # pgd-a2d, pgd-full: the same objectives by PGD-L2 at exactly max_l2; spgd, opgd: the
+    # -full objective by Selective / Orthogonal PGD-L2 at max_l2 (its pgd settings).
     attack: str = "cw"
     pgd: PGDSettings = field(default_factory=PGDSettings)
     a2d_factor: float = 2.0
@@ -207,6 +224,6 @@ def validate_config(cfg: SweepConfig, magnet=None) -> None:
         raise ToolkitError("a --pairs sweep is targeted (set targeted=True)")
     if cfg.attack.endswith("-magnet") and magnet is None:
         raise ToolkitError(f"--attack {cfg.attack} needs a MagNet defense in the run")
-    if cfg.attack.startswith("pgd") and not math.isfinite(cfg.max_l2):
+    if is_bounded(cfg.attack) and not math.isfinite(cfg.max_l2):
         raise ToolkitError(f"--attack {cfg.attack} attacks at the L2 bound; give a finite "
                            "--max-l2")

@@ -17,7 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from adaptive import metrics
-from adaptive.attacks.bounded_pgd import BoundedPGD
+from adaptive.attacks.bounded_pgd import BoundedPGD, OrthogonalPGD, SelectivePGD
 from adaptive.attacks.cw import CarliniWagnerL2
 from adaptive.attacks.objective import Objective
 from adaptive.clever import clever
@@ -29,12 +29,16 @@ from adaptive.core.store import Records, RunStore
 from adaptive.core.validation import check_labels_fit_model
 from adaptive.defense import Defense, detector_flags, judge, module_sha256
 from adaptive.sweep.checks import bounded_attack_check, sanity_checks
-from adaptive.sweep.config import SweepConfig, attacked_parts, validate_config
+from adaptive.sweep.config import (SweepConfig, aims_at_plugins, attacked_parts, is_bounded,
+                                   validate_config)
 from adaptive.sweep.images import plan_images
 from adaptive.sweep.records import RECORDS, batch_records, record_key, upgrade_record
 from adaptive.sweep.summary import asr_by_bound, summarize, write_summary
 from defenses.a2d.presets import make_engine
 from defenses.detector import is_differentiable
+
+
+BOUNDED_ATTACKS = {"pgd": BoundedPGD, "spgd": SelectivePGD, "opgd": OrthogonalPGD}
 
 
 def run_identity(cfg: SweepConfig, data: ImageSet, magnet=None,
@@ -155,8 +159,9 @@ def _attack_all(store: RunStore, records: Records, cfg: SweepConfig, model: nn.M
     for kappa in kbar:
         kbar.set_postfix(kappa=kappa)
         paper_attack = CarliniWagnerL2(kappa=kappa, **asdict(cfg.cw))
-        attack = (BoundedPGD(cfg.max_l2, kappa, seed=cfg.seed, **asdict(cfg.pgd))
-                  if cfg.attack.startswith("pgd") else paper_attack)
+        attack = (BOUNDED_ATTACKS[cfg.attack.split("-")[0]](
+            cfg.max_l2, kappa, seed=cfg.seed, **asdict(cfg.pgd))
+            if is_bounded(cfg.attack) else paper_attack)
         for b, rows in enumerate(tqdm(batches, desc=f"kappa {kappa:g} batches", leave=False,
                                       disable=not progress)):
             if all((float(kappa), int(attacked[i]),
@@ -238,7 +243,7 @@ def attack_objective(cfg: SweepConfig, model: nn.Module, a2d, magnet,
             objective.terms[f"magnet:{d.name}"] = detector_penalty([d])
     if "a2d" in parts and a2d is not None:
         objective.terms["a2d"] = a2d_penalty(a2d, cfg.a2d_factor)
-    if cfg.attack.endswith("-full") and plugin_detectors:
+    if aims_at_plugins(cfg.attack) and plugin_detectors:
         aimed = {k: d for k, d in plugin_detectors.items() if is_differentiable(d)}
         for name, d in aimed.items():
             objective.terms[name] = detector_penalty([d])

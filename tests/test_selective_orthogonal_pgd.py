@@ -1,0 +1,125 @@
+"""Selective and Orthogonal PGD (Bryniarski et al. 2022) against hand-made classifiers and
+detectors whose gradients we know, beside the summed objective of bounded PGD."""
+
+import pytest
+import torch
+from torch import nn
+
+from adaptive.attacks.bounded_pgd import BoundedPGD, OrthogonalPGD, SelectivePGD
+from adaptive.attacks.base import kappa_margins
+
+
+class TwoPixels(nn.Module):
+    """Class 1 where x1 > 0.5 (logit gap 10 (x1 - 0.5)), else class 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(1))
+        self.input_shape, self.num_classes = (1, 1, 2), 2
+
+    def forward(self, x):
+        f = x.flatten(1)
+        return torch.stack([torch.zeros(len(x)), 10 * (f[:, 0] - 0.5)], 1)
+
+
+def wedge(lam=100.0, mu=40.0):
+    """A detector that fires where x1 > 0.3 + (mu / lam) x2: passing it at the classifier's
+    boundary needs x2 >= 0.5, an escape mostly orthogonal to the classifier's gradient."""
+    return lambda adv, labels, targeted: torch.relu(lam * (adv.flatten(1)[:, 0] - 0.3)
+                                                    - mu * adv.flatten(1)[:, 1])
+
+
+def tent(lam=50.0):
+    """A detector that fires only on a band 0.1 < x1 < 0.45 around the start: a wall whose
+    gradient is parallel to the classifier's."""
+    return lambda adv, labels, targeted: torch.relu(
+        lam * torch.minimum(adv.flatten(1)[:, 0] - 0.1, 0.45 - adv.flatten(1)[:, 0]))
+
+
+START, LABEL = torch.tensor([[[[0.2, 0.0]]]]), torch.tensor([0])
+
+
+def _broken(attack, penalty) -> bool:
+    r = attack.run(TwoPixels(), START, LABEL, penalty=penalty)
+    return bool(r.success[0]) and float(penalty(r.adversarial, LABEL, False)[0]) <= 0
+
+
+@pytest.mark.parametrize("steps", [40, 100])
+def test_orthogonal_pgd_escapes_where_the_sum_and_selective_pgd_zigzag(steps):
+    kwargs = dict(eps=0.8, steps=steps, restarts=1, norm="l2")
+    assert _broken(OrthogonalPGD(**kwargs), wedge())
+    assert not _broken(BoundedPGD(**kwargs), wedge())
+    assert not _broken(SelectivePGD(**kwargs), wedge())  # its detector step is the sum's
+
+
+@pytest.mark.parametrize("norm, eps", [("l2", 0.8), ("linf", 0.6)])
+def test_selective_pgd_crosses_a_wall_the_sum_cannot(norm, eps):
+    kwargs = dict(eps=eps, steps=40, restarts=1, norm=norm)
+    assert _broken(SelectivePGD(**kwargs), tent())
+    assert not _broken(BoundedPGD(**kwargs), tent())
+    # parallel gradients leave Orthogonal PGD no direction at all: the two are complementary
+    assert not _broken(OrthogonalPGD(**kwargs), tent())
+
+
+class Linear(nn.Module):
+    def __init__(self, w):
+        super().__init__()
+        self.w = nn.Parameter(w, requires_grad=False)
+        self.input_shape, self.num_classes = (1, 2, 2), 2
+
+    def forward(self, x):
+        z = x.flatten(1) @ self.w
+        return torch.stack([torch.zeros_like(z), z], 1)
+
+
+def test_one_orthogonal_step_keeps_the_other_term_to_first_order():
+    torch.manual_seed(0)
+    w_cls, w_det = torch.randn(4), torch.randn(4)
+    model = Linear(w_cls)
+    detector = lambda adv, labels, targeted: torch.relu(adv.flatten(1) @ w_det + 5)  # noqa: E731
+    attack = OrthogonalPGD(eps=0.5, steps=1, restarts=1, norm="l2")
+    x = torch.full((1, 1, 2, 2), 0.5)
+    pred = int(model(x).argmax(1))
+    for label in (pred, 1 - pred):  # the true class (a classifier step), another (a detector step)
+        y = torch.tensor([label])
+        delta = torch.zeros_like(x, requires_grad=True)
+        shortfall = kappa_margins(model(x + delta), y, False)
+        direction = attack._direction(delta, shortfall, detector(x + delta, y, False))
+        other = w_det if label == pred else w_cls  # the term this step must leave alone
+        assert abs(float(direction.flatten() @ other)) < 1e-5
+        assert float(direction.flatten().norm()) > 0
+    # and the step taken lowers the detector's score with the classifier's margin unchanged
+    y = torch.tensor([1 - pred])
+    r = attack.run(model, x, y, penalty=detector)
+    before, after = model(x)[0, 1], model(r.adversarial)[0, 1]
+    assert float(after) == pytest.approx(float(before), abs=1e-4)
+    assert float(detector(r.adversarial, y, False)) < float(detector(x, y, False))
+
+
+def test_linf_steps_stay_in_the_box():
+    r = SelectivePGD(eps=0.05, steps=30, restarts=2, norm="linf").run(
+        TwoPixels(), START, LABEL, penalty=tent())
+    assert float((r.adversarial - START).abs().max()) <= 0.05 + 1e-6
+
+
+def test_spgd_and_opgd_run_through_the_sweep(tmp_path):
+    from adaptive.core.data import load_dataset
+    from adaptive.core.zoo import load_model
+    from adaptive.sweep import SweepConfig, read_records, run_sweep
+    from defenses.magnet.defense import MagNet
+
+    model, meta = load_model("mnist-cnn")
+    data = load_dataset("mnist-bundled").subset(slice(0, 60))
+    magnet = MagNet.load("mnist", model)
+    for attack in ("spgd", "opgd"):
+        said = []
+        cfg = SweepConfig(model_sha256=meta["sha256"], n=2, n_cal=20, kappas=[0.0], batch=2,
+                          defenses=["none", "a2d+magnet"], attack=attack, max_l2=3.0,
+                          pgd=dict(steps=15, restarts=1, target_classes=0),
+                          transfer_check=False)
+        res = run_sweep(cfg, model, data, tmp_path / attack, "cpu", magnet=magnet,
+                        progress=False, log=said.append)
+        records = read_records(tmp_path / attack / "records.jsonl")
+        assert len(records) == 2 and all(r["l2"] <= 3.0 + 1e-5 for r in records)
+        assert {r["defense"] for r in res["rows"]} == {"none", "a2d+magnet"}
+        assert all(r["attack_steps"] <= 15 for r in records)
