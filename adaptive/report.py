@@ -320,7 +320,8 @@ def load_sweep(folder: str | Path) -> dict:
         raise ToolkitError(f"cannot read the sweep run in {folder}: {e}") from e
     return {"folder": str(folder), "config": summary["config"], "rows": summary["rows"],
             "records": records, "command": config.get("command", "?"),
-            "checks": summary.get("sanity_checks", [])}
+            "checks": summary.get("sanity_checks", []),
+            "operating_points": summary.get("operating_points", [])}
 
 
 def _read_json(path: Path) -> dict:
@@ -381,6 +382,17 @@ def sweep_tables(runs: list[dict]) -> dict[str, dict]:
             "title": f"{family.upper()} ({model}): attack success rate by L2 bound at the "
                      "largest kappa of each run", "rows": brows,
             "runs": [(r["folder"], r["command"]) for r in group]}
+        prows = [{"attack": attack, "defense": p["defense"], "kappa": p["kappa"],
+                  "SR@5% FPR": p["sr_at_fpr"],
+                  **{f"AUROC {k[len('auroc:'):]}": v for k, v in p.items()
+                     if k.startswith("auroc:")}}
+                 for attack, r in zip(attacks, group) for p in r.get("operating_points", [])]
+        if prows:
+            tables[f"{family}_{model}_operating_points"] = {
+                "title": f"{family.upper()} ({model}): attack success rate with the detectors "
+                         "set to flag 5 % of benign images together (SR@5), and each "
+                         "detector's AUROC, benign vs the attack's examples", "rows": prows,
+                "runs": [(r["folder"], r["command"]) for r in group]}
     return tables
 
 
@@ -391,7 +403,7 @@ def _cell(key: str, v) -> str:
         return str(v)
     if key in ("kappa", "value"):
         return f"{v:g}"
-    if key.startswith(("ASR", "L2 ≤", "robust at", "best measured")) or \
+    if key.startswith(("ASR", "L2 ≤", "robust at", "best measured", "SR@")) or \
             key in ("paper", "paper claim") or "Acc" in key:
         return _pct(v)
     if "AUROC" in key or key.startswith("paper ") and key.endswith("_d"):  # AUROC columns

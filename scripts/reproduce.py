@@ -34,7 +34,7 @@ def steps(n: int, runs: Path) -> list[tuple[str, str, list[str], str]]:
     out = [
         # Figure 7a, 8 and the adaptive-attack tables (#8)
         *[("mnist", f"sweep-{a}", mnist_sweep + ["--attack", a], "summary.json")
-          for a in ("cw", "cw-magnet", "cw-a2d", "cw-full", "pgd-full")],
+          for a in ("cw", "cw-magnet", "cw-a2d", "cw-full", "pgd-full", "spgd", "opgd")],
         # Figure 11
         ("mnist", "pairs-k20", ["sweep", "--pairs", "--n", "100", "--n-cal", str(cal),
                                 "--kappa", "20"], "summary.json"),

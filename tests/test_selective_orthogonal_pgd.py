@@ -123,3 +123,38 @@ def test_spgd_and_opgd_run_through_the_sweep(tmp_path):
         assert len(records) == 2 and all(r["l2"] <= 3.0 + 1e-5 for r in records)
         assert {r["defense"] for r in res["rows"]} == {"none", "a2d+magnet"}
         assert all(r["attack_steps"] <= 15 for r in records)
+
+
+def test_operating_points_at_five_percent_benign_false_positives(tmp_path):
+    import numpy as np
+
+    from adaptive.core.data import load_dataset
+    from adaptive.core.zoo import load_model
+    from adaptive.sweep import SweepConfig, run_sweep, union_thresholds
+    from defenses.magnet.defense import MagNet
+
+    rng = np.random.default_rng(0)
+    benign = {"a": rng.normal(size=400), "b": rng.normal(size=400)}
+    th = union_thresholds(benign, 0.05)
+    union = (benign["a"] > th["a"]) | (benign["b"] > th["b"])
+    assert 0.04 <= union.mean() <= 0.05
+    model, meta = load_model("mnist-cnn")
+    data = load_dataset("mnist-bundled").subset(slice(0, 60))
+    cfg = SweepConfig(model_sha256=meta["sha256"], n=4, n_cal=20, kappas=[0.0], batch=4,
+                      defenses=["none", "magnet", "a2d+magnet"],
+                      cw=dict(steps=40, binary_search_steps=2, lr=0.05, initial_const=1.0))
+    res = run_sweep(cfg, model, data, tmp_path / "run", "cpu",
+                    magnet=MagNet.load("mnist", model), progress=False, log=lambda s: None)
+    points = {(p["kappa"], p["defense"]): p for p in res["operating_points"]}
+    assert set(points) == {(0.0, "magnet"), (0.0, "a2d+magnet")}  # none has no detector
+    for p in points.values():
+        assert 0 <= p["sr_at_fpr"] <= 1 and p["fpr"] == 0.05
+        assert all(0 <= p[k] <= 1 for k in p if k.startswith("auroc:"))  # examples were made
+    assert "auroc:a2d" in points[(0.0, "a2d+magnet")]
+    # C&W at kappa 0 stops at the boundary: A2D ranks its examples far below benign costs
+    assert points[(0.0, "a2d+magnet")]["auroc:a2d"] > 0.9
+    from adaptive.cli.main import main
+
+    assert main(["report", str(tmp_path / "run"), "--out", str(tmp_path / "report")]) == 0
+    table = (tmp_path / "report" / "mnist_mnist-cnn_operating_points.md").read_text()
+    assert "SR@5% FPR" in table and "AUROC a2d" in table

@@ -9,7 +9,8 @@ attack cost, every detector's verdict, and its success against every composition
 reasons for each failure.
 
 One module per part: ``config`` (settings, defaults, validation), ``images`` (which images),
-``records`` (one JSON line per example), ``summary`` (rows and ASR by bound), ``checks``
+``records`` (one JSON line per example), ``summary`` (rows and ASR by bound),
+``operating_points`` (success at 5 % benign false positives, AUROC), ``checks``
 (sanity checks), ``run`` (the loop). Results are never lost: records are appended as each batch
 finishes and ``--resume`` skips what is there; the summary and figures are derived from the
 records alone, so a resumed run summarises exactly as an uninterrupted one.
@@ -20,6 +21,7 @@ from adaptive.sweep.config import (ATTACKS, DATASET_DEFAULTS, CleverSettings, CW
                                    PGDSettings, SweepConfig, attacked_parts, parse_kappas,
                                    validate_config)
 from adaptive.sweep.images import attacked_indices, choose_images, label_pairs, plan_images
+from adaptive.sweep.operating_points import operating_points, union_thresholds
 from adaptive.sweep.records import RECORDS, read_records, record_key, upgrade_record
 from adaptive.sweep.run import attack_objective, run_identity, run_sweep
 from adaptive.sweep.summary import (asr_by_bound, asr_by_l2_bound_row, bound_grid, summarize,
@@ -28,7 +30,9 @@ from adaptive.sweep.summary import (asr_by_bound, asr_by_l2_bound_row, bound_gri
 __all__ = ["ATTACKS", "DATASET_DEFAULTS", "RECORDS", "CWSettings", "CleverSettings",
            "PGDSettings", "SweepConfig", "asr_by_bound", "asr_by_l2_bound_row",
            "attack_objective", "attacked_indices", "attacked_parts", "bound_grid",
-           "bounded_attack_check", "choose_images", "label_pairs", "parse_kappas",
+           "bounded_attack_check", "choose_images", "label_pairs", "operating_points",
+           "parse_kappas",
            "plan_images", "read_records", "record_key", "run_identity", "run_sweep",
-           "sanity_checks", "summarize", "upgrade_record", "validate_config",
+           "sanity_checks", "summarize", "union_thresholds", "upgrade_record",
+           "validate_config",
            "white_box_against", "write_summary"]

@@ -43,7 +43,7 @@ def read_records(path: Path) -> list[dict]:
 
 def batch_records(kappa: float, index: list[int], labels, targets, result, l2, linf, ssim,
                   pred_bare, costs, clever_scores: list, flags: dict, verdicts: dict,
-                  transfer: dict | None) -> list[dict]:
+                  transfer: dict | None, scores: dict | None = None) -> list[dict]:
     """The records of one attacked batch: ``result`` is the attack's (per sample: success,
     gradient steps, confidence reached), the rest per sample as measured."""
     rows = []
@@ -59,6 +59,8 @@ def batch_records(kappa: float, index: list[int], labels, targets, result, l2, l
             "pred_bare": int(pred_bare[j]), "bim_d_cost": int(costs[j]),
             "clever": clever_scores[j],
             "flags": {k: bool(v[j]) for k, v in flags.items()},
+            **({"scores": {k: (float(v[j]) if v is not None else None)
+                           for k, v in scores.items()}} if scores else {}),
             "defenses": {name: {"success": bool(v.success[j]), "pred": int(v.predicted[j]),
                                 "reasons": v.reasons[j]}
                          for name, v in verdicts.items()},

@@ -32,6 +32,7 @@ from adaptive.sweep.checks import bounded_attack_check, sanity_checks
 from adaptive.sweep.config import (SweepConfig, aims_at_plugins, attacked_parts, is_bounded,
                                    validate_config)
 from adaptive.sweep.images import plan_images
+from adaptive.sweep.operating_points import operating_points
 from adaptive.sweep.records import RECORDS, batch_records, record_key, upgrade_record
 from adaptive.sweep.summary import asr_by_bound, summarize, write_summary
 from defenses.a2d.presets import make_engine
@@ -96,10 +97,28 @@ class _Judges:
     defenses: dict[str, Defense]
     detectors: dict
     cost_engine: object
+    # each detector's scores of the benign calibration images (for operating points)
+    benign_scores: dict = None
+
+    def scores(self, x: torch.Tensor, costs=None) -> dict[str, torch.Tensor | None]:
+        """Each detector's score of ``x`` (higher = more adversarial; None for a plug-in
+        without ``score``); A2D's from the BIM_d ``costs`` when given (the same as its own)."""
+        out = {}
+        for name, det in self.detectors.items():
+            if det is self.a2d and costs is not None and len(self.cfg.a2d_engines) == 1:
+                out[name] = torch.from_numpy(
+                    det.zscore.score({self.cfg.a2d_engines[0]: costs})).float()
+            elif callable(getattr(det, "score", None)):
+                with torch.no_grad():
+                    out[name] = torch.as_tensor(det.score(x.to(self.device))).float().cpu() \
+                        .reshape(-1)
+            else:
+                out[name] = None
+        return out
 
     def measure(self, adv, x, y, attack_ok, targets):
-        """(BIM_d costs, detector flags, verdict per defense) of the examples ``adv`` of the
-        images ``x`` (labels ``y``; ``targets`` for a targeted sweep)."""
+        """(BIM_d costs, detector flags, verdict per defense, detector scores) of the examples
+        ``adv`` of the images ``x`` (labels ``y``; ``targets`` for a targeted sweep)."""
         cfg, a2d = self.cfg, self.a2d
         costs = self.cost_engine.run(self.model, adv.to(self.device))
         flags = {}
@@ -112,7 +131,7 @@ class _Judges:
         verdicts = {name: judge(d, adv, x, y, attack_ok, cfg.max_l2, targets,
                                 {k: flags[k] for k in d.detectors})
                     for name, d in self.defenses.items()}
-        return costs, flags, verdicts
+        return costs, flags, verdicts, self.scores(adv, costs.costs)
 
 
 def _build_judges(store: RunStore, cfg: SweepConfig, model: nn.Module, data: ImageSet, device,
@@ -136,7 +155,17 @@ def _build_judges(store: RunStore, cfg: SweepConfig, model: nn.Module, data: Ima
         detectors.update(d.detectors)
     cost_engine = (a2d.engines[cfg.a2d_engines[0]] if a2d is not None
                    else make_engine("bim_d", cfg.dataset))
-    return _Judges(cfg, model, device, a2d, defenses, detectors, cost_engine)
+    judges = _Judges(cfg, model, device, a2d, defenses, detectors, cost_engine)
+    # Benign scores for the operating points: the calibration images (benign, disjoint from the
+    # attacked ones), A2D's from the calibration costs already measured.
+    benign = store.get("benign_scores")
+    if benign is None and detectors:
+        cal_costs = store.get("a2d_calibration") if a2d is not None else None
+        found = judges.scores(data.x()[cal], cal_costs[cfg.a2d_engines[0]]
+                              if cal_costs is not None else None)
+        benign = store.put("benign_scores", {k: v for k, v in found.items() if v is not None})
+    judges.benign_scores = benign or {}
+    return judges
 
 
 def _append(records: Records, rows: list[dict]) -> None:
@@ -177,7 +206,7 @@ def _attack_all(store: RunStore, records: Records, cfg: SweepConfig, model: nn.M
             store.put(f"adv_k{kappa:g}_b{b}", {"x": r.adversarial, "index": idx,
                                                **({"target": targets} if cfg.targeted else {})})
             x_adv = r.adversarial
-            costs, flags, verdicts = judges.measure(x_adv, x, y, r.success, targets)
+            costs, flags, verdicts, scores = judges.measure(x_adv, x, y, r.success, targets)
             transfer = None
             if cfg.attack != "cw" and cfg.transfer_check:
                 # The paper's attack (C&W-kappa on the bare classifier) transferred to every
@@ -196,7 +225,7 @@ def _attack_all(store: RunStore, records: Records, cfg: SweepConfig, model: nn.M
                 kappa, idx.tolist(), y, targets, r, metrics.l2(x_adv, x),
                 metrics.linf(x_adv, x), metrics.ssim(x_adv, x),
                 predict_logits(model, x_adv, device=device).argmax(1), costs.costs,
-                clever_scores, flags, verdicts, transfer))
+                clever_scores, flags, verdicts, transfer, scores))
     kbar.close()
 
 
@@ -208,6 +237,7 @@ def _finish(store: RunStore, records: Records, cfg: SweepConfig, model: nn.Modul
     defenses = judges.defenses
     summary = summarize(recs, cfg, defenses)
     by_bound = asr_by_bound(recs, cfg, list(defenses))
+    points = operating_points(recs, cfg, defenses, judges.benign_scores)
     checks = sanity_checks(recs, cfg, by_bound)
     checks += bounded_attack_check(recs, cfg, model, defenses, data.x(), data.labels, store,
                                    device, log)
@@ -215,6 +245,7 @@ def _finish(store: RunStore, records: Records, cfg: SweepConfig, model: nn.Modul
         if not c["passed"]:
             log(f"WARNING: sanity check failed: {c['name']}: {c['detail']}")
     write_summary(store.out, cfg, summary, {"asr_by_l2_bound": by_bound,
+                                             "operating_points": points,
                                              "sanity_checks": checks,
                                              "record_integrity": found.integrity()})
     from adaptive.figures import sweep_figures
@@ -223,7 +254,7 @@ def _finish(store: RunStore, records: Records, cfg: SweepConfig, model: nn.Modul
     log(f"done in {time.perf_counter() - t_start:.0f} s; results: {store.out}/summary.json, "
         f"summary.csv, {RECORDS}, figures *.png")
     return {"config": asdict(cfg), "rows": summary, "asr_by_l2_bound": by_bound,
-            "sanity_checks": checks}
+            "operating_points": points, "sanity_checks": checks}
 
 
 def attack_objective(cfg: SweepConfig, model: nn.Module, a2d, magnet,
