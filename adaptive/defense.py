@@ -81,13 +81,15 @@ class Verdict:
 
 def judge(defense: Defense, x_adv: torch.Tensor, x: torch.Tensor, labels: torch.Tensor,
           attack_ok: torch.Tensor, max_l2: float, targets: torch.Tensor | None = None,
-          flags: dict[str, torch.Tensor] | None = None) -> Verdict:
+          flags: dict[str, torch.Tensor] | None = None,
+          max_linf: float | None = None) -> Verdict:
     """Success of adversarial examples against ``defense`` with the reasons for failures.
 
     ``flags`` may hold detector verdicts already computed for ``x_adv`` (shared detectors of
     several compositions are then run once).
     """
     l2 = (x_adv - x).flatten(1).norm(dim=1).cpu()
+    linf = (x_adv - x).flatten(1).abs().amax(dim=1).cpu() if max_linf is not None else None
     pred = defense.predict(x_adv)
     flags = flags if flags is not None else defense.flags(x_adv)
     hit = pred == targets.cpu() if targets is not None else pred != labels.cpu()
@@ -96,7 +98,7 @@ def judge(defense: Defense, x_adv: torch.Tensor, x: torch.Tensor, labels: torch.
         r = []
         if not bool(attack_ok[i]):
             r.append("attack_failed")
-        if float(l2[i]) > max_l2:
+        if float(l2[i]) > max_l2 or (max_linf is not None and float(linf[i]) > max_linf):
             r.append("bound_exceeded")
         if not bool(hit[i]):
             r.append("not_target" if targets is not None else "not_misclassified")

@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from adaptive.sweep.config import bound_of, norm_label  # noqa: E402
+
 
 def _series(rows, key, group="defense"):
     out = {}
@@ -39,7 +41,8 @@ def sweep_figures(out: Path, rows: list[dict], store, cfg, data,
     for name, pts in _series(rows, "attack_success_rate").items():
         ax.plot(*zip(*pts), marker="o", label=name)
     ax.set(xlabel="confidence $\\kappa$", ylabel="attack success rate",
-           title=f"{cfg.attack} vs defenses (L2 $\\leq$ {cfg.max_l2:g})", ylim=(-0.03, 1.03))
+           title=f"{cfg.attack} vs defenses ({norm_label(cfg)} $\\leq$ {bound_of(cfg):g})",
+           ylim=(-0.03, 1.03))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -67,7 +70,8 @@ def sweep_figures(out: Path, rows: list[dict], store, cfg, data,
     fig, ax = plt.subplots(figsize=(5, 3.6))
     ax.plot([r["kappa"] for r in base], [r["mean_l2"] for r in base], marker="o",
             label="mean L2 of C&W-$\\kappa$ examples")
-    ax.axhline(cfg.max_l2, color="gray", ls="--", label=f"bound {cfg.max_l2:g}")
+    if cfg.norm == "l2":
+        ax.axhline(cfg.max_l2, color="gray", ls="--", label=f"bound {cfg.max_l2:g}")
     ax.set(xlabel="confidence $\\kappa$", ylabel="L2 distortion", title="Distortion vs $\\kappa$")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

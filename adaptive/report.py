@@ -192,7 +192,8 @@ def plausibility_tables(sweeps: list[dict], references: list[dict]) -> dict[str,
     tables: dict[str, dict] = {}
     by_family: dict[str, list[dict]] = {}
     for run in sweeps:
-        by_family.setdefault(dataset_label(run["config"]["dataset"]), []).append(run)
+        if run["config"].get("norm", "l2") == "l2":  # the references are L2
+            by_family.setdefault(dataset_label(run["config"]["dataset"]), []).append(run)
     for family, group in sorted(by_family.items()):
         bound = group[0]["config"]["max_l2"]
         refs = [r for r in references if dataset_label(r.get("dataset", "")) == family
@@ -260,8 +261,7 @@ def sweep_report_figures(sweeps: list[dict], pair_runs: list[dict], out: Path,
     written: list[Path] = []
     groups: dict[tuple, list[dict]] = {}
     for run in sweeps:
-        cfg = run["config"]
-        groups.setdefault((dataset_label(cfg["dataset"]), cfg["model"]), []).append(run)
+        groups.setdefault(_group(run["config"]), []).append(run)
     out.mkdir(parents=True, exist_ok=True)
     for (family, model), group in sorted(groups.items()):
         written.append(rf.asr_figure(group, out / f"{family}_{model}_asr_vs_kappa.png",
@@ -282,7 +282,7 @@ def sweep_report_figures(sweeps: list[dict], pair_runs: list[dict], out: Path,
     for run in sweeps:
         cfg, data = run["config"], data_of(run)
         if data is not None:
-            name = f"{dataset_label(cfg['dataset'])}_{cfg['model']}_{cfg.get('attack', 'cw')}"
+            name = "_".join([*_group(cfg), cfg.get("attack", "cw")])
             written.append(rf.kappa_examples_figure(run, data, out / f"{name}_examples.png"))
     by_family: dict[str, list[dict]] = {}
     for run in sweeps:
@@ -324,6 +324,14 @@ def load_sweep(folder: str | Path) -> dict:
             "operating_points": summary.get("operating_points", [])}
 
 
+def _group(cfg: dict) -> tuple[str, str]:
+    """(data set label, model tag) of a sweep: its runs are tabulated together; an L-inf sweep
+    is a group of its own (``MODEL_linf``), so L2 and L-inf runs of one attack can be
+    reported side by side."""
+    model = cfg["model"] + ("_linf" if cfg.get("norm", "l2") == "linf" else "")
+    return dataset_label(cfg["dataset"]), model
+
+
 def _read_json(path: Path) -> dict:
     try:
         return json.loads(Path(path).read_text())
@@ -339,12 +347,12 @@ def sweep_tables(runs: list[dict]) -> dict[str, dict]:
     """``{name: {"rows": [...], "columns": [...], "title": ...}}`` for the sweep runs: ASR by
     kappa (per data set and defense, one column per attack) and ASR by L2 bound (largest kappa)."""
     from adaptive.sweep import asr_by_l2_bound_row, bound_grid
+    from adaptive.sweep.config import bound_of, distance_key, norm_label
 
     tables: dict[str, dict] = {}
     groups: dict[tuple, list[dict]] = {}
     for run in runs:
-        cfg = run["config"]
-        groups.setdefault((dataset_label(cfg["dataset"]), cfg["model"]), []).append(run)
+        groups.setdefault(_group(run["config"]), []).append(run)
     for (family, model), group in sorted(groups.items()):
         attacks = [r["config"].get("attack", "cw") for r in group]
         if len(set(attacks)) != len(attacks):
@@ -365,8 +373,9 @@ def sweep_tables(runs: list[dict]) -> dict[str, dict]:
                     row["paper"] = PAPER_ASR[(family, defense)]
                 rows.append(row)
         tables[f"{family}_{model}_asr_vs_kappa"] = {
-            "title": f"{family.upper()} ({model}): attack success rate by kappa, L2 bound "
-                     f"{group[0]['config']['max_l2']:g}",
+            "title": f"{family.upper()} ({model}): attack success rate by kappa, "
+                     f"{norm_label(group[0]['config'])} bound "
+                     f"{bound_of(group[0]['config']):g}",
             "rows": rows, "runs": [(r["folder"], r["command"]) for r in group]}
         brows = []
         for attack, r in zip(attacks, group):
@@ -374,13 +383,15 @@ def sweep_tables(runs: list[dict]) -> dict[str, dict]:
             recs = [x for x in r["records"] if x["kappa"] == kappa]
             for defense in r["config"]["defenses"]:
                 row = {"attack": attack, "defense": defense, "kappa": kappa}
-                for b in bound_grid(r["config"]["max_l2"]):
-                    key = "L2 ≤ ∞" if math.isinf(b) else f"L2 ≤ {b:g}"
-                    row[key] = asr_by_l2_bound_row(recs, defense, b) if recs else None
+                label, dist = norm_label(r["config"]), distance_key(r["config"])
+                for b in bound_grid(bound_of(r["config"])):
+                    key = f"{label} ≤ ∞" if math.isinf(b) else f"{label} ≤ {b:g}"
+                    row[key] = asr_by_l2_bound_row(recs, defense, b, dist) if recs else None
                 brows.append(row)
         tables[f"{family}_{model}_asr_vs_bound"] = {
-            "title": f"{family.upper()} ({model}): attack success rate by L2 bound at the "
-                     "largest kappa of each run", "rows": brows,
+            "title": f"{family.upper()} ({model}): attack success rate by "
+                     f"{norm_label(group[0]['config'])} bound at the largest kappa of each "
+                     "run", "rows": brows,
             "runs": [(r["folder"], r["command"]) for r in group]}
         prows = [{"attack": attack, "defense": p["defense"], "kappa": p["kappa"],
                   "SR@5% FPR": p["sr_at_fpr"],
@@ -403,7 +414,7 @@ def _cell(key: str, v) -> str:
         return str(v)
     if key in ("kappa", "value"):
         return f"{v:g}"
-    if key.startswith(("ASR", "L2 ≤", "robust at", "best measured", "SR@")) or \
+    if key.startswith(("ASR", "L2 ≤", "L∞ ≤", "robust at", "best measured", "SR@")) or \
             key in ("paper", "paper claim") or "Acc" in key:
         return _pct(v)
     if "AUROC" in key or key.startswith("paper ") and key.endswith("_d"):  # AUROC columns

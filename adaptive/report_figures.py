@@ -21,6 +21,7 @@ import torch
 
 from adaptive.core.data import dataset_label
 from adaptive.figures import _save, plt
+from adaptive.sweep.config import bound_of, distance_key, norm_label
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                    "ship", "truck")
@@ -93,7 +94,8 @@ def asr_figure(runs: list[dict], path: Path, paper: dict) -> Path:
         ax.set_xlabel("confidence $\\kappa$")
         ax.set_ylim(-0.03, 1.03)
         ax.grid(alpha=0.3)
-    axes[0, 0].set_ylabel(f"attack success rate (L2 $\\leq$ {cfg0['max_l2']:g})")
+    axes[0, 0].set_ylabel(f"attack success rate ({norm_label(cfg0)} $\\leq$ "
+                          f"{bound_of(cfg0):g})")
     axes[0, -1].legend(fontsize=7)
     fig.suptitle(_title(f"{family.upper()} ({cfg0['model']}): attack success rate vs kappa per "
                         f"defense (A2D Figure 7{'a' if family == 'mnist' else 'b'} analogue; n "
@@ -102,7 +104,8 @@ def asr_figure(runs: list[dict], path: Path, paper: dict) -> Path:
 
 
 def bound_figure(runs: list[dict], path: Path) -> Path:
-    """ASR vs L2 bound at each run's largest kappa, one panel per attack."""
+    """ASR vs the bound (in the runs' norm) at each run's largest kappa, one panel per
+    attack."""
     from adaptive.sweep import asr_by_l2_bound_row
 
     cfg0 = runs[0]["config"]
@@ -112,21 +115,23 @@ def bound_figure(runs: list[dict], path: Path) -> Path:
         cfg = run["config"]
         kappa = max(cfg["kappas"])
         recs = [r for r in run["records"] if r["kappa"] == kappa]
-        top = max([r["l2"] for r in recs if r["attack_success"]] + [cfg["max_l2"]]) * 1.05
+        key, bound = distance_key(cfg), bound_of(cfg)
+        top = max([r[key] for r in recs if r["attack_success"]] + [bound]) * 1.05
         bounds = [top * i / 40 for i in range(41)]
         for defense in cfg["defenses"]:
             if recs:
-                ax.plot(bounds, [asr_by_l2_bound_row(recs, defense, b) for b in bounds],
+                ax.plot(bounds, [asr_by_l2_bound_row(recs, defense, b, key) for b in bounds],
                         label=defense)
-        ax.axvline(cfg["max_l2"], color="gray", ls="--", lw=1)
+        ax.axvline(bound, color="gray", ls="--", lw=1)
         ax.set_title(f"attack {cfg.get('attack', 'cw')}, $\\kappa$ = {kappa:g}", fontsize=9)
-        ax.set_xlabel("L2 bound")
+        ax.set_xlabel(f"{norm_label(cfg)} bound")
         ax.set_ylim(-0.03, 1.03)
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("attack success rate")
     axes[0, -1].legend(fontsize=7)
-    fig.suptitle(_title(f"{family.upper()} ({cfg0['model']}): attack success rate vs L2 bound "
-                        f"(dashed: the paper's bound {cfg0['max_l2']:g})"), fontsize=9)
+    fig.suptitle(_title(f"{family.upper()} ({cfg0['model']}): attack success rate vs "
+                        f"{norm_label(cfg0)} bound (dashed: the run's bound "
+                        f"{bound_of(cfg0):g})"), fontsize=9)
     return _save(fig, path)
 
 

@@ -158,3 +158,29 @@ def test_operating_points_at_five_percent_benign_false_positives(tmp_path):
     assert main(["report", str(tmp_path / "run"), "--out", str(tmp_path / "report")]) == 0
     table = (tmp_path / "report" / "mnist_mnist-cnn_operating_points.md").read_text()
     assert "SR@5% FPR" in table and "AUROC a2d" in table
+
+
+def test_linf_sweeps_bound_judge_and_report_in_linf(tmp_path, capsys):
+    import json
+
+    from adaptive.cli.main import main
+
+    argv = ["sweep", "--norm", "linf", "--eps", "0.3", "--attack", "pgd", "--kappa", "0",
+            "--n", "4", "--n-cal", "10", "--defenses", "none", "--pgd-steps", "10",
+            "--pgd-restarts", "1", "--pgd-targets", "0", "--no-progress", "--device", "cpu"]
+    assert main(argv + ["--out", str(tmp_path / "linf")]) == 0
+    summary = json.loads((tmp_path / "linf/summary.json").read_text())
+    assert summary["config"]["norm"] == "linf" and summary["config"]["max_linf"] == 0.3
+    records = [json.loads(x) for x in (tmp_path / "linf/records.jsonl").read_text().split("\n")
+               if x]
+    assert all(r["linf"] <= 0.3 + 1e-6 for r in records)
+    assert any(r["l2"] > 1.0 for r in records)  # far beyond what an L2 ball of 0.3 allows
+    asr = summary["asr_by_l2_bound"][0]["asr"]
+    assert list(asr) == ["0.0375", "0.075", "0.15", "0.225", "0.3", "inf"]
+    assert any(c["name"] == "ASR grows with the L∞ bound" for c in summary["sanity_checks"])
+    assert main(["report", str(tmp_path / "linf"), "--out", str(tmp_path / "rep")]) == 0
+    assert "L∞ ≤ 0.3" in (tmp_path / "rep/mnist_mnist-cnn_linf_asr_vs_bound.md").read_text()
+    capsys.readouterr()
+    assert main(argv + ["--max-l2", "2", "--out", str(tmp_path / "x")]) == 2
+    assert main(argv[:4] + ["3"] + argv[5:] + ["--out", str(tmp_path / "y")]) == 2  # eps > 1
+    assert "pixel range" in capsys.readouterr().err

@@ -19,6 +19,19 @@ from adaptive.core.runtime import resolve_device
 from adaptive.core.zoo import load_model
 
 DEFAULT, CW, PGD = SweepConfig(), CWSettings(), PGDSettings()  # the one source of defaults
+
+
+def _bounds(args: argparse.Namespace, defaults: dict) -> dict:
+    """norm, max_l2 and max_linf of the SweepConfig from --norm, --eps and --max-l2."""
+    if args.norm == "linf":
+        if args.max_l2 is not None:
+            raise ToolkitError("--max-l2 is the bound of L2 sweeps; with --norm linf give --eps")
+        eps = args.eps if args.eps is not None else defaults["max_linf"]
+        return dict(norm="linf", max_l2=float("inf"), max_linf=eps)
+    if args.eps is not None and args.max_l2 is not None and args.eps != args.max_l2:
+        raise ToolkitError("--eps and --max-l2 disagree; an L2 sweep takes one bound")
+    bound = args.max_l2 if args.max_l2 is not None else args.eps
+    return dict(norm="l2", max_l2=bound if bound is not None else defaults["max_l2"])
 KAPPA_TEXT = ",".join(f"{k:g}" for k in DEFAULT.kappas)
 
 
@@ -47,6 +60,13 @@ def register(sub) -> None:
     p.add_argument("--n-cal", type=positive_int, default=DEFAULT.n_cal,
                    help="benign images to calibrate A2D, disjoint from the attacked ones "
                         f"(default {DEFAULT.n_cal})")
+    p.add_argument("--norm", choices=("l2", "linf"), default=DEFAULT.norm,
+                   help="threat model of the bound: l2 (--max-l2) or linf (--eps; the bounded "
+                        "attacks then step and project in the L-inf box; C&W stays L2 and is "
+                        "judged by its L-inf distance) (default l2)")
+    p.add_argument("--eps", type=positive_number,
+                   help="the bound in --norm's units (with --norm linf: e.g. 0.3 MNIST, 8/255 "
+                        "CIFAR-10, the defaults; with l2: the same as --max-l2)")
     p.add_argument("--max-l2", type=bound_number,
                    help="L2 bound (default " + ", ".join(
                        f"{d['max_l2']:g} {family}" for family, d in DATASET_DEFAULTS.items())
@@ -135,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = SweepConfig(dataset=name, model=args.model, model_sha256=meta["sha256"],
                       defenses=names, kappas=kappas,
                       n=args.n, n_cal=args.n_cal,
-                      max_l2=args.max_l2 if args.max_l2 is not None else defaults["max_l2"],
+                      **_bounds(args, defaults),
                       targeted=args.targeted or args.pairs, pairs=args.pairs,
                       transfer_check=not args.no_transfer_check,
                       images=attacked_indices(args.images_from) if args.images_from else None,

@@ -13,7 +13,7 @@ from adaptive.core.attacks.pgd import pgd
 from adaptive.core.evaluation import predict_logits
 from adaptive.core.store import RunStore
 from adaptive.defense import Defense
-from adaptive.sweep.config import SweepConfig, attacked_parts
+from adaptive.sweep.config import SweepConfig, attacked_parts, bound_of, norm_label
 
 
 def sanity_checks(records: list[dict], cfg: SweepConfig, by_bound: list[dict]) -> list[dict]:
@@ -42,8 +42,9 @@ def sanity_checks(records: list[dict], cfg: SweepConfig, by_bound: list[dict]) -
         values = list(row["asr"].values())
         ok = all(b >= a - 1e-12 for a, b in zip(values, values[1:]))
         if not ok:
-            checks.append({"name": f"ASR grows with the L2 bound ({row['defense']}, kappa "
-                                   f"{row['kappa']:g})", "passed": False,
+            checks.append({"name": f"ASR grows with the {norm_label(cfg)} bound "
+                                   f"({row['defense']}, kappa {row['kappa']:g})",
+                           "passed": False,
                            "detail": f"ASR by bound {row['asr']} falls somewhere"})
     for kappa in cfg.kappas:
         recs = [r for r in records if r["kappa"] == kappa and "transfer" in r]
@@ -64,7 +65,7 @@ def sanity_checks(records: list[dict], cfg: SweepConfig, by_bound: list[dict]) -
                        "detail": "ASR white-box vs C&W-kappa on the bare classifier: "
                                  + ", ".join(parts)})
     if by_bound and all(c["passed"] for c in checks if c["name"].startswith("ASR grows")):
-        checks.append({"name": "ASR grows with the L2 bound", "passed": True,
+        checks.append({"name": f"ASR grows with the {norm_label(cfg)} bound", "passed": True,
                        "detail": "non-decreasing for every defense and kappa"})
     return checks
 
@@ -86,15 +87,15 @@ def bounded_attack_check(records: list[dict], cfg: SweepConfig, model: nn.Module
     plain = [name for name, d in defenses.items() if not d.detectors and d.classifier is model]
     recs = [r for r in records if r["kappa"] == 0]
     if (cfg.attack != "cw" or cfg.targeted or not recs or not plain
-            or not math.isfinite(cfg.max_l2)):
+            or not math.isfinite(bound_of(cfg))):
         return []
     index = torch.tensor([r["index"] for r in recs])
     fooled = store.get("pgd_at_bound")
     if fooled is None or not torch.equal(fooled["index"], index):
-        log(f"bounded check: PGD-L2 at {cfg.max_l2:g} on the bare classifier "
+        log(f"bounded check: PGD-{norm_label(cfg)} at {bound_of(cfg):g} on the bare classifier "
             f"({len(index)} images)")
         x, y = x_all[index].to(device), y_all[index].to(device)
-        adv = pgd(model, x, y, cfg.max_l2, norm="l2", steps=PGD_STEPS,
+        adv = pgd(model, x, y, bound_of(cfg), norm=cfg.norm, steps=PGD_STEPS,
                   generator=torch.Generator().manual_seed(cfg.seed))
         pred = predict_logits(model, adv, device=device).argmax(1).cpu()
         fooled = store.put("pgd_at_bound", {"index": index, "fooled": pred != y.cpu()})
@@ -104,12 +105,14 @@ def bounded_attack_check(records: list[dict], cfg: SweepConfig, model: nn.Module
         asr = float(np.mean([r["defenses"][name]["success"] for r in recs]))
         ok &= asr >= pgd_asr - 1e-12
         parts.append(f"{name} {asr:.0%}")
-    detail = (f"PGD-L2 at the bound ({PGD_STEPS} steps) fools the bare classifier on "
+    detail = (f"PGD-{norm_label(cfg)} at the bound ({PGD_STEPS} steps) fools the bare "
+              "classifier on "
               f"{pgd_asr:.0%} of the images; {cfg.attack} at kappa 0: {', '.join(parts)}")
     if not ok:
         detail += ("; the sweep's attack stops short of the bound, so its ASR at the bound "
                    "understates the attacker (more steps, a larger initial constant)")
-    return [{"name": f"{cfg.attack} at least as strong as PGD at the L2 bound (kappa 0)",
+    return [{"name": f"{cfg.attack} at least as strong as PGD at the {norm_label(cfg)} bound "
+                     "(kappa 0)",
              "passed": ok, "detail": detail}]
 
 

@@ -27,9 +27,10 @@ MAX_KAPPAS = 1000  # values in one --kappa range: more is a typo, not a sweep
 
 # What a sweep defends and bounds by default, per data-set family of the model.
 DATASET_DEFAULTS = {
-    "mnist": dict(dataset="mnist-bundled", max_l2=8.4, defenses="a2d,magnet,a2d+magnet",
-                  magnet="mnist"),
-    "cifar10": dict(dataset="cifar10", max_l2=1.6, defenses="at,a2d+at", magnet=None),
+    "mnist": dict(dataset="mnist-bundled", max_l2=8.4, max_linf=0.3,
+                  defenses="a2d,magnet,a2d+magnet", magnet="mnist"),
+    "cifar10": dict(dataset="cifar10", max_l2=1.6, max_linf=8 / 255, defenses="at,a2d+at",
+                    magnet=None),
 }
 
 
@@ -137,11 +138,35 @@ class SweepConfig:
     # For an adaptive attack, also run the paper's C&W-kappa on the bare classifier and judge it
     # against every defense: the white-box attack must do at least as well (a sanity check).
     transfer_check: bool = True
+    # The threat model: "l2" (the bound is max_l2) or "linf" (the bound is max_linf, and the
+    # bounded attacks step and project in the L-inf box). Runs made before it existed are L2.
+    norm: str = "l2"
+    max_linf: float | None = None
 
     def __post_init__(self):
         self.cw = _from_dict(CWSettings, self.cw, "cw")
         self.pgd = _from_dict(PGDSettings, self.pgd, "pgd")
         self.clever = _from_dict(CleverSettings, self.clever, "clever")
+
+
+NORM_LABEL = {"l2": "L2", "linf": "L∞"}
+
+
+def bound_of(cfg) -> float:
+    """The sweep's distortion bound in its own norm (``cfg``: a SweepConfig or its dict)."""
+    get = cfg.get if isinstance(cfg, dict) else lambda k, d=None: getattr(cfg, k, d)
+    return get("max_linf") if get("norm", "l2") == "linf" else get("max_l2")
+
+
+def distance_key(cfg) -> str:
+    """The record field holding each example's distance in the sweep's norm (l2 or linf)."""
+    get = cfg.get if isinstance(cfg, dict) else lambda k, d=None: getattr(cfg, k, d)
+    return get("norm", "l2") or "l2"
+
+
+def norm_label(cfg) -> str:
+    """"L2" or "L∞", for titles and check names."""
+    return NORM_LABEL[distance_key(cfg)]
 
 
 def parse_kappas(text: str) -> list[float]:
@@ -207,6 +232,15 @@ def validate_config(cfg: SweepConfig, magnet=None) -> None:
     if not isinstance(cfg.max_l2, (int, float)) or math.isnan(cfg.max_l2) or cfg.max_l2 <= 0:
         raise ToolkitError(f"max_l2 (the L2 bound) must be a number > 0 (inf: no bound), got "
                            f"{cfg.max_l2!r}")
+    if cfg.norm not in NORM_LABEL:
+        raise ToolkitError(f"norm must be l2 or linf, got {cfg.norm!r}")
+    if cfg.norm == "linf":
+        _finite(cfg.max_linf, "max_linf (the L-inf bound, e.g. 8/255)")
+        if cfg.max_linf > 1:
+            raise ToolkitError(f"max_linf is in the [0, 1] pixel range: {cfg.max_linf:g} > 1 "
+                               "(write 8/255, not 8)")
+    elif cfg.max_linf is not None:
+        raise ToolkitError("max_linf is the bound of --norm linf sweeps; this one is L2")
     _count(cfg.cw.steps, "cw steps")
     _count(cfg.cw.binary_search_steps, "cw binary search steps")
     _finite(cfg.cw.lr, "cw lr")
@@ -224,6 +258,6 @@ def validate_config(cfg: SweepConfig, magnet=None) -> None:
         raise ToolkitError("a --pairs sweep is targeted (set targeted=True)")
     if cfg.attack.endswith("-magnet") and magnet is None:
         raise ToolkitError(f"--attack {cfg.attack} needs a MagNet defense in the run")
-    if is_bounded(cfg.attack) and not math.isfinite(cfg.max_l2):
-        raise ToolkitError(f"--attack {cfg.attack} attacks at the L2 bound; give a finite "
+    if is_bounded(cfg.attack) and not math.isfinite(bound_of(cfg)):
+        raise ToolkitError(f"--attack {cfg.attack} attacks at the bound; give a finite "
                            "--max-l2")

@@ -29,8 +29,8 @@ from adaptive.core.store import Records, RunStore
 from adaptive.core.validation import check_labels_fit_model
 from adaptive.defense import Defense, detector_flags, judge, module_sha256
 from adaptive.sweep.checks import bounded_attack_check, sanity_checks
-from adaptive.sweep.config import (SweepConfig, aims_at_plugins, attacked_parts, is_bounded,
-                                   validate_config)
+from adaptive.sweep.config import (SweepConfig, aims_at_plugins, attacked_parts, bound_of,
+                                   is_bounded, norm_label, validate_config)
 from adaptive.sweep.images import plan_images
 from adaptive.sweep.operating_points import operating_points
 from adaptive.sweep.records import RECORDS, batch_records, record_key, upgrade_record
@@ -79,7 +79,8 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
                                log)
         records = store.records(RECORDS, record_key)
         log(f"sweep: {cfg.n} images of {data.name}, kappa {cfg.kappas}, defenses "
-            f"{', '.join(judges.defenses)}, L2 bound {cfg.max_l2}; results in {store.out}")
+            f"{', '.join(judges.defenses)}, {norm_label(cfg)} bound {bound_of(cfg):g}; results in "
+            f"{store.out}")
         _attack_all(store, records, cfg, model, data, device, attacked, targets, judges,
                     magnet, extra_defenses, progress, log)
         return _finish(store, records, cfg, model, data, device, judges, log, t_start)
@@ -128,8 +129,9 @@ class _Judges:
                     if len(cfg.a2d_engines) == 1 else a2d.detect(adv)
             else:
                 flags[name] = detector_flags(name, det, adv.to(self.device))
+        max_linf = cfg.max_linf if cfg.norm == "linf" else None
         verdicts = {name: judge(d, adv, x, y, attack_ok, cfg.max_l2, targets,
-                                {k: flags[k] for k in d.detectors})
+                                {k: flags[k] for k in d.detectors}, max_linf)
                     for name, d in self.defenses.items()}
         return costs, flags, verdicts, self.scores(adv, costs.costs)
 
@@ -189,7 +191,7 @@ def _attack_all(store: RunStore, records: Records, cfg: SweepConfig, model: nn.M
         kbar.set_postfix(kappa=kappa)
         paper_attack = CarliniWagnerL2(kappa=kappa, **asdict(cfg.cw))
         attack = (BOUNDED_ATTACKS[cfg.attack.split("-")[0]](
-            cfg.max_l2, kappa, seed=cfg.seed, **asdict(cfg.pgd))
+            bound_of(cfg), kappa, seed=cfg.seed, norm=cfg.norm, **asdict(cfg.pgd))
             if is_bounded(cfg.attack) else paper_attack)
         for b, rows in enumerate(tqdm(batches, desc=f"kappa {kappa:g} batches", leave=False,
                                       disable=not progress)):
@@ -206,7 +208,7 @@ def _attack_all(store: RunStore, records: Records, cfg: SweepConfig, model: nn.M
             store.put(f"adv_k{kappa:g}_b{b}", {"x": r.adversarial, "index": idx,
                                                **({"target": targets} if cfg.targeted else {})})
             x_adv = r.adversarial
-            costs, flags, verdicts, scores = judges.measure(x_adv, x, y, r.success, targets)
+            costs, flags, verdicts, det_scores = judges.measure(x_adv, x, y, r.success, targets)
             transfer = None
             if cfg.attack != "cw" and cfg.transfer_check:
                 # The paper's attack (C&W-kappa on the bare classifier) transferred to every
@@ -225,7 +227,7 @@ def _attack_all(store: RunStore, records: Records, cfg: SweepConfig, model: nn.M
                 kappa, idx.tolist(), y, targets, r, metrics.l2(x_adv, x),
                 metrics.linf(x_adv, x), metrics.ssim(x_adv, x),
                 predict_logits(model, x_adv, device=device).argmax(1), costs.costs,
-                clever_scores, flags, verdicts, transfer, scores))
+                clever_scores, flags, verdicts, transfer, det_scores))
     kbar.close()
 
 

@@ -13,12 +13,12 @@ import numpy as np
 
 from adaptive.core.checkpoint import write_json
 from adaptive.defense import Defense
-from adaptive.sweep.config import SweepConfig
+from adaptive.sweep.config import SweepConfig, bound_of, distance_key
 
 
 def summarize(records: list[dict], cfg: SweepConfig, defenses: dict[str, Defense]) -> list[dict]:
     """One row per kappa x defense, in the order of the config."""
-    rows = []
+    rows, dist, bound = [], distance_key(cfg), bound_of(cfg)
     for kappa in cfg.kappas:
         recs = [r for r in records if r["kappa"] == kappa]
         made = [r for r in recs if r["attack_success"]]
@@ -37,7 +37,7 @@ def summarize(records: list[dict], cfg: SweepConfig, defenses: dict[str, Defense
                    "mean_clever": _mean([r.get("clever") for r in made]),
                    "transfer_success_rate": _mean([r["transfer"][name] for r in recs
                                                    if "transfer" in r]),
-                   "within_bound": float(np.mean([r["l2"] <= cfg.max_l2 for r in made]))
+                   "within_bound": float(np.mean([r[dist] <= bound for r in made]))
                    if made else None}
             for det in d.detectors:
                 row[f"detection_rate:{det}"] = (float(np.mean([r["flags"][det] for r in made]))
@@ -57,31 +57,33 @@ def _mean(values: list) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def bound_grid(max_l2: float) -> list[float]:
-    """L2 bounds for the ASR-vs-bound table: fractions of the run's bound, and no bound."""
-    return [round(max_l2 * f, 4) for f in (0.125, 0.25, 0.5, 0.75, 1.0)] + [math.inf]
+def bound_grid(bound: float) -> list[float]:
+    """Bounds for the ASR-vs-bound table: fractions of the run's bound, and no bound."""
+    return [round(bound * f, 4) for f in (0.125, 0.25, 0.5, 0.75, 1.0)] + [math.inf]
 
 
-def asr_by_l2_bound_row(recs: list[dict], name: str, bound: float) -> float:
-    """ASR of ``recs`` against defense ``name`` had the L2 bound been ``bound``: the recorded
-    verdict with the bound condition re-applied (every other condition is bound-free)."""
+def asr_by_l2_bound_row(recs: list[dict], name: str, bound: float, key: str = "l2") -> float:
+    """ASR of ``recs`` against defense ``name`` had the bound been ``bound`` (on the records'
+    ``key`` distance, l2 or linf): the recorded verdict with the bound condition re-applied
+    (every other condition is bound-free)."""
     hits = 0
     for r in recs:
         other = [x for x in r["defenses"][name]["reasons"] if x != "bound_exceeded"]
-        hits += bool(r["attack_success"] and not other and r["l2"] <= bound)
+        hits += bool(r["attack_success"] and not other and r[key] <= bound)
     return hits / len(recs)
 
 
 def asr_by_bound(records: list[dict], cfg: SweepConfig, names: list[str]) -> list[dict]:
-    rows = []
+    """ASR per kappa and defense at fractions of the bound, in the sweep's norm."""
+    key, rows = distance_key(cfg), []
     for kappa in cfg.kappas:
         recs = [r for r in records if r["kappa"] == kappa]
         if not recs:
             continue
         for name in names:
             rows.append({"kappa": kappa, "defense": name, "asr": {
-                ("inf" if math.isinf(b) else f"{b:g}"): asr_by_l2_bound_row(recs, name, b)
-                for b in bound_grid(cfg.max_l2)}})
+                ("inf" if math.isinf(b) else f"{b:g}"): asr_by_l2_bound_row(recs, name, b, key)
+                for b in bound_grid(bound_of(cfg))}})
     return rows
 
 
