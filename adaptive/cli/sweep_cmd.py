@@ -11,14 +11,15 @@ from adaptive.cli.common import (add_run_options, bound_number, dataset_for_mode
 from adaptive.compositions import parse_defenses
 from adaptive.defense import make_plugin_defenses
 from adaptive.sweep import (ATTACKS, DATASET_DEFAULTS, CleverSettings, CWSettings,
-                            PGDSettings, SweepConfig, attacked_indices, parse_kappas, run_sweep,
-                            validate_config)
+                            HardLabelSettings, PGDSettings, SweepConfig, attacked_indices,
+                            parse_kappas, run_sweep, validate_config)
 from adaptive.core.data import load_dataset
 from adaptive.core.errors import ToolkitError
 from adaptive.core.runtime import resolve_device
 from adaptive.core.zoo import load_model
 
-DEFAULT, CW, PGD = SweepConfig(), CWSettings(), PGDSettings()  # the one source of defaults
+# the one source of defaults
+DEFAULT, CW, PGD, HSJ = SweepConfig(), CWSettings(), PGDSettings(), HardLabelSettings()
 
 
 def _bounds(args: argparse.Namespace, defaults: dict) -> dict:
@@ -110,7 +111,15 @@ def register(sub) -> None:
                         "pgd-a2d, pgd-full: the same objectives by PGD-L2 at exactly --max-l2 "
                         "instead of C&W's minimum distance; spgd, opgd: the -full objective by "
                         "Selective / Orthogonal PGD-L2 at --max-l2, stepping on the classifier "
-                        "and the detectors apart (default cw)")
+                        "and the detectors apart; hsj: HopSkipJump, a hard-label attack whose "
+                        "only oracle is the verdict of the last of --defenses (accepted and "
+                        "misclassified), for detectors without gradients (needs --kappa 0) "
+                        "(default cw)")
+    p.add_argument("--hsj-iterations", type=positive_int, default=HSJ.iterations,
+                   help=f"hsj: rounds per image (default {HSJ.iterations})")
+    p.add_argument("--hsj-evals", type=positive_int, default=HSJ.evals,
+                   help=f"hsj: boundary probes in the first round, growing as sqrt(round) up "
+                        f"to {HSJ.max_evals} (default {HSJ.evals})")
     p.add_argument("--a2d-factor", type=positive_number, default=DEFAULT.a2d_factor,
                    help="-a2d/-full attacks: target first-order cost as a multiple of A2D's "
                         f"benign cost threshold (default {DEFAULT.a2d_factor:g})")
@@ -167,7 +176,10 @@ def run(args: argparse.Namespace) -> int:
                       clever=(CleverSettings(**PRESETS[args.clever]) if args.clever else None),
                       attack=args.attack, a2d_factor=args.a2d_factor,
                       pgd=PGDSettings(steps=args.pgd_steps, restarts=args.pgd_restarts,
-                                      target_classes=args.pgd_targets))
+                                      target_classes=args.pgd_targets),
+                      hsj=HardLabelSettings(iterations=args.hsj_iterations,
+                                            evals=args.hsj_evals,
+                                            max_evals=max(HSJ.max_evals, args.hsj_evals)))
     validate_config(cfg, magnet=uses_magnet or None)  # every setting, before any loading
     data = load_dataset(name, "test", args.data_root)
     magnet = None

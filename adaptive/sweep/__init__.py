@@ -18,8 +18,8 @@ records alone, so a resumed run summarises exactly as an uninterrupted one.
 
 from adaptive.sweep.checks import bounded_attack_check, sanity_checks, white_box_against
 from adaptive.sweep.config import (ATTACKS, DATASET_DEFAULTS, CleverSettings, CWSettings,
-                                   PGDSettings, SweepConfig, attacked_parts, parse_kappas,
-                                   validate_config)
+                                   HardLabelSettings, PGDSettings, SweepConfig, attacked_parts,
+                                   parse_kappas, validate_config)
 from adaptive.sweep.images import attacked_indices, choose_images, label_pairs, plan_images
 from adaptive.sweep.operating_points import operating_points, union_thresholds
 from adaptive.sweep.records import RECORDS, read_records, record_key, upgrade_record
@@ -28,6 +28,7 @@ from adaptive.sweep.summary import (asr_by_bound, asr_by_l2_bound_row, bound_gri
                                     write_summary)
 
 __all__ = ["ATTACKS", "DATASET_DEFAULTS", "RECORDS", "CWSettings", "CleverSettings",
+           "HardLabelSettings",
            "PGDSettings", "SweepConfig", "asr_by_bound", "asr_by_l2_bound_row",
            "attack_objective", "attacked_indices", "attacked_parts", "bound_grid",
            "bounded_attack_check", "choose_images", "label_pairs", "operating_points",

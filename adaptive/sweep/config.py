@@ -20,8 +20,11 @@ from defenses.a2d.zscore import DEFAULT_H
 # Orthogonal PGD at the bound) always aim at every detector they can, as -full does.
 ATTACKED_PARTS = {"": set(), "-magnet": {"magnet"}, "-a2d": {"a2d"}, "-full": {"a2d", "magnet"}}
 DETECTOR_ATTACKS = ("spgd", "opgd")
+# hsj: HopSkipJump, a hard-label attack whose only oracle is one defense's verdict (the last of
+# the run's defenses): accepted by every detector and misclassified.
+HARD_LABEL_ATTACKS = ("hsj",)
 ATTACKS = tuple(method + parts for method in ("cw", "pgd") for parts in ATTACKED_PARTS) \
-    + DETECTOR_ATTACKS
+    + DETECTOR_ATTACKS + HARD_LABEL_ATTACKS
 BOUNDED = ("pgd", "spgd", "opgd")  # attacks that spend the ball at the bound
 MAX_KAPPAS = 1000  # values in one --kappa range: more is a typo, not a sweep
 
@@ -38,7 +41,7 @@ def attacked_parts(attack: str) -> set[str]:
     """The defenses whose detectors ``attack`` penalises (``cw-full`` -> a2d and magnet)."""
     if attack not in ATTACKS:
         raise ToolkitError(f"unknown attack {attack!r}; choose from {', '.join(ATTACKS)}")
-    if attack in DETECTOR_ATTACKS:
+    if attack in DETECTOR_ATTACKS or attack in HARD_LABEL_ATTACKS:
         return ATTACKED_PARTS["-full"]
     return ATTACKED_PARTS[attack[attack.find("-"):] if "-" in attack else ""]
 
@@ -87,6 +90,16 @@ class PGDSettings:
     steps: int = 100
     restarts: int = 3
     target_classes: int = 3
+
+
+@dataclass
+class HardLabelSettings:
+    """HopSkipJump (``--attack hsj``): ``iterations`` rounds, ``evals`` boundary probes in the
+    first (growing as sqrt(round) up to ``max_evals``); each image stops once within the bound."""
+
+    iterations: int = 20
+    evals: int = 50
+    max_evals: int = 300
 
 
 @dataclass
@@ -142,11 +155,13 @@ class SweepConfig:
     # bounded attacks step and project in the L-inf box). Runs made before it existed are L2.
     norm: str = "l2"
     max_linf: float | None = None
+    hsj: HardLabelSettings = field(default_factory=HardLabelSettings)
 
     def __post_init__(self):
         self.cw = _from_dict(CWSettings, self.cw, "cw")
         self.pgd = _from_dict(PGDSettings, self.pgd, "pgd")
         self.clever = _from_dict(CleverSettings, self.clever, "clever")
+        self.hsj = _from_dict(HardLabelSettings, self.hsj, "hsj")
 
 
 NORM_LABEL = {"l2": "L2", "linf": "L∞"}
@@ -254,6 +269,15 @@ def validate_config(cfg: SweepConfig, magnet=None) -> None:
         _finite(cfg.clever.radius, "clever radius")
     _finite(cfg.h, "h (A2D's Z-score threshold)", None)
     _finite(cfg.a2d_factor, "a2d_factor")
+    _count(cfg.hsj.iterations, "hsj iterations")
+    _count(cfg.hsj.evals, "hsj evals", 2)
+    _count(cfg.hsj.max_evals, "hsj max evals", cfg.hsj.evals)
+    if cfg.attack in HARD_LABEL_ATTACKS:
+        if cfg.kappas != [0.0]:
+            raise ToolkitError(f"--attack {cfg.attack} sees only the defense's verdict, no "
+                               "logits: a confidence margin means nothing to it; use --kappa 0")
+        if cfg.norm != "l2" or not math.isfinite(cfg.max_l2):
+            raise ToolkitError(f"--attack {cfg.attack} is an L2 attack; give a finite --max-l2")
     if cfg.pairs and not cfg.targeted:
         raise ToolkitError("a --pairs sweep is targeted (set targeted=True)")
     if cfg.attack.endswith("-magnet") and magnet is None:

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from adaptive import metrics
 from adaptive.attacks.bounded_pgd import BoundedPGD, OrthogonalPGD, SelectivePGD
 from adaptive.attacks.cw import CarliniWagnerL2
+from adaptive.attacks.hard_label import DecisionOracle, HopSkipJump
 from adaptive.attacks.objective import Objective
 from adaptive.clever import clever
 from adaptive.compositions import COMPOSITIONS, build_a2d, build_defenses
@@ -29,8 +30,9 @@ from adaptive.core.store import Records, RunStore
 from adaptive.core.validation import check_labels_fit_model
 from adaptive.defense import Defense, detector_flags, judge, module_sha256
 from adaptive.sweep.checks import bounded_attack_check, sanity_checks
-from adaptive.sweep.config import (SweepConfig, aims_at_plugins, attacked_parts, bound_of,
-                                   is_bounded, norm_label, validate_config)
+from adaptive.sweep.config import (HARD_LABEL_ATTACKS, SweepConfig, aims_at_plugins,
+                                   attacked_parts, bound_of, is_bounded, norm_label,
+                                   validate_config)
 from adaptive.sweep.images import plan_images
 from adaptive.sweep.operating_points import operating_points
 from adaptive.sweep.records import RECORDS, batch_records, record_key, upgrade_record
@@ -186,6 +188,10 @@ def _attack_all(store: RunStore, records: Records, cfg: SweepConfig, model: nn.M
                         for k, v in d.detectors.items()}
     objective = attack_objective(cfg, model, judges.a2d, magnet, plugin_detectors, log)
     attack_model, penalty = objective.model, objective.penalty()
+    if cfg.attack in HARD_LABEL_ATTACKS:  # the oracle is one defense's verdict, nothing else
+        target = cfg.defenses[-1]
+        log(f"{cfg.attack}: a hard-label attack on the verdict of {target!r}")
+        attack_model, penalty = DecisionOracle(judges.defenses[target]), None
     kbar = tqdm(cfg.kappas, desc="kappa", disable=not progress)
     for kappa in kbar:
         kbar.set_postfix(kappa=kappa)
@@ -193,6 +199,8 @@ def _attack_all(store: RunStore, records: Records, cfg: SweepConfig, model: nn.M
         attack = (BOUNDED_ATTACKS[cfg.attack.split("-")[0]](
             bound_of(cfg), kappa, seed=cfg.seed, norm=cfg.norm, **asdict(cfg.pgd))
             if is_bounded(cfg.attack) else paper_attack)
+        if cfg.attack in HARD_LABEL_ATTACKS:
+            attack = HopSkipJump(eps=cfg.max_l2, seed=cfg.seed, **asdict(cfg.hsj))
         for b, rows in enumerate(tqdm(batches, desc=f"kappa {kappa:g} batches", leave=False,
                                       disable=not progress)):
             if all((float(kappa), int(attacked[i]),

@@ -1,0 +1,196 @@
+"""A hard-label attack on a whole defended system: HopSkipJump (Chen, Jordan, Wainwright, IEEE
+S&P 2020), L2, batched, with per-sample early stopping and query counts.
+
+Its only oracle is the defense's final verdict, "accepted by every detector and classified as
+the attacker wants" (:class:`DecisionOracle`): no gradient, no score, no logit. So it attacks
+any plug-in detector, A2D's real (non-differentiable) attack-cost count, quantised or randomised
+detectors, exactly as they are deployed.
+
+Per image: a starting point the oracle accepts (another image of the batch that the defense
+accepts and labels differently, else blended uniform noise), a binary search to the decision
+boundary, then ``iterations`` rounds of (1) a Monte-Carlo estimate of the boundary's normal from
+``evals`` random probes (growing as sqrt(round), at most ``max_evals``), (2) a geometric step
+along it, halved until the oracle accepts, (3) a binary search back to the boundary. Each image
+stops as soon as its distance is within ``eps`` (when given): at a bound, nothing more is won.
+The result's ``gradient_steps`` holds each image's oracle queries.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from adaptive.attacks.base import AttackResult, MinimumDistanceAttack
+from adaptive.core.errors import ToolkitError
+
+
+class DecisionOracle:
+    """A defense as a hard-label oracle: ``oracle(x, labels, targeted)`` -> bool per input,
+    True where every detector accepts ``x`` and the defended classifier outputs the target
+    (targeted) or anything but the label (untargeted). ``defense``: an
+    ``adaptive.defense.Defense``; ``input_shape``/``num_classes`` as its classifier's."""
+
+    def __init__(self, defense, input_shape=None, num_classes=None):
+        self.defense = defense
+        self.input_shape = input_shape or getattr(defense.classifier, "input_shape", None)
+        self.num_classes = num_classes or getattr(defense.classifier, "num_classes", None)
+        self.queries = 0
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch.Tensor:
+        self.queries += len(x)
+        pred = self.defense.predict(x)
+        labels = labels.to(pred.device)
+        ok = pred == labels if targeted else pred != labels
+        for flags in self.defense.flags(x).values():
+            ok &= ~flags.to(ok.device)
+        return ok.cpu()
+
+
+class HopSkipJump(MinimumDistanceAttack):
+    """HopSkipJump-L2 against a :class:`DecisionOracle` (pass it as ``model`` to ``run``):
+    ``iterations`` rounds, ``evals`` Monte-Carlo probes in the first (growing as sqrt(round) up
+    to ``max_evals``), ``search_steps`` bisection steps per boundary search, ``eps``: stop an
+    image once it is that close (None: run every round), seeded by ``seed``. Returns an
+    :class:`AttackResult` whose ``gradient_steps`` are oracle queries per image."""
+
+    name = "HopSkipJump"
+
+    def __init__(self, iterations: int = 20, evals: int = 50, max_evals: int = 500,
+                 search_steps: int = 12, eps: float | None = None, init_tries: int = 50,
+                 batch_size: int = 64, seed: int = 0):
+        if not (iterations >= 1 and evals >= 2 and max_evals >= evals and search_steps >= 1
+                and init_tries >= 1 and (eps is None or eps > 0)):
+            raise ToolkitError("HopSkipJump needs iterations >= 1, 2 <= evals <= max_evals, "
+                               "search_steps >= 1, init_tries >= 1 and eps > 0 (or None)")
+        self.iterations, self.evals, self.max_evals = int(iterations), int(evals), int(max_evals)
+        self.search_steps, self.init_tries = int(search_steps), int(init_tries)
+        self.eps, self.batch_size, self.seed = eps, int(batch_size), int(seed)
+
+    def config(self) -> dict:
+        return {"attack": "hopskipjump", "iterations": self.iterations, "evals": self.evals,
+                "max_evals": self.max_evals, "search_steps": self.search_steps,
+                "eps": self.eps, "init_tries": self.init_tries, "seed": self.seed}
+
+    def _start(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed)
+
+    def run(self, model, x, labels, targeted=False, penalty=None) -> AttackResult:
+        if not isinstance(model, DecisionOracle):
+            raise ToolkitError("HopSkipJump attacks a DecisionOracle (a defense's verdict), not "
+                               "a model")
+        if penalty is not None:
+            raise ToolkitError("a hard-label attack takes no penalty: the oracle is the whole "
+                               "defense")
+        return super().run(model, x, labels, targeted)
+
+    # -- one batch ------------------------------------------------------------------------------
+
+    def _run_batch(self, oracle: DecisionOracle, x, labels, targeted, penalty,
+                   gen: torch.Generator) -> AttackResult:
+        x, labels = x.cpu(), labels.cpu()
+        n, dim = len(x), x[0].numel()
+        queries = torch.zeros(n, dtype=torch.long)
+        adv, found = self._initial(oracle, x, labels, targeted, gen, queries)
+        idx = found.nonzero().squeeze(1)
+        if len(idx):
+            adv[idx] = self._to_boundary(oracle, x[idx], adv[idx], labels[idx], targeted,
+                                         queries, idx)
+        theta = 1.0 / (math.sqrt(dim) * dim)  # the probe radius relative to the distance
+        for t in range(1, self.iterations + 1):
+            dist = (adv - x).flatten(1).norm(dim=1)
+            active = found & (dist > 0)
+            if self.eps is not None:
+                active &= dist > self.eps
+            idx = active.nonzero().squeeze(1)
+            if len(idx) == 0:
+                break
+            evals = min(int(self.evals * math.sqrt(t)), self.max_evals)
+            delta = math.sqrt(dim) * theta * dist[idx]
+            grad = self._normal(oracle, adv[idx], labels[idx], targeted, delta, evals, gen,
+                                queries, idx)
+            step = dist[idx] / math.sqrt(t)
+            moved = self._step(oracle, adv[idx], grad, step, labels[idx], targeted, queries,
+                               idx)
+            adv[idx] = self._to_boundary(oracle, x[idx], moved, labels[idx], targeted,
+                                         queries, idx)
+        l2 = (adv - x).flatten(1).norm(dim=1)
+        l2 = torch.where(found, l2, torch.zeros_like(l2))
+        nan = torch.full((n,), float("nan"))
+        return AttackResult(torch.where(found.view(-1, *[1] * (x.ndim - 1)), adv, x), l2, found,
+                            nan, queries, None)
+
+    def _ask(self, oracle, points, labels, targeted, queries, idx) -> torch.Tensor:
+        """The oracle on ``points`` (one per entry of ``idx``), counting the queries."""
+        queries.index_add_(0, idx, torch.ones(len(idx), dtype=torch.long))
+        return oracle(points, labels, targeted)
+
+    def _initial(self, oracle, x, labels, targeted, gen, queries):
+        """A starting point per image the oracle accepts: another image of the batch the
+        defense accepts and labels as wanted, else uniform noise (blended towards the image)."""
+        n = len(x)
+        adv, found = x.clone(), torch.zeros(n, dtype=torch.bool)
+        for shift in range(1, n):
+            todo = (~found).nonzero().squeeze(1)
+            if len(todo) == 0:
+                break
+            other = x[(todo + shift) % n]
+            ok = self._ask(oracle, other, labels[todo], targeted, queries, todo)
+            adv[todo[ok]], found[todo[ok]] = other[ok], True
+        for _ in range(self.init_tries):
+            todo = (~found).nonzero().squeeze(1)
+            if len(todo) == 0:
+                break
+            noise = torch.rand(x[todo].shape, generator=gen)
+            ok = self._ask(oracle, noise, labels[todo], targeted, queries, todo)
+            adv[todo[ok]], found[todo[ok]] = noise[ok], True
+        return adv, found
+
+    def _to_boundary(self, oracle, x, adv, labels, targeted, queries, idx):
+        """Bisection between each image (not accepted) and its accepted point: the accepted
+        end, as close to the image as ``search_steps`` halvings get."""
+        lo = torch.zeros(len(x))  # blend weight of the accepted point that is known to fail
+        hi = torch.ones(len(x))  # ... known to succeed
+        shape = (-1, *[1] * (x.ndim - 1))
+        for _ in range(self.search_steps):
+            mid = (lo + hi) / 2
+            point = x + mid.view(shape) * (adv - x)
+            ok = self._ask(oracle, point, labels, targeted, queries, idx)
+            hi = torch.where(ok, mid, hi)
+            lo = torch.where(ok, lo, mid)
+        return x + hi.view(shape) * (adv - x)
+
+    def _normal(self, oracle, adv, labels, targeted, delta, evals, gen, queries, idx):
+        """Monte-Carlo estimate of the boundary's normal at each ``adv`` (towards acceptance)
+        from ``evals`` probes at radius ``delta``."""
+        m = len(adv)
+        u = torch.randn((m, evals, *adv.shape[1:]), generator=gen)
+        u = u / u.flatten(2).norm(dim=2).view(m, evals, *[1] * (adv.ndim - 1))
+        probes = (adv[:, None] + delta.view(m, 1, *[1] * (adv.ndim - 1)) * u).clamp(0, 1)
+        u = (probes - adv[:, None]) / delta.view(m, 1, *[1] * (adv.ndim - 1))
+        flat_idx = idx.repeat_interleave(evals)
+        ok = self._ask(oracle, probes.flatten(0, 1), labels.repeat_interleave(evals),
+                       targeted, queries, flat_idx).view(m, evals).float()
+        phi = 2 * ok - 1
+        mean = phi.mean(1, keepdim=True)
+        # subtract the mean (a baseline) unless every probe agreed
+        phi = torch.where((mean.abs() == 1), phi, phi - mean)
+        grad = (phi.view(m, evals, *[1] * (adv.ndim - 1)) * u).mean(1)
+        return grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (adv.ndim - 1))
+
+    def _step(self, oracle, adv, grad, step, labels, targeted, queries, idx):
+        """A step along the estimated normal, halved (up to 10 times) until accepted; an image
+        whose step is never accepted stays where it was."""
+        shape = (-1, *[1] * (adv.ndim - 1))
+        out, pending = adv.clone(), torch.ones(len(adv), dtype=torch.bool)
+        for _ in range(10):
+            p = pending.nonzero().squeeze(1)
+            if len(p) == 0:
+                break
+            cand = (adv[p] + step[p].view(shape) * grad[p]).clamp(0, 1)
+            ok = self._ask(oracle, cand, labels[p], targeted, queries, idx[p])
+            out[p[ok]] = cand[ok]
+            pending[p[ok]] = False
+            step = torch.where(pending, step / 2, step)
+        return out

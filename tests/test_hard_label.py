@@ -1,0 +1,79 @@
+"""HopSkipJump, the hard-label attack on a whole defense: it needs only the verdict, so it
+breaks a detector that has no gradient at all, where gradient attacks are caught."""
+
+import torch
+
+from adaptive.attacks.bounded_pgd import BoundedPGD
+from adaptive.attacks.hard_label import DecisionOracle, HopSkipJump
+from adaptive.core.data import load_dataset
+from adaptive.core.zoo import load_model
+from adaptive.defense import Defense, judge
+from defenses import Detector, is_differentiable
+
+
+class RoundedGapDetector(Detector):
+    """Flags inputs whose two largest logits lie within ``gap`` of each other, on the rounded
+    gap: piecewise constant, so its gradient is zero everywhere (no gradient attack can aim)."""
+
+    differentiable = False
+
+    def __init__(self, model):
+        self.model, self.name = model, "gap"
+
+    @torch.no_grad()
+    def score(self, x):
+        top = self.model(x).topk(2, dim=1).values
+        return -torch.round(top[:, 0] - top[:, 1])
+
+    def fit(self, benign, gap: float = 3.0):
+        self.threshold = -gap
+        return self
+
+
+def _setup():
+    model, _ = load_model("mnist-cnn")
+    data = load_dataset("mnist-bundled")
+    x, y = data.x()[:4], data.labels[:4]
+    assert bool((model(x).argmax(1) == y).all())
+    detector = RoundedGapDetector(model).fit(data.x()[1000:1100])
+    return model, x, y, Defense("gapped", model, {"gap": detector})
+
+
+def test_hopskipjump_breaks_a_detector_without_gradients():
+    model, x, y, defense = _setup()
+    assert not is_differentiable(defense.detectors["gap"])
+    oracle = DecisionOracle(defense)
+    r = HopSkipJump(iterations=12, evals=40, max_evals=150, eps=5.0).run(oracle, x, y)
+    hsj = judge(defense, r.adversarial, x, y, r.success, 5.0)
+    # PGD-L2 at kappa 0 stops at the decision boundary, where this detector fires
+    p = BoundedPGD(5.0, steps=50, restarts=1).run(model, x, y)
+    pgd = judge(defense, p.adversarial, x, y, p.success, 5.0)
+    assert int(hsj.success.sum()) >= 3 and int(pgd.success.sum()) <= 1, (hsj.reasons,
+                                                                          pgd.reasons)
+    assert (r.gradient_steps > 0).all() and oracle.queries == int(r.gradient_steps.sum())
+    assert torch.allclose(r.l2, (r.adversarial - x).flatten(1).norm(dim=1))
+
+
+def test_hsj_runs_through_the_sweep_on_the_last_defense(tmp_path):
+    import pytest
+
+    from adaptive.core.errors import ToolkitError
+    from adaptive.sweep import SweepConfig, read_records, run_sweep
+
+    model, meta = load_model("mnist-cnn")
+    data = load_dataset("mnist-bundled").subset(slice(0, 60))
+    det = RoundedGapDetector(model).fit(None)
+    said = []
+    cfg = SweepConfig(model_sha256=meta["sha256"], n=2, n_cal=10, kappas=[0.0], batch=2,
+                      defenses=["none", "gapped"], magnet=None, attack="hsj", max_l2=5.0,
+                      hsj=dict(iterations=6, evals=30, max_evals=100))
+    res = run_sweep(cfg, model, data, tmp_path / "hsj", "cpu",
+                    extra_defenses={"gapped": Defense("gapped", model, {"gap": det})},
+                    progress=False, log=said.append)
+    assert any("hard-label attack on the verdict of 'gapped'" in s for s in said)
+    records = read_records(tmp_path / "hsj" / "records.jsonl")
+    assert len(records) == 2 and all(r["attack_steps"] > 0 for r in records)
+    assert {r["defense"] for r in res["rows"]} == {"none", "gapped"}
+    with pytest.raises(ToolkitError, match="--kappa 0"):
+        run_sweep(SweepConfig(attack="hsj", kappas=[0.0, 5.0]), model, data, tmp_path / "x",
+                  "cpu", progress=False, log=said.append)
