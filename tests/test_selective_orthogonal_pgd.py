@@ -184,3 +184,40 @@ def test_linf_sweeps_bound_judge_and_report_in_linf(tmp_path, capsys):
     assert main(argv + ["--max-l2", "2", "--out", str(tmp_path / "x")]) == 2
     assert main(argv[:4] + ["3"] + argv[5:] + ["--out", str(tmp_path / "y")]) == 2  # eps > 1
     assert "pixel range" in capsys.readouterr().err
+
+
+class NoisyReformer(nn.Module):
+    """A randomised toy defense: the classifier sees the input plus fresh noise at every call."""
+
+    def __init__(self):
+        super().__init__()
+        self.model = TwoPixels()
+        self.input_shape, self.num_classes = (1, 1, 2), 2
+
+    def forward(self, x):
+        return self.model((x + 0.3 * torch.randn_like(x)).clamp(0, 1))
+
+
+def test_eot_lowers_the_variance_of_the_gradient():
+    torch.manual_seed(0)
+    model = NoisyReformer()
+    x = torch.tensor([[[[0.45, 0.5]]]])
+    y = torch.tensor([0])
+    spread = {}
+    for eot in (1, 16):
+        attack = BoundedPGD(eps=0.5, steps=1, eot=eot)
+        grads = []
+        for _ in range(60):
+            d = torch.zeros_like(x, requires_grad=True)
+            shortfall = kappa_margins(model(x + d), y, False)
+            g = attack._direction(d, shortfall, torch.zeros_like(shortfall))
+            for _ in range(eot - 1):
+                d2 = torch.zeros_like(x, requires_grad=True)
+                s2 = kappa_margins(model(x + d2), y, False)
+                g = g + attack._direction(d2, s2, torch.zeros_like(s2))
+            grads.append((g / eot).flatten())
+        spread[eot] = torch.stack(grads).var(0).sum()
+    assert spread[16] < spread[1] / 4, spread
+    # and the attack itself takes the averaged step
+    r = BoundedPGD(eps=0.5, steps=20, restarts=1, eot=8).run(model, x, y)
+    assert r.adversarial.shape == x.shape and int(r.gradient_steps[0]) >= 1

@@ -61,7 +61,9 @@ class BoundedPGD(FixedBudgetAttack):
     objective at confidence ``kappa`` (see the module docstring): ``steps`` steps of
     ``step_size`` (default 2.5 eps / steps) per round, ``restarts`` rounds, then
     ``target_classes`` target rounds, ``batch_size`` images at a time, seeded by ``seed``. Each
-    step descends the sum of the classification term and the penalty. ``run`` returns an
+    step descends the sum of the classification term and the penalty; with ``eot`` > 1 its
+    gradient is the mean over that many evaluations (Expectation over Transformation, for
+    defenses that are random per call: each evaluation draws anew). ``run`` returns an
     :class:`AttackResult`."""
 
     name = "bounded PGD"
@@ -69,13 +71,16 @@ class BoundedPGD(FixedBudgetAttack):
 
     def __init__(self, eps: float, kappa: float = 0.0, steps: int = 100, restarts: int = 1,
                  target_classes: int = 0, step_size: float | None = None,
-                 batch_size: int = 256, seed: int = 0, norm: str = "l2"):
+                 batch_size: int = 256, seed: int = 0, norm: str = "l2", eot: int = 1):
         if not (eps > 0 and kappa >= 0 and steps >= 1 and restarts >= 1
                 and target_classes >= 0):
             raise ToolkitError("bounded PGD needs eps > 0 (a finite L2 bound), kappa >= 0, "
                                "steps >= 1, restarts >= 1 and target_classes >= 0")
         if step_size is not None and not step_size > 0:
             raise ToolkitError("bounded PGD needs step_size > 0")
+        if not (isinstance(eot, int) and eot >= 1):
+            raise ToolkitError(f"EOT needs a whole number of samples >= 1, got {eot!r}")
+        self.eot = eot
         self.eps, self.kappa, self.steps, self.restarts = float(eps), float(kappa), steps, restarts
         self.target_classes = int(target_classes)
         # Madry et al.'s rule: the steps can cross the ball 2.5 times.
@@ -86,7 +91,8 @@ class BoundedPGD(FixedBudgetAttack):
         self._radius = self.eps * (1 - 1e-5)
 
     def config(self) -> dict:
-        return {"attack": self.kind, "norm": self.norm, "eps": self.eps, "kappa": self.kappa,
+        return {"attack": self.kind, "norm": self.norm, "eot": self.eot, "eps": self.eps,
+                "kappa": self.kappa,
                 "steps": self.steps, "restarts": self.restarts,
                 "target_classes": self.target_classes, "step_size": self.step_size,
                 "seed": self.seed}
@@ -151,6 +157,14 @@ class BoundedPGD(FixedBudgetAttack):
             grad = None
             if not last:
                 grad = self._direction(d, margin + self.kappa, extra)
+                for _ in range(self.eot - 1):  # EOT: average over the defense's randomness
+                    d2 = delta.detach().requires_grad_(True)
+                    adv2 = x[idx] + d2
+                    m2 = kappa_margins(model(adv2), goal_labels[idx], goal_targeted)
+                    e2 = (penalty(adv2, goal_labels[idx], goal_targeted)
+                          if penalty is not None else torch.zeros_like(m2))
+                    grad = grad + self._direction(d2, m2 + self.kappa, e2)
+                grad = grad / self.eot
                 best.steps[idx.cpu()] += 1
             with torch.no_grad():
                 own = (margin.detach() if own_round

@@ -115,6 +115,10 @@ def register(sub) -> None:
                         "only oracle is the verdict of the last of --defenses (accepted and "
                         "misclassified), for detectors without gradients (needs --kappa 0) "
                         "(default cw)")
+    p.add_argument("--eot", type=positive_int, default=PGD.eot, metavar="N",
+                   help="pgd, spgd, opgd: average each step's gradient over N evaluations "
+                        "(Expectation over Transformation), for defenses that are random per "
+                        f"call (default {PGD.eot}: none)")
     p.add_argument("--hsj-iterations", type=positive_int, default=HSJ.iterations,
                    help=f"hsj: rounds per image (default {HSJ.iterations})")
     p.add_argument("--hsj-evals", type=positive_int, default=HSJ.evals,
@@ -176,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
                       clever=(CleverSettings(**PRESETS[args.clever]) if args.clever else None),
                       attack=args.attack, a2d_factor=args.a2d_factor,
                       pgd=PGDSettings(steps=args.pgd_steps, restarts=args.pgd_restarts,
-                                      target_classes=args.pgd_targets),
+                                      target_classes=args.pgd_targets, eot=args.eot),
                       hsj=HardLabelSettings(iterations=args.hsj_iterations,
                                             evals=args.hsj_evals,
                                             max_evals=max(HSJ.max_evals, args.hsj_evals)))

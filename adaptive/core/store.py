@@ -124,7 +124,7 @@ class RunStore:
         if not isinstance(saved, dict) or not isinstance(saved.get("config", {}), dict):
             raise ToolkitError(f"{cfg_file} is not a run configuration (expected a JSON object "
                                "with a 'config' object); the folder is damaged or not a run")
-        before = {**defaults, **saved.get("config", {})}
+        before = _with_defaults(defaults, saved.get("config", {}))
         if before != self.config:
             diff = sorted(k for k in set(before) | set(self.config)
                           if before.get(k) != self.config.get(k))
@@ -205,6 +205,17 @@ class RunStore:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.close(failed=exc_type is not None)
+
+
+def _with_defaults(defaults: dict, saved: dict) -> dict:
+    """``saved`` with every setting it lacks taken from ``defaults``, nested settings (dicts)
+    included: a run made before a setting existed behaved as its default."""
+    out = dict(defaults)
+    for key, value in saved.items():
+        if isinstance(value, dict) and isinstance(defaults.get(key), dict):
+            value = _with_defaults(defaults[key], value)
+        out[key] = value
+    return out
 
 
 class Records:

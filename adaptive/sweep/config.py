@@ -85,11 +85,13 @@ class CWSettings:
 class PGDSettings:
     """Bounded PGD (the pgd attacks): ``steps`` per round of 2.5 x bound / steps, ``restarts``
     rounds (the first from the image, the others from random points of the ball), then one
-    round towards each of the ``target_classes`` most likely other classes (untargeted)."""
+    round towards each of the ``target_classes`` most likely other classes (untargeted); each
+    step's gradient averaged over ``eot`` evaluations (Expectation over Transformation)."""
 
     steps: int = 100
     restarts: int = 3
     target_classes: int = 3
+    eot: int = 1  # gradient samples per step (EOT) for defenses that are random per call
 
 
 @dataclass
@@ -263,6 +265,7 @@ def validate_config(cfg: SweepConfig, magnet=None) -> None:
     _count(cfg.pgd.steps, "pgd steps")
     _count(cfg.pgd.restarts, "pgd restarts")
     _count(cfg.pgd.target_classes, "pgd target classes", 0)
+    _count(cfg.pgd.eot, "eot")
     if cfg.clever is not None:
         _count(cfg.clever.n_batches, "clever n_batches")
         _count(cfg.clever.n_samples, "clever n_samples")
