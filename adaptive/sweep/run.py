@@ -38,7 +38,7 @@ from adaptive.sweep.operating_points import operating_points
 from adaptive.sweep.records import RECORDS, batch_records, record_key, upgrade_record
 from adaptive.sweep.summary import asr_by_bound, summarize, write_summary
 from defenses.a2d.presets import make_engine
-from defenses.detector import is_differentiable
+from defenses.detector import Detector, is_differentiable
 
 
 BOUNDED_ATTACKS = {"pgd": BoundedPGD, "spgd": SelectivePGD, "opgd": OrthogonalPGD}
@@ -124,18 +124,22 @@ class _Judges:
         ``adv`` of the images ``x`` (labels ``y``; ``targets`` for a targeted sweep)."""
         cfg, a2d = self.cfg, self.a2d
         costs = self.cost_engine.run(self.model, adv.to(self.device))
+        scores = self.scores(adv, costs.costs)
         flags = {}
         for name, det in self.detectors.items():
             if det is a2d:  # decided from the BIM_d costs just computed (same result)
                 flags[name] = a2d.decide({cfg.a2d_engines[0]: costs}) \
                     if len(cfg.a2d_engines) == 1 else a2d.detect(adv)
+            elif isinstance(det, Detector) and det.fitted and scores[name] is not None \
+                    and len(scores[name]) == len(adv):
+                flags[name] = scores[name] > det.threshold  # the contract's detect, one pass
             else:
                 flags[name] = detector_flags(name, det, adv.to(self.device))
         max_linf = cfg.max_linf if cfg.norm == "linf" else None
         verdicts = {name: judge(d, adv, x, y, attack_ok, cfg.max_l2, targets,
                                 {k: flags[k] for k in d.detectors}, max_linf)
                     for name, d in self.defenses.items()}
-        return costs, flags, verdicts, self.scores(adv, costs.costs)
+        return costs, flags, verdicts, scores
 
 
 def _build_judges(store: RunStore, cfg: SweepConfig, model: nn.Module, data: ImageSet, device,

@@ -23,6 +23,13 @@ from defenses.a2d.zscore import DEFAULT_H, ZScoreEnsemble
 from defenses.detector import Detector, NotFittedError, read_saved
 
 
+def _saved_engines(d: dict, model: nn.Module | None, what: str) -> dict:
+    """The cost engines a saved A2D detector records (loading needs its classifier)."""
+    if model is None:
+        raise ToolkitError(f"loading {what} needs model= (the classifier)")
+    return {n: build_engine(n, **cfg) for n, cfg in d["engines"].items()}
+
+
 class A2DDetector(Detector):
     """A2D on images (a :class:`defenses.detector.Detector`): ``model``, its attack-cost
     ``engines`` (name -> engine) and a Z-score detector per engine, fitted on benign costs only;
@@ -114,9 +121,7 @@ class A2DDetector(Detector):
     @classmethod
     def from_dict(cls, d: dict, model: nn.Module = None, **context) -> "A2DDetector":
         """Needs ``model=``, the classifier whose attack costs A2D measures."""
-        if model is None:
-            raise ToolkitError("loading an A2D detector needs model= (the classifier)")
-        engines = {n: build_engine(n, **cfg) for n, cfg in d["engines"].items()}
+        engines = _saved_engines(d, model, "an A2D detector")
         det = cls(model, engines, d["k"], detection_mode=d["detection_mode"])
         det.zscore = ZScoreEnsemble.from_dict(d["zscore"])
         det.calibrated = True
@@ -187,9 +192,7 @@ class A2DKNNDetector(Detector):
     @classmethod
     def from_dict(cls, d: dict, model: nn.Module = None, **context) -> "A2DKNNDetector":
         """Needs ``model=``, the classifier whose attack costs A2D measures."""
-        if model is None:
-            raise ToolkitError("loading an A2D K-NN detector needs model= (the classifier)")
-        engines = {n: build_engine(n, **cfg) for n, cfg in d["engines"].items()}
+        engines = _saved_engines(d, model, "an A2D K-NN detector")
         det = cls(model, engines, d["knn"]["k"], d["knn"].get("scale", "none"))
         det.knn = KNNDetector.from_dict(d["knn"])
         return det
