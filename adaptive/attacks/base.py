@@ -1,11 +1,15 @@
 """The attack contract: every attack of ``adaptive.attacks`` is an :class:`Attack` with one
 ``run`` method, as in Foolbox 3, and returns an :class:`AttackResult`.
 
-``run(model, x, labels, targeted=False, penalty=None)``: ``x`` float images in [0, 1], NCHW;
+``run(model, x, labels, targeted=False, penalty=None, seeds=None)``: ``x`` float images in
+[0, 1], NCHW;
 ``labels`` the true labels (untargeted) or the targets (targeted); ``model`` returns logits
 (it may be a defended model, e.g. MagNet's reformer in front of the classifier); ``penalty``
 an extra differentiable per-sample term >= 0 that must reach 0 for success (the detectors of an
-adaptive attack; see :mod:`adaptive.attacks.objective`). Inputs are checked, the batch is cut
+adaptive attack; see :mod:`adaptive.attacks.objective`); ``seeds`` optional per-sample seeds:
+each sample's random draws then come from its own generator, so its result does not depend on
+which other samples share its batch (what a per-image worst case over attacks needs, each
+attack run only on the images still robust). Inputs are checked, the batch is cut
 into ``batch_size`` pieces and the pieces' results are joined here, once for every attack.
 
 Two kinds, as Foolbox 3 splits them: a :class:`MinimumDistanceAttack` looks for the smallest
@@ -23,6 +27,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from adaptive.core.errors import ToolkitError
 from adaptive.core.validation import check_images, check_labels
 
 # penalty(adv, labels, targeted) -> per-sample term >= 0 that must be 0 for success.
@@ -60,29 +65,75 @@ def kappa_margins(logits: torch.Tensor, classes: torch.Tensor, targeted: bool) -
     return best_other - own if targeted else own - best_other
 
 
+class Draws:
+    """Where an attack's random numbers come from: one generator shared by the whole run (the
+    draws of a sample depend on its batch) or one generator per sample (they depend on its own
+    seed only). ``sample(rows, draw)`` returns ``draw(shape, generator)`` for the samples at
+    positions ``rows`` of the batch, ``shape`` being ``(len(rows), *rest)`` or ``(1, *rest)``."""
+
+    def __init__(self, shared: torch.Generator | None = None,
+                 per_sample: list[torch.Generator] | None = None):
+        self.shared, self.per_sample = shared, per_sample
+
+    @classmethod
+    def seeded(cls, seed: int) -> "Draws":
+        return cls(shared=torch.Generator().manual_seed(int(seed)))
+
+    @classmethod
+    def for_samples(cls, seeds) -> "Draws":
+        return cls(per_sample=[torch.Generator().manual_seed(int(s)) for s in seeds])
+
+    def sample(self, rows: torch.Tensor, rest: tuple, draw: Callable) -> torch.Tensor:
+        """``draw((n, *rest), generator)`` for the ``n`` samples at batch positions ``rows``."""
+        if self.per_sample is None:
+            return draw((len(rows), *rest), self.shared)
+        return torch.cat([draw((1, *rest), self.per_sample[int(i)]) for i in rows])
+
+
+def check_seeds(seeds, n: int) -> torch.Tensor | None:
+    """Per-sample seeds as a 1-D integer tensor of length ``n`` (or None)."""
+    if seeds is None:
+        return None
+    seeds = torch.as_tensor(seeds)
+    if seeds.shape != (n,) or seeds.dtype.is_floating_point or seeds.dtype == torch.bool:
+        raise ToolkitError(f"seeds must be {n} integers (one per sample), got shape "
+                           f"{tuple(seeds.shape)} of {seeds.dtype}")
+    return seeds
+
+
 class Attack:
     """Base of every attack (see the module docstring). Subclasses set ``name`` and
     ``batch_size`` and implement ``_run_batch(model, x, labels, targeted, penalty, state)``
-    (``state``: what ``_start()`` returned for this run, e.g. a seeded generator) and
+    (``state``: what ``_start()`` returned for this run, e.g. a seeded generator, or with
+    per-sample ``seeds`` what ``_start_samples(seeds)`` returned for the batch) and
     ``config()``."""
 
     name: str = "attack"
     batch_size: int = 256
 
     def run(self, model: nn.Module, x: torch.Tensor, labels: torch.Tensor,
-            targeted: bool = False, penalty: Penalty | None = None) -> AttackResult:
-        """Attack ``x``; ``labels`` are targets (targeted) or true labels (untargeted)."""
+            targeted: bool = False, penalty: Penalty | None = None,
+            seeds=None) -> AttackResult:
+        """Attack ``x``; ``labels`` are targets (targeted) or true labels (untargeted);
+        ``seeds``: optional per-sample seeds (see the module docstring)."""
         check_images(x, getattr(model, "input_shape", None), what=f"inputs to {self.name}")
         n_classes = getattr(model, "num_classes", None)
         check_labels(labels, len(x), n_classes or int(labels.max()) + 1, f"{self.name} labels")
-        state = self._start()
+        seeds = check_seeds(seeds, len(x))
+        state = self._start() if seeds is None else None
         return AttackResult.cat([
             self._run_batch(model, x[i:i + self.batch_size], labels[i:i + self.batch_size],
-                            targeted, penalty, state)
+                            targeted, penalty,
+                            state if seeds is None
+                            else self._start_samples(seeds[i:i + self.batch_size]))
             for i in range(0, len(x), self.batch_size)])
 
     def _start(self) -> Any:
         return None
+
+    def _start_samples(self, seeds: torch.Tensor) -> Any:
+        """The state of one batch whose samples draw from their own ``seeds``."""
+        return self._start()
 
     def _run_batch(self, model: nn.Module, x: torch.Tensor, labels: torch.Tensor,
                    targeted: bool, penalty: Penalty | None, state: Any) -> AttackResult:

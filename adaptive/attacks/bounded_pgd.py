@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
-from adaptive.attacks.base import AttackResult, FixedBudgetAttack, kappa_margins
+from adaptive.attacks.base import AttackResult, Draws, FixedBudgetAttack, kappa_margins
 from adaptive.core.attacks.lp import check_norm, normalize_step, project, random_in_ball
 from adaptive.core.errors import ToolkitError
 
@@ -97,16 +97,19 @@ class BoundedPGD(FixedBudgetAttack):
                 "target_classes": self.target_classes, "step_size": self.step_size,
                 "seed": self.seed}
 
-    def _start(self) -> torch.Generator:
+    def _start(self) -> Draws:
         """One seeded generator per run, shared by its batches (random restarts)."""
-        return torch.Generator().manual_seed(self.seed)
+        return Draws.seeded(self.seed)
+
+    def _start_samples(self, seeds) -> Draws:
+        return Draws.for_samples(seeds)
 
     def _rounds(self, targeted: bool) -> list[tuple[bool, int | None]]:
         """(random start, rank of the other class to target or None) of each round."""
         rounds = [(r > 0, None) for r in range(self.restarts)]
         return rounds if targeted else rounds + [(False, k) for k in range(self.target_classes)]
 
-    def _run_batch(self, model, x, labels, targeted, penalty, generator) -> AttackResult:
+    def _run_batch(self, model, x, labels, targeted, penalty, draws: Draws) -> AttackResult:
         device = next(model.parameters()).device
         x, labels = x.to(device), labels.to(device)
         best = _Best.start(x)
@@ -125,8 +128,8 @@ class BoundedPGD(FixedBudgetAttack):
                     break
                 goal, goal_targeted = ranked[:, rank], True
             if random_start:
-                delta = random_in_ball(x[idx].shape, self._radius, self.norm, generator, device,
-                                       x.dtype)
+                delta = draws.sample(idx, x.shape[1:], lambda shape, g: random_in_ball(
+                    shape, self._radius, self.norm, g, device, x.dtype))
                 delta = (x[idx] + delta).clamp(0, 1) - x[idx]
             else:
                 delta = torch.zeros_like(x[idx])

@@ -21,8 +21,9 @@ import math
 
 import torch
 
-from adaptive.attacks.base import AttackResult, MinimumDistanceAttack
+from adaptive.attacks.base import AttackResult, Draws, MinimumDistanceAttack
 from adaptive.core.errors import ToolkitError
+from adaptive.core.validation import check_images
 
 
 class DecisionOracle:
@@ -67,28 +68,42 @@ class HopSkipJump(MinimumDistanceAttack):
         self.iterations, self.evals, self.max_evals = int(iterations), int(evals), int(max_evals)
         self.search_steps, self.init_tries = int(search_steps), int(init_tries)
         self.eps, self.batch_size, self.seed = eps, int(batch_size), int(seed)
+        self._starts = None  # candidate starting points of the run in progress
 
     def config(self) -> dict:
         return {"attack": "hopskipjump", "iterations": self.iterations, "evals": self.evals,
                 "max_evals": self.max_evals, "search_steps": self.search_steps,
                 "eps": self.eps, "init_tries": self.init_tries, "seed": self.seed}
 
-    def _start(self) -> torch.Generator:
-        return torch.Generator().manual_seed(self.seed)
+    def _start(self) -> Draws:
+        return Draws.seeded(self.seed)
 
-    def run(self, model, x, labels, targeted=False, penalty=None) -> AttackResult:
+    def _start_samples(self, seeds) -> Draws:
+        return Draws.for_samples(seeds)
+
+    def run(self, model, x, labels, targeted=False, penalty=None, seeds=None,
+            starts: torch.Tensor | None = None) -> AttackResult:
+        """As :meth:`Attack.run`; ``starts``: candidate starting points tried in order for
+        every image (default: the other images of its batch). With ``seeds`` and ``starts``
+        an image's result depends on nothing else in its batch."""
         if not isinstance(model, DecisionOracle):
             raise ToolkitError("HopSkipJump attacks a DecisionOracle (a defense's verdict), not "
                                "a model")
         if penalty is not None:
             raise ToolkitError("a hard-label attack takes no penalty: the oracle is the whole "
                                "defense")
-        return super().run(model, x, labels, targeted)
+        if starts is not None:
+            check_images(starts, tuple(x.shape[1:]), what="HopSkipJump starting points")
+        self._starts = None if starts is None else starts.detach().cpu()
+        try:
+            return super().run(model, x, labels, targeted, seeds=seeds)
+        finally:
+            self._starts = None
 
     # -- one batch ------------------------------------------------------------------------------
 
     def _run_batch(self, oracle: DecisionOracle, x, labels, targeted, penalty,
-                   gen: torch.Generator) -> AttackResult:
+                   gen: Draws) -> AttackResult:
         x, labels = x.cpu(), labels.cpu()
         n, dim = len(x), x[0].numel()
         queries = torch.zeros(n, dtype=torch.long)
@@ -127,22 +142,22 @@ class HopSkipJump(MinimumDistanceAttack):
         return oracle(points, labels, targeted)
 
     def _initial(self, oracle, x, labels, targeted, gen, queries):
-        """A starting point per image the oracle accepts: another image of the batch the
-        defense accepts and labels as wanted, else uniform noise (blended towards the image)."""
-        n = len(x)
+        """A starting point per image the oracle accepts: another image of the batch (or of
+        the given ``starts``) the defense accepts and labels as wanted, else uniform noise."""
+        n, pool = len(x), self._starts
         adv, found = x.clone(), torch.zeros(n, dtype=torch.bool)
-        for shift in range(1, n):
+        for shift in range(1, n) if pool is None else range(len(pool)):
             todo = (~found).nonzero().squeeze(1)
             if len(todo) == 0:
                 break
-            other = x[(todo + shift) % n]
+            other = x[(todo + shift) % n] if pool is None else pool[shift].expand_as(x[todo])
             ok = self._ask(oracle, other, labels[todo], targeted, queries, todo)
             adv[todo[ok]], found[todo[ok]] = other[ok], True
         for _ in range(self.init_tries):
             todo = (~found).nonzero().squeeze(1)
             if len(todo) == 0:
                 break
-            noise = torch.rand(x[todo].shape, generator=gen)
+            noise = gen.sample(todo, x.shape[1:], lambda shape, g: torch.rand(shape, generator=g))
             ok = self._ask(oracle, noise, labels[todo], targeted, queries, todo)
             adv[todo[ok]], found[todo[ok]] = noise[ok], True
         return adv, found
@@ -165,7 +180,8 @@ class HopSkipJump(MinimumDistanceAttack):
         """Monte-Carlo estimate of the boundary's normal at each ``adv`` (towards acceptance)
         from ``evals`` probes at radius ``delta``."""
         m = len(adv)
-        u = torch.randn((m, evals, *adv.shape[1:]), generator=gen)
+        u = gen.sample(idx, (evals, *adv.shape[1:]),
+                       lambda shape, g: torch.randn(shape, generator=g))
         u = u / u.flatten(2).norm(dim=2).view(m, evals, *[1] * (adv.ndim - 1))
         probes = (adv[:, None] + delta.view(m, 1, *[1] * (adv.ndim - 1)) * u).clamp(0, 1)
         u = (probes - adv[:, None]) / delta.view(m, 1, *[1] * (adv.ndim - 1))

@@ -113,8 +113,14 @@ def register(sub) -> None:
                         "Selective / Orthogonal PGD-L2 at --max-l2, stepping on the classifier "
                         "and the detectors apart; hsj: HopSkipJump, a hard-label attack whose "
                         "only oracle is the verdict of the last of --defenses (accepted and "
-                        "misclassified), for detectors without gradients (needs --kappa 0) "
-                        "(default cw)")
+                        "misclassified), for detectors without gradients (needs --kappa 0); "
+                        "auto: the per-image worst case over cw, pgd-full, spgd, opgd and hsj "
+                        "(hsj at kappa 0 of L2 runs), each on the images some defense still "
+                        "withstands; records say which member broke each image (default cw)")
+    p.add_argument("--image-seeds", action="store_true",
+                   help="each image draws its random numbers (restarts, probes) from its own "
+                        "seed, so its result does not depend on its batch (auto always does; "
+                        "use it to compare a single attack with auto image by image)")
     p.add_argument("--eot", type=positive_int, default=PGD.eot, metavar="N",
                    help="pgd, spgd, opgd: average each step's gradient over N evaluations "
                         "(Expectation over Transformation), for defenses that are random per "
@@ -179,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
                       defense_module=args.defense_module,
                       clever=(CleverSettings(**PRESETS[args.clever]) if args.clever else None),
                       attack=args.attack, a2d_factor=args.a2d_factor,
+                      image_seeds=args.image_seeds,
                       pgd=PGDSettings(steps=args.pgd_steps, restarts=args.pgd_restarts,
                                       target_classes=args.pgd_targets, eot=args.eot),
                       hsj=HardLabelSettings(iterations=args.hsj_iterations,
@@ -204,7 +211,9 @@ def run(args: argparse.Namespace) -> int:
     for r in result["rows"]:
         asr = "-" if r["attack_success_rate"] is None else f"{r['attack_success_rate']:.2f}"
         l2 = "-" if r["mean_l2"] is None else f"{r['mean_l2']:.2f}"
-        print(f"{r['kappa']:>6g} {r['defense']:>12} {asr:>6} {l2:>8}")
+        by = ("  broken by " + ", ".join(f"{m} {c}" for m, c in r["broken_by"].items())
+              if r.get("broken_by") else "")
+        print(f"{r['kappa']:>6g} {r['defense']:>12} {asr:>6} {l2:>8}{by}")
     for c in result["sanity_checks"]:
         print(f"sanity check {'passed' if c['passed'] else 'FAILED'}: {c['name']}: "
               f"{c['detail']}")

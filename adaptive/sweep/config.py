@@ -23,8 +23,13 @@ DETECTOR_ATTACKS = ("spgd", "opgd")
 # hsj: HopSkipJump, a hard-label attack whose only oracle is one defense's verdict (the last of
 # the run's defenses): accepted by every detector and misclassified.
 HARD_LABEL_ATTACKS = ("hsj",)
+# auto: the per-image worst case over a fixed ensemble, as AutoAttack: each member in turn, only
+# on the images some defense still withstands (hsj: the last defense); records say which member
+# broke each image against each defense (adaptive.sweep.auto).
+AUTO = "auto"
+AUTO_MEMBERS = ("cw", "pgd-full", "spgd", "opgd", "hsj")
 ATTACKS = tuple(method + parts for method in ("cw", "pgd") for parts in ATTACKED_PARTS) \
-    + DETECTOR_ATTACKS + HARD_LABEL_ATTACKS
+    + DETECTOR_ATTACKS + HARD_LABEL_ATTACKS + (AUTO,)
 BOUNDED = ("pgd", "spgd", "opgd")  # attacks that spend the ball at the bound
 MAX_KAPPAS = 1000  # values in one --kappa range: more is a typo, not a sweep
 
@@ -41,19 +46,20 @@ def attacked_parts(attack: str) -> set[str]:
     """The defenses whose detectors ``attack`` penalises (``cw-full`` -> a2d and magnet)."""
     if attack not in ATTACKS:
         raise ToolkitError(f"unknown attack {attack!r}; choose from {', '.join(ATTACKS)}")
-    if attack in DETECTOR_ATTACKS or attack in HARD_LABEL_ATTACKS:
+    if attack in DETECTOR_ATTACKS or attack in HARD_LABEL_ATTACKS or attack == AUTO:
         return ATTACKED_PARTS["-full"]
     return ATTACKED_PARTS[attack[attack.find("-"):] if "-" in attack else ""]
 
 
 def aims_at_plugins(attack: str) -> bool:
     """Whether ``attack`` also aims at the plug-in defenses' differentiable detectors."""
-    return attack.endswith("-full") or attack in DETECTOR_ATTACKS
+    return attack.endswith("-full") or attack in DETECTOR_ATTACKS or attack == AUTO
 
 
 def is_bounded(attack: str) -> bool:
-    """Whether ``attack`` runs at exactly the bound (PGD and its detector-aware variants)."""
-    return attack.split("-")[0] in BOUNDED
+    """Whether ``attack`` runs at exactly the bound (PGD and its detector-aware variants, and
+    auto, whose members include them)."""
+    return attack.split("-")[0] in BOUNDED or attack == AUTO
 
 
 def _from_dict(cls, value, what: str):
@@ -158,6 +164,9 @@ class SweepConfig:
     norm: str = "l2"
     max_linf: float | None = None
     hsj: HardLabelSettings = field(default_factory=HardLabelSettings)
+    # Each attacked image draws its random numbers (restarts, probes) from its own seed, so its
+    # result does not depend on its batch; auto always does. Runs made before it: per batch.
+    image_seeds: bool = False
 
     def __post_init__(self):
         self.cw = _from_dict(CWSettings, self.cw, "cw")

@@ -25,6 +25,7 @@ from sklearn.metrics import roc_auc_score
 
 from adaptive.defense import Defense
 from adaptive.sweep.config import SweepConfig
+from adaptive.sweep.records import defense_view
 
 FPR = 0.05
 
@@ -63,14 +64,14 @@ def operating_points(records: list[dict], cfg: SweepConfig, defenses: dict[str, 
     benign = {k: np.asarray(v, dtype=np.float64) for k, v in (benign_scores or {}).items()}
     rows = []
     for kappa in cfg.kappas:
-        recs = [r for r in records if r["kappa"] == kappa]
-        if not recs:
+        if not any(r["kappa"] == kappa for r in records):
             continue
-        made = [r for r in recs if r["attack_success"]]
         for name, defense in defenses.items():
             dets = list(defense.detectors)
             if not dets:
                 continue
+            recs = [defense_view(r, name) for r in records if r["kappa"] == kappa]
+            made = [r for r in recs if r["attack_success"]]
             have = all(d in benign for d in dets) and all(
                 r.get("scores", {}).get(d) is not None for r in recs for d in dets)
             row = {"kappa": kappa, "defense": name, "fpr": fpr, "sr_at_fpr": None}

@@ -35,6 +35,21 @@ def upgrade_record(r: dict) -> dict:
     return {RENAMED.get(k, k): v for k, v in r.items()}
 
 
+# What a record of ``--attack auto`` holds per defense (its example for that defense may come
+# from another member than the record's own, see adaptive.sweep.auto).
+PER_DEFENSE = ("attack_success", "attack_steps", "attack_confidence", "l2", "linf", "ssim",
+               "pred_bare", "bim_d_cost", "flags", "scores")  # CLEVER: of the record's example
+
+
+def defense_view(r: dict, name: str) -> dict:
+    """The record as defense ``name`` saw it: for ``--attack auto`` the measurements of the
+    example chosen for that defense; for every other attack the record itself."""
+    entry = r["defenses"][name]
+    if "by" not in entry:
+        return r
+    return {**r, **{k: entry[k] for k in PER_DEFENSE if k in entry}}
+
+
 def read_records(path: Path) -> list[dict]:
     """The records of a sweep folder's ``records.jsonl``, each (kappa, image, target) once,
     under the current key names."""

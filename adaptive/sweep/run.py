@@ -30,7 +30,8 @@ from adaptive.core.store import Records, RunStore
 from adaptive.core.validation import check_labels_fit_model
 from adaptive.defense import Defense, detector_flags, judge, module_sha256
 from adaptive.sweep.checks import bounded_attack_check, sanity_checks
-from adaptive.sweep.config import (HARD_LABEL_ATTACKS, SweepConfig, aims_at_plugins,
+from adaptive.sweep.auto import auto_batch, build_members, image_seeds
+from adaptive.sweep.config import (AUTO, HARD_LABEL_ATTACKS, SweepConfig, aims_at_plugins,
                                    attacked_parts, bound_of, is_bounded, norm_label,
                                    validate_config)
 from adaptive.sweep.images import plan_images
@@ -202,9 +203,11 @@ def _attack_all(store: RunStore, records: Records, cfg: SweepConfig, model: nn.M
         paper_attack = CarliniWagnerL2(kappa=kappa, **asdict(cfg.cw))
         attack = (BOUNDED_ATTACKS[cfg.attack.split("-")[0]](
             bound_of(cfg), kappa, seed=cfg.seed, norm=cfg.norm, **asdict(cfg.pgd))
-            if is_bounded(cfg.attack) else paper_attack)
+            if is_bounded(cfg.attack) and cfg.attack != AUTO else paper_attack)
         if cfg.attack in HARD_LABEL_ATTACKS:
             attack = HopSkipJump(eps=cfg.max_l2, seed=cfg.seed, **asdict(cfg.hsj))
+        members = (build_members(cfg, kappa, model, lambda _: objective, judges)
+                   if cfg.attack == AUTO else None)
         for b, rows in enumerate(tqdm(batches, desc=f"kappa {kappa:g} batches", leave=False,
                                       disable=not progress)):
             if all((float(kappa), int(attacked[i]),
@@ -215,32 +218,54 @@ def _attack_all(store: RunStore, records: Records, cfg: SweepConfig, model: nn.M
             targets = targets_all[rows] if cfg.targeted else None
             labels = targets if cfg.targeted else y
             seed_everything(cfg.seed)
+            if members is not None:  # the per-image worst case over the ensemble
+                x_adv, rows_ = auto_batch(cfg, kappa, members, model, judges, device, idx, x,
+                                          y, targets, log)
+                _store_adversarial(store, kappa, b, x_adv, idx, targets)
+                _clever_of(cfg, model, device, x_adv, rows_)
+                _append(records, rows_)
+                continue
+            extra = {}
+            if cfg.image_seeds:  # (HopSkipJump then starts from the whole batch's images)
+                extra = {"seeds": image_seeds(cfg.seed, idx),
+                         **({"starts": x} if cfg.attack in HARD_LABEL_ATTACKS else {})}
             r = attack.run(attack_model, x.to(device), labels, targeted=cfg.targeted,
-                           penalty=penalty)
-            store.put(f"adv_k{kappa:g}_b{b}", {"x": r.adversarial, "index": idx,
-                                               **({"target": targets} if cfg.targeted else {})})
+                           penalty=penalty, **extra)
+            _store_adversarial(store, kappa, b, r.adversarial, idx, targets)
             x_adv = r.adversarial
             costs, flags, verdicts, det_scores = judges.measure(x_adv, x, y, r.success, targets)
             transfer = None
-            if cfg.attack != "cw" and cfg.transfer_check:
+            if cfg.attack != "cw" and cfg.transfer_check:  # (auto runs C&W-kappa itself)
                 # The paper's attack (C&W-kappa on the bare classifier) transferred to every
                 # defense: a white-box attack weaker than this is a broken attack.
                 seed_everything(cfg.seed)
                 t = paper_attack.run(model, x.to(device), labels, targeted=cfg.targeted)
                 transfer = judges.measure(t.adversarial, x, y, t.success, targets)[2]
-            clever_scores = [None] * len(rows)
-            made = r.success.nonzero().squeeze(1).tolist()
-            if cfg.clever and made:
-                scores = clever(model, x_adv[made].to(device), norm="l2", target="untargeted",
-                                seed=cfg.seed, **asdict(cfg.clever))
-                for j, sc in zip(made, scores):
-                    clever_scores[j] = sc.score
-            _append(records, batch_records(
+            rows_ = batch_records(
                 kappa, idx.tolist(), y, targets, r, metrics.l2(x_adv, x),
                 metrics.linf(x_adv, x), metrics.ssim(x_adv, x),
                 predict_logits(model, x_adv, device=device).argmax(1), costs.costs,
-                clever_scores, flags, verdicts, transfer, det_scores))
+                [None] * len(rows), flags, verdicts, transfer, det_scores)
+            _clever_of(cfg, model, device, x_adv, rows_)
+            _append(records, rows_)
     kbar.close()
+
+
+def _store_adversarial(store: RunStore, kappa: float, b: int, x_adv, idx, targets) -> None:
+    store.put(f"adv_k{kappa:g}_b{b}", {"x": x_adv, "index": idx,
+                                       **({"target": targets} if targets is not None else {})})
+
+
+def _clever_of(cfg: SweepConfig, model: nn.Module, device, x_adv: torch.Tensor,
+               rows: list[dict]) -> None:
+    """CLEVER of each example that met the attack's objective, into its record."""
+    made = [j for j, row in enumerate(rows) if row["attack_success"]]
+    if not cfg.clever or not made:
+        return
+    scores = clever(model, x_adv[made].to(device), norm="l2", target="untargeted",
+                    seed=cfg.seed, **asdict(cfg.clever))
+    for j, sc in zip(made, scores):
+        rows[j]["clever"] = sc.score
 
 
 def _finish(store: RunStore, records: Records, cfg: SweepConfig, model: nn.Module,

@@ -13,16 +13,17 @@ import numpy as np
 
 from adaptive.core.checkpoint import write_json
 from adaptive.defense import Defense
-from adaptive.sweep.config import SweepConfig, bound_of, distance_key
+from adaptive.sweep.config import AUTO_MEMBERS, SweepConfig, bound_of, distance_key
+from adaptive.sweep.records import defense_view
 
 
 def summarize(records: list[dict], cfg: SweepConfig, defenses: dict[str, Defense]) -> list[dict]:
     """One row per kappa x defense, in the order of the config."""
     rows, dist, bound = [], distance_key(cfg), bound_of(cfg)
     for kappa in cfg.kappas:
-        recs = [r for r in records if r["kappa"] == kappa]
-        made = [r for r in recs if r["attack_success"]]
         for name, d in defenses.items():
+            recs = [defense_view(r, name) for r in records if r["kappa"] == kappa]
+            made = [r for r in recs if r["attack_success"]]
             row = {"kappa": kappa, "defense": name, "n": len(recs),
                    "attack_success_rate": (float(np.mean([r["defenses"][name]["success"]
                                                           for r in recs])) if recs else None),
@@ -48,6 +49,9 @@ def summarize(records: list[dict], cfg: SweepConfig, defenses: dict[str, Defense
                     key = "detected" if reason.startswith("detected:") else reason
                     reasons[key] = reasons.get(key, 0) + 1
             row["failure_reasons"] = reasons
+            by = [r["defenses"][name].get("by", "-") for r in recs]
+            if by and "-" not in by:  # --attack auto: which member broke how many images
+                row["broken_by"] = {m: by.count(m) for m in AUTO_MEMBERS if m in by}
             rows.append(row)
     return rows
 
@@ -67,7 +71,7 @@ def asr_by_l2_bound_row(recs: list[dict], name: str, bound: float, key: str = "l
     ``key`` distance, l2 or linf): the recorded verdict with the bound condition re-applied
     (every other condition is bound-free)."""
     hits = 0
-    for r in recs:
+    for r in map(lambda r: defense_view(r, name), recs):
         other = [x for x in r["defenses"][name]["reasons"] if x != "bound_exceeded"]
         hits += bool(r["attack_success"] and not other and r[key] <= bound)
     return hits / len(recs)

@@ -1,0 +1,97 @@
+"""``--attack auto``, the per-image worst case over cw, pgd-full, spgd, opgd and hsj: it never
+reports fewer broken images than any member alone on the same images, and says which member
+broke each. That rests on per-image seeds: an image's result must not depend on its batch."""
+
+import torch
+
+from adaptive.attacks.bounded_pgd import BoundedPGD, OrthogonalPGD
+from adaptive.attacks.hard_label import DecisionOracle, HopSkipJump
+from adaptive.core.data import load_dataset
+from adaptive.core.zoo import load_model
+from adaptive.defense import Defense
+from adaptive.sweep import SweepConfig, read_records, run_sweep
+from adaptive.sweep.config import AUTO_MEMBERS
+from defenses.magnet.defense import MagNet
+from tests.test_hard_label import RoundedGapDetector
+
+
+def _images(n=6):
+    model, meta = load_model("mnist-cnn")
+    data = load_dataset("mnist-bundled")
+    return model, meta, data, data.x()[:n], data.labels[:n]
+
+
+def test_image_seeds_make_each_result_independent_of_its_batch():
+    model, _, _, x, y = _images()
+    seeds = torch.arange(len(x)) * 7 + 3
+    some = torch.tensor([1, 4, 5])
+    for attack in (BoundedPGD(2.0, steps=8, restarts=3, seed=1),
+                   OrthogonalPGD(0.1, steps=8, restarts=3, seed=1, norm="linf")):
+        whole = attack.run(model, x, y, seeds=seeds)
+        part = attack.run(model, x[some], y[some], seeds=seeds[some])
+        assert torch.equal(whole.adversarial[some], part.adversarial)
+        assert torch.equal(whole.gradient_steps[some], part.gradient_steps)
+        # (the model's float sums may differ in the last bits with the batch's size)
+        assert torch.allclose(whole.confidence_reached[some], part.confidence_reached,
+                              atol=1e-4)
+    # without seeds the random restarts are drawn per batch (what the test would catch)
+    attack = BoundedPGD(2.0, steps=8, restarts=3, seed=1)
+    shared = attack.run(model, x[some], y[some])
+    assert not torch.allclose(shared.confidence_reached,
+                              attack.run(model, x[some], y[some], seeds=seeds[some])
+                              .confidence_reached, atol=1e-4)
+    oracle = DecisionOracle(Defense("gapped", model, {"gap": RoundedGapDetector(model).fit(
+        None)}))
+    hsj = HopSkipJump(iterations=3, evals=10, max_evals=20, eps=1.0, seed=2)
+    whole = hsj.run(oracle, x, y, seeds=seeds, starts=x)
+    part = hsj.run(oracle, x[some], y[some], seeds=seeds[some], starts=x)
+    assert torch.equal(whole.adversarial[some], part.adversarial)
+    assert torch.equal(whole.gradient_steps[some], part.gradient_steps)
+
+
+def _broken(path) -> dict:
+    out = {}
+    for r in read_records(path / "records.jsonl"):
+        for name, v in r["defenses"].items():
+            out.setdefault(name, set())
+            if v["success"]:
+                out[name].add(r["index"])
+    return out
+
+
+def test_auto_breaks_every_image_any_member_breaks_and_says_which(tmp_path):
+    model, meta, data, _, _ = _images()
+    data = data.subset(slice(0, 80))
+    magnet = MagNet.load("mnist", model)
+    gap = RoundedGapDetector(model).fit(None)  # no gradient: only hsj can aim at it
+
+    def sweep(attack):
+        cfg = SweepConfig(model_sha256=meta["sha256"], n=4, n_cal=20, kappas=[0.0], batch=4,
+                          defenses=["none", "magnet", "gapped"], attack=attack, max_l2=3.0,
+                          cw=dict(steps=40, binary_search_steps=3),
+                          pgd=dict(steps=12, restarts=2, target_classes=1),
+                          hsj=dict(iterations=4, evals=20, max_evals=40),
+                          transfer_check=False, image_seeds=True)
+        res = run_sweep(cfg, model, data, tmp_path / attack, "cpu", magnet=magnet,
+                        extra_defenses={"gapped": Defense("gapped", model, {"gap": gap})},
+                        progress=False, log=lambda *_: None)
+        return res, _broken(tmp_path / attack)
+
+    res, auto = sweep("auto")
+    members = {m: sweep(m)[1] for m in AUTO_MEMBERS}
+    for name in auto:
+        for m, broken in members.items():
+            assert broken[name] <= auto[name], (name, m, broken[name], auto[name])
+    # ... and by no more than their union: auto invents nothing
+        assert auto[name] == set().union(*(b[name] for b in members.values()))
+    records = read_records(tmp_path / "auto" / "records.jsonl")
+    for r in records:
+        assert r["auto"]["members"][0] == "cw" and r["auto"]["primary"] in AUTO_MEMBERS
+        for name, v in r["defenses"].items():
+            assert v["success"] == (v["by"] is not None)
+            if v["by"]:  # the member that broke it broke it alone too
+                assert r["index"] in members[v["by"]][name]
+    for row in res["rows"]:
+        assert sum(row.get("broken_by", {}).values()) == round(row["attack_success_rate"]
+                                                               * row["n"])
+    assert any(r["defenses"]["gapped"]["success"] for r in records)
