@@ -77,3 +77,28 @@ def test_hsj_runs_through_the_sweep_on_the_last_defense(tmp_path):
     with pytest.raises(ToolkitError, match="--kappa 0"):
         run_sweep(SweepConfig(attack="hsj", kappas=[0.0, 5.0]), model, data, tmp_path / "x",
                   "cpu", progress=False, log=said.append)
+
+
+class GradientNormDetector(Detector):
+    """Flags inputs where the classifier's loss is flat: it differentiates inside ``detect``,
+    as A2D's attack-cost count does, so an oracle must not switch autograd off around it."""
+
+    def __init__(self, model):
+        self.model, self.name, self.threshold = model, "flat", -1e-3
+
+    def score(self, x):
+        x = x.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(self.model(x).logsumexp(1).sum(), x)
+        return -g.flatten(1).norm(dim=1).detach()
+
+    def fit(self, benign):
+        return self
+
+
+def test_the_oracle_lets_a_detector_differentiate_inside():
+    model, x, y, _ = _setup()
+    defense = Defense("flat", model, {"flat": GradientNormDetector(model)})
+    oracle = DecisionOracle(defense)
+    assert oracle(x, y, False).shape == (len(x),)
+    r = HopSkipJump(iterations=2, evals=10, max_evals=20, eps=5.0).run(oracle, x[:2], y[:2])
+    assert r.gradient_steps.sum() > 0

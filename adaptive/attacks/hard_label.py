@@ -38,10 +38,12 @@ class DecisionOracle:
         self.num_classes = num_classes or getattr(defense.classifier, "num_classes", None)
         self.queries = 0
 
-    @torch.no_grad()
     def __call__(self, x: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch.Tensor:
+        # Not under no_grad: a detector may differentiate inside (A2D counts the steps of an
+        # attack on each input); what it returns is a verdict either way.
         self.queries += len(x)
-        pred = self.defense.predict(x)
+        with torch.no_grad():
+            pred = self.defense.predict(x)
         labels = labels.to(pred.device)
         ok = pred == labels if targeted else pred != labels
         for flags in self.defense.flags(x).values():
