@@ -393,6 +393,8 @@ def sweep_tables(runs: list[dict]) -> dict[str, dict]:
                      f"{norm_label(group[0]['config'])} bound at the largest kappa of each "
                      "run", "rows": brows,
             "runs": [(r["folder"], r["command"]) for r in group]}
+        if "auto" in attacks:
+            tables[f"{family}_{model}_auto"] = auto_table(group, attacks, defenses, kappas)
         prows = [{"attack": attack, "defense": p["defense"], "kappa": p["kappa"],
                   "SR@5% FPR": p["sr_at_fpr"],
                   **{f"AUROC {k[len('auroc:'):]}": v for k, v in p.items()
@@ -405,6 +407,47 @@ def sweep_tables(runs: list[dict]) -> dict[str, dict]:
                          "detector's AUROC, benign vs the attack's examples", "rows": prows,
                 "runs": [(r["folder"], r["command"]) for r in group]}
     return tables
+
+
+def auto_table(group: list[dict], attacks: list[str], defenses: list[str],
+               kappas: list[float]) -> dict:
+    """``--attack auto`` beside the single attacks of its group: per defense and kappa, auto's
+    ASR, the best single attack's, which member broke how many images, and how many images a
+    single run broke that auto did not (0 wherever auto is the per-image worst case)."""
+    from adaptive.sweep.config import AUTO_MEMBERS
+
+    def broken(run, defense, kappa):
+        return {r["index"] for r in run["records"] if r["kappa"] == kappa
+                and r["defenses"].get(defense, {}).get("success")}
+
+    auto = group[attacks.index("auto")]
+    singles = [(a, r) for a, r in zip(attacks, group) if a != "auto"]
+    rows = []
+    for defense in defenses:
+        for kappa in kappas:
+            hit = [x for x in auto["rows"] if x["defense"] == defense and x["kappa"] == kappa]
+            if not hit:
+                continue
+            row = {"defense": defense, "kappa": kappa, "ASR auto": hit[0]["attack_success_rate"]}
+            best, missed = None, set()
+            mine = broken(auto, defense, kappa)
+            for attack, r in singles:
+                one = [x for x in r["rows"] if x["defense"] == defense and x["kappa"] == kappa]
+                if one and one[0]["attack_success_rate"] is not None:
+                    if best is None or one[0]["attack_success_rate"] > best[1]:
+                        best = (attack, one[0]["attack_success_rate"])
+                    missed |= broken(r, defense, kappa) - mine
+            row["best single"] = best[0] if best else None
+            row["ASR best single"] = best[1] if best else None
+            row["broken by"] = ", ".join(f"{m} {c}" for m, c in
+                                         hit[0].get("broken_by", {}).items()) or "none"
+            row["broken alone, not by auto"] = len(missed) if singles else None
+            rows.append(row)
+    members = ", ".join(AUTO_MEMBERS)
+    return {"title": "auto (the per-image worst case over " + members + ") beside the single "
+                     "attacks of the same images: which member broke each image, and the images "
+                     "a single run broke that auto did not", "rows": rows,
+            "runs": [(r["folder"], r["command"]) for r in group]}
 
 
 def _cell(key: str, v) -> str:

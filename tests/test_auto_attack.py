@@ -95,3 +95,12 @@ def test_auto_breaks_every_image_any_member_breaks_and_says_which(tmp_path):
         assert sum(row.get("broken_by", {}).values()) == round(row["attack_success_rate"]
                                                                * row["n"])
     assert any(r["defenses"]["gapped"]["success"] for r in records)
+    # the report sets auto beside its members: no image a member broke alone is missing
+    import csv
+
+    from adaptive.cli.main import main
+    folders = [str(tmp_path / a) for a in ("auto",) + AUTO_MEMBERS]
+    assert main(["report", *folders, "--out", str(tmp_path / "report")]) == 0
+    table = list(csv.DictReader(open(tmp_path / "report" / "mnist_mnist-cnn_auto.csv")))
+    assert len(table) == 3 and all(row["broken alone, not by auto"] == "0" for row in table)
+    assert all(float(row["ASR auto"]) >= float(row["ASR best single"]) for row in table)

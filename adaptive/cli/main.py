@@ -10,13 +10,12 @@ import sys
 import zlib
 
 from adaptive import __version__
-from adaptive.cli import (a2d_cmd, clever_cmd, costs_cmd, data_cmd, evaluate_cmd, magnet_cmd,
-                          report_cmd,
-                          sweep_cmd, train_cmd, zoo_cmd)
+from adaptive.cli import (a2d_cmd, check_cmd, clever_cmd, costs_cmd, data_cmd, evaluate_cmd,
+                          magnet_cmd, report_cmd, sweep_cmd, train_cmd, zoo_cmd)
 from adaptive.core.errors import ToolkitError
 
 COMMAND_GROUPS = (sweep_cmd, zoo_cmd, data_cmd, train_cmd, evaluate_cmd, a2d_cmd, magnet_cmd,
-                  clever_cmd, costs_cmd, report_cmd)
+                  clever_cmd, costs_cmd, check_cmd, report_cmd)
 
 
 class UsageError(Exception):

@@ -16,7 +16,12 @@ from adaptive.core.errors import ToolkitError
 
 
 class ImageClassifier(nn.Module):
-    """Base class: fixed input shape, per-channel normalisation inside, logits out."""
+    """Base class: fixed input shape, per-channel normalisation inside, logits out.
+
+    The features hook: ``penultimate(x)`` is the input of the last linear layer (``head``), so
+    ``head(penultimate(x)) == forward(x)``; tests of the evaluation itself (the binarization
+    test) fit new readouts on it. A subclass implements ``embed(z)`` (normalised input ->
+    penultimate features) and ``head``."""
 
     def __init__(self, input_shape: tuple[int, int, int], num_classes: int,
                  mean: tuple[float, ...], std: tuple[float, ...]):
@@ -27,15 +32,29 @@ class ImageClassifier(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, c, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, c, 1, 1))
 
-    def logits(self, z: torch.Tensor) -> torch.Tensor:
+    def embed(self, z: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def head(self) -> nn.Linear:
+        raise NotImplementedError
+
+    def logits(self, z: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(z))
+
+    def _normalised(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or tuple(x.shape[1:]) != self.input_shape:
             raise ToolkitError(f"{type(self).__name__} expects images of shape "
                                f"(N, {', '.join(map(str, self.input_shape))}), got "
                                f"{tuple(x.shape)}")
-        return self.logits((x - self.mean) / self.std)
+        return (x - self.mean) / self.std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(self._normalised(x))
+
+    def penultimate(self, x: torch.Tensor) -> torch.Tensor:
+        """The features the last linear layer reads, (N, d), of images ``x`` in [0, 1]."""
+        return self.embed(self._normalised(x))
 
 
 class MnistCNN(ImageClassifier):
@@ -54,8 +73,12 @@ class MnistCNN(ImageClassifier):
             nn.Flatten(), nn.Linear(64 * 4 * 4, 200), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(200, 200), nn.ReLU(), nn.Dropout(dropout), nn.Linear(200, num_classes))
 
-    def logits(self, z):
-        return self.classifier(self.features(z))
+    def embed(self, z):
+        return self.classifier[:-1](self.features(z))
+
+    @property
+    def head(self):
+        return self.classifier[-1]
 
 
 class CifarCNN(ImageClassifier):
@@ -77,8 +100,12 @@ class CifarCNN(ImageClassifier):
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(c_in * 16, 256), nn.ReLU(),
                                         nn.Dropout(0.3), nn.Linear(256, num_classes))
 
-    def logits(self, z):
-        return self.classifier(self.features(z))
+    def embed(self, z):
+        return self.classifier[:-1](self.features(z))
+
+    @property
+    def head(self):
+        return self.classifier[-1]
 
 
 class TinyCNN(ImageClassifier):
@@ -92,8 +119,12 @@ class TinyCNN(ImageClassifier):
             nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4),
             nn.Flatten(), nn.Linear(2 * width * 16, num_classes))
 
-    def logits(self, z):
-        return self.net(z)
+    def embed(self, z):
+        return self.net[:-1](z)
+
+    @property
+    def head(self):
+        return self.net[-1]
 
 
 ARCHITECTURES: dict[str, Callable[..., ImageClassifier]] = {

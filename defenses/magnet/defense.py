@@ -38,6 +38,14 @@ class ReformedClassifier(nn.Module):
     def forward(self, x):
         return self.classifier(self.ae(x))
 
+    def penultimate(self, x):
+        """The classifier's features of the reformed input (the features hook)."""
+        return self.classifier.penultimate(self.ae(x))
+
+    @property
+    def head(self):
+        return self.classifier.head
+
 
 def load_autoencoder(ref: str, base: Path, device="cpu") -> tuple[nn.Module, dict]:
     """An autoencoder by zoo name or by checkpoint path (relative to ``base``)."""

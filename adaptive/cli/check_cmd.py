@@ -1,0 +1,112 @@
+"""``adaptive check``: tests of the evaluation itself, run on a sweep's folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from adaptive.cli.common import add_run_options, nonnegative_int, positive_int
+from adaptive.core.errors import ToolkitError
+
+BINARIZATION_ATTACKS = ("pgd", "pgd-magnet", "pgd-a2d", "pgd-full", "spgd", "opgd")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("check", help="is the evaluation itself right? (binarization test)",
+                       description="Tests of the attack a sweep used, on that sweep's defenses.")
+    checks = p.add_subparsers(dest="check", metavar="CHECK", required=True,
+                              parser_class=type(p))
+    b = checks.add_parser(
+        "binarization",
+        help="the binarization test (Zimmermann et al. 2022) of a sweep's bounded attack",
+        description="Per attacked image of RUN_DIR: a new linear readout on the defended "
+                    "classifier's features separates 1 boundary point (at the bound, accepted "
+                    "by every detector) from inner points; the unchanged attack must find the "
+                    "guaranteed adversarial example of that binarised classifier. Passing "
+                    "means >= 95 %% success; a random-sampling control is reported beside it. "
+                    "Writes RUN_DIR/diagnostics/binarization_ATTACK_sSTEPS.json (or --out).")
+    b.add_argument("run_dir", metavar="RUN_DIR", help="a sweep's folder")
+    b.add_argument("--defense", help="the defense to test against (default: the run's last)")
+    b.add_argument("--attack", choices=BINARIZATION_ATTACKS,
+                   help="the bounded attack (default: the run's when it is one of these, "
+                        "else pgd-full)")
+    b.add_argument("--steps", type=positive_int, help="steps per round (default: the run's)")
+    b.add_argument("--restarts", type=positive_int, help="restarts (default: the run's)")
+    b.add_argument("--n", type=positive_int, help="images (default: all the run attacked)")
+    b.add_argument("--n-inner", type=positive_int, default=999,
+                   help="inner points per image, the image included (default 999)")
+    b.add_argument("--n-random", type=nonnegative_int, default=1000,
+                   help="points of the random-sampling control per image (default 1000)")
+    b.add_argument("--directions", choices=("auto", "noise", "images"), default="auto",
+                   help="how inner and boundary points are drawn: noise (the paper's), "
+                        "images (towards other test images: blends, for detectors that reject "
+                        "noise at the bound), auto (noise, else images, per image; default)")
+    b.add_argument("--out", help="output JSON file")
+    add_run_options(b)
+    b.set_defaults(run=run_binarization)
+
+
+def run_binarization(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from adaptive.core.runtime import resolve_device, seed_everything
+    from adaptive.diagnostics.binarization import binarization_test
+    from adaptive.sweep.config import bound_of
+    from adaptive.sweep.reopen import reopen
+    from adaptive.sweep.run import BOUNDED_ATTACKS
+
+    device = resolve_device(args.device)
+    seed_everything(args.seed)
+    run = reopen(args.run_dir, device, args.data_root)
+    cfg = run.cfg
+    name = args.defense or cfg.defenses[-1]
+    if name not in run.defenses:
+        raise ToolkitError(f"the run has no defense {name!r}; it has "
+                           f"{', '.join(run.defenses)}")
+    attack = args.attack or (cfg.attack if cfg.attack in BINARIZATION_ATTACKS else "pgd-full")
+    settings = asdict(cfg.pgd)
+    if args.steps:
+        settings["steps"] = args.steps
+    if args.restarts:
+        settings["restarts"] = args.restarts
+    objective = run.objective(attack)
+    bound = bound_of(cfg)
+    method = BOUNDED_ATTACKS[attack.split("-")[0]]
+
+    def make_attack():
+        return method(bound, 0.0, seed=args.seed, norm=cfg.norm, **settings)
+
+    index = run.attacked[:args.n] if args.n else run.attacked
+    x, y = run.data.x()[index].to(device), run.data.labels[index]
+    # other test images to draw directions towards: not attacked, not the run's calibration
+    import torch
+
+    others = torch.ones(len(run.data.labels), dtype=torch.bool)
+    others[run.attacked + run.calibration] = False
+    pool = run.data.x()[others.nonzero().squeeze(1)[:2000]]
+    print(f"binarization test of {attack} ({settings['steps']} steps x "
+          f"{settings['restarts']} restarts) against {name}, {cfg.norm} bound {bound:g}, "
+          f"{len(index)} images")
+    result = binarization_test(run.defenses[name], objective.model, make_attack, x, y, bound,
+                               cfg.norm, penalty=objective.penalty(), index=index,
+                               n_inner=args.n_inner, n_random=args.n_random, seed=args.seed,
+                               pool=pool, directions=args.directions)
+    s = result["summary"]
+    result["config"] = {"run": str(run.folder), "defense": name, "attack": attack,
+                        "settings": settings, "norm": cfg.norm, "bound": bound,
+                        "n_inner": args.n_inner, "n_random": args.n_random, "seed": args.seed,
+                        "directions": args.directions,
+                        "command": getattr(args, "command_line", "")}
+    out = Path(args.out) if args.out else (Path(args.run_dir) / "diagnostics" /
+                                           f"binarization_{attack}_s{settings['steps']}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    from adaptive.core.checkpoint import write_json
+
+    write_json(out, result)
+    asr = "-" if s["attack_success_rate"] is None else f"{s['attack_success_rate']:.0%}"
+    rnd = "-" if s["random_success_rate"] is None else f"{s['random_success_rate']:.0%}"
+    verdict = {True: "PASSED", False: "FAILED", None: "no usable image"}[s["passed"]]
+    print(f"{verdict}: the attack solved {asr} of {s['used']} binarised tasks (random control "
+          f"{rnd}; skipped {json.dumps(s['skipped'])}); {out}")
+    return 0

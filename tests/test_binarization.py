@@ -1,0 +1,82 @@
+"""The binarization test (Zimmermann et al. 2022): an attack that finds the guaranteed
+adversarial example of a binarised classifier passes, a crippled one fails; points a detector
+rejects are redrawn (towards other images when it rejects all noise); a model without the
+features hook gets a clear error."""
+
+import pytest
+import torch
+from torch import nn
+
+from adaptive.attacks.bounded_pgd import BoundedPGD
+from adaptive.core.data import load_dataset
+from adaptive.core.errors import ToolkitError
+from adaptive.core.zoo import load_model
+from adaptive.defense import Defense
+from adaptive.diagnostics.binarization import BinarizedClassifier, binarization_test
+from defenses import Detector
+
+
+def _setup(n=4):
+    model, _ = load_model("mnist-cnn")
+    data = load_dataset("mnist-bundled")
+    return model, data, data.x()[:n], data.labels[:n]
+
+
+def _test(defense, model, make_attack, x, y, eps=2.0, **kw):
+    return binarization_test(defense, model, make_attack, x, y, eps, "l2", n_inner=499,
+                             n_random=200, log=lambda *_: None, **kw)
+
+
+def test_a_strong_attack_passes_and_a_crippled_one_fails():
+    model, _, x, y = _setup()
+    none = Defense("none", model, {})
+    strong = _test(none, model, lambda: BoundedPGD(2.0, steps=50, restarts=2), x, y)
+    assert strong["summary"]["used"] == 4 and strong["summary"]["passed"] is True
+    # the binarised classifier really has its adversarial example: the boundary point
+    one = strong["images"][0]
+    assert one["attack_success"] and one["distance"] <= 2.0 * (1 + 1e-5)
+    # one step of a tenth of the bound cannot reach it
+    weak = _test(none, model, lambda: BoundedPGD(2.0, steps=1, step_size=0.2), x, y)
+    assert weak["summary"]["passed"] is False and weak["summary"]["attack_success_rate"] == 0
+    assert weak["summary"]["random_success_rate"] is not None
+
+
+class RejectsNoise(Detector):
+    """Flags inputs with many mid-grey pixels: noise at L2 2 on MNIST has them, digits and
+    blends of digits far fewer."""
+
+    name, threshold = "noise", 240.0
+
+    def score(self, x):
+        return ((x > 0.05) & (x < 0.95)).flatten(1).sum(1).float()
+
+    def fit(self, benign):
+        return self
+
+
+def test_points_a_detector_rejects_are_redrawn_towards_other_images():
+    model, data, x, y = _setup(3)
+    det = RejectsNoise()
+    assert not det.detect(x).any() and det.detect((x + 0.1 * torch.randn_like(x)).clamp(0, 1)
+                                                  ).all()
+    guarded = Defense("guarded", model, {"noise": det})
+    pool = data.x()[100:300]
+    noise_only = _test(guarded, model, lambda: BoundedPGD(2.0, steps=30), x, y,
+                       directions="noise")
+    assert noise_only["summary"]["skipped"]["no boundary point the detectors accept"] >= 2
+    found = _test(guarded, model, lambda: BoundedPGD(2.0, steps=30), x, y, pool=pool)
+    assert found["summary"]["directions"].get("images", 0) >= 1
+    assert found["summary"]["used"] > noise_only["summary"]["used"]
+    for image in found["images"]:  # the inner points the detector kept, and the image
+        assert image["skipped"] or 1 < image["inner_points"] <= 499
+
+
+def test_the_features_hook_is_part_of_the_model_contract():
+    model, _, x, y = _setup(1)
+    phi = model.penultimate(x)
+    assert torch.allclose(model.head(phi), model(x), atol=1e-5)
+    b = BinarizedClassifier(model, torch.zeros(phi.shape[1]), -1.0)
+    assert b(x).shape == (1, 2) and int(b(x).argmax(1)) == 0
+    bare = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    with pytest.raises(ToolkitError, match="penultimate"):
+        _test(Defense("bare", bare, {}), bare, lambda: BoundedPGD(2.0), x, y)
