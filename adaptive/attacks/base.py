@@ -35,6 +35,50 @@ Penalty = Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor]
 
 
 @dataclass
+class Trace:
+    """What an attack's iterations did, per sample (for the indicators of attack failure,
+    :mod:`adaptive.diagnostics.indicators`): ``loss`` (T, n), the objective the attack
+    descended at each evaluation of the sample's last run (its last round or constant; NaN
+    where it did not run that long); ``ever_met``, whether any iterate met the attack's
+    objective; ``first_grad_norm``, the norm of the sample's first gradient (-1: it took no
+    step)."""
+
+    loss: torch.Tensor
+    ever_met: torch.Tensor
+    first_grad_norm: torch.Tensor
+
+    @classmethod
+    def start(cls, evaluations: int, n: int) -> "Trace":
+        return cls(torch.full((evaluations, n), float("nan")),
+                   torch.zeros(n, dtype=torch.bool), torch.full((n,), -1.0))
+
+    def restart(self, idx: torch.Tensor) -> None:
+        """The samples ``idx`` begin a new run: their loss history starts afresh."""
+        self.loss[:, idx.cpu()] = float("nan")
+
+    def step(self, t: int, idx: torch.Tensor, loss: torch.Tensor,
+             grad: torch.Tensor | None) -> None:
+        """Evaluation ``t`` of the samples ``idx``: their ``loss`` and (when they step) their
+        gradient, whose norm is kept for each sample's first step."""
+        idx = idx.cpu()
+        if t < len(self.loss):
+            self.loss[t, idx] = loss.detach().float().cpu()
+        if grad is not None:
+            first = self.first_grad_norm[idx] < 0
+            if first.any():
+                norms = grad.detach().flatten(1).norm(dim=1).float().cpu()
+                self.first_grad_norm[idx[first]] = norms[first]
+
+    @classmethod
+    def cat(cls, parts: list["Trace"]) -> "Trace":
+        length = max(len(p.loss) for p in parts)
+        pad = [torch.cat([p.loss, torch.full((length - len(p.loss), p.loss.shape[1]),
+                                             float("nan"))]) for p in parts]
+        return cls(torch.cat(pad, 1), torch.cat([p.ever_met for p in parts]),
+                   torch.cat([p.first_grad_norm for p in parts]))
+
+
+@dataclass
 class AttackResult:
     """Per sample (tensors of length n, on the CPU)."""
 
@@ -46,13 +90,18 @@ class AttackResult:
     # The highest confidence (-margin) any iterate reached, successful or not: tells an attack
     # that ran out of budget from a margin the model cannot reach at all.
     confidence_reached: torch.Tensor | None = None
+    trace: Trace | None = None  # the iterations, for the indicators of attack failure
 
     @classmethod
     def cat(cls, parts: list["AttackResult"]) -> "AttackResult":
         """The results of consecutive batches as one."""
-        return cls(*(None if getattr(parts[0], f.name) is None
-                     else torch.cat([getattr(p, f.name) for p in parts])
-                     for f in dataclasses.fields(cls)))
+        def joined(name):
+            values = [getattr(p, name) for p in parts]
+            if any(v is None for v in values):
+                return None
+            return Trace.cat(values) if name == "trace" else torch.cat(values)
+
+        return cls(*(joined(f.name) for f in dataclasses.fields(cls)))
 
 
 def kappa_margins(logits: torch.Tensor, classes: torch.Tensor, targeted: bool) -> torch.Tensor:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
-from adaptive.attacks.base import AttackResult, Draws, FixedBudgetAttack, kappa_margins
+from adaptive.attacks.base import AttackResult, Draws, FixedBudgetAttack, Trace, kappa_margins
 from adaptive.core.attacks.lp import check_norm, normalize_step, project, random_in_ball
 from adaptive.core.errors import ToolkitError
 
@@ -113,6 +113,7 @@ class BoundedPGD(FixedBudgetAttack):
         device = next(model.parameters()).device
         x, labels = x.to(device), labels.to(device)
         best = _Best.start(x)
+        trace = Trace.start(self.steps + 1, len(x))
         ranked = None
         for random_start, rank in self._rounds(targeted):
             idx = (~best.done).nonzero().squeeze(1)
@@ -133,15 +134,18 @@ class BoundedPGD(FixedBudgetAttack):
                 delta = (x[idx] + delta).clamp(0, 1) - x[idx]
             else:
                 delta = torch.zeros_like(x[idx])
+            trace.restart(idx)
             self._round(model, x, idx, delta, (labels, targeted), (goal, goal_targeted),
-                        penalty, best)
+                        penalty, best, trace)
         success = torch.isfinite(best.penalty)
         l2 = (best.adversarial - x).flatten(1).norm(dim=1)
         l2 = torch.where(success, l2, torch.zeros_like(l2))
+        trace.ever_met = success.cpu()  # the best iterate is kept: met once, returned
         return AttackResult(best.adversarial.detach().cpu(), l2.cpu(), success.cpu(),
-                        best.margin.cpu(), best.steps, best.reached.cpu())
+                            best.margin.cpu(), best.steps, best.reached.cpu(), trace)
 
-    def _round(self, model, x, idx, delta, own_goal, goal, penalty, best: _Best) -> None:
+    def _round(self, model, x, idx, delta, own_goal, goal, penalty, best: _Best,
+               trace: Trace) -> None:
         """One PGD run of the samples ``idx`` from ``x[idx] + delta`` towards ``goal``
         ((labels, targeted)); updates ``best``, whose margins are for ``own_goal``."""
         (labels, targeted), (goal_labels, goal_targeted) = own_goal, goal
@@ -169,6 +173,8 @@ class BoundedPGD(FixedBudgetAttack):
                     grad = grad + self._direction(d2, m2 + self.kappa, e2)
                 grad = grad / self.eot
                 best.steps[idx.cpu()] += 1
+            trace.step(step, idx, torch.relu(margin.detach() + self.kappa) + extra.detach(),
+                       grad)
             with torch.no_grad():
                 own = (margin.detach() if own_round
                        else kappa_margins(logits, labels[idx], targeted))

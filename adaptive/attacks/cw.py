@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from adaptive.attacks.base import AttackResult, MinimumDistanceAttack, kappa_margins
+from adaptive.attacks.base import AttackResult, MinimumDistanceAttack, Trace, kappa_margins
 from adaptive.core.errors import ToolkitError
 
 
@@ -72,6 +72,7 @@ class CarliniWagnerL2(MinimumDistanceAttack):
         grad_steps = torch.zeros(n, dtype=torch.long)
         reached = torch.full((n,), float("-inf"), device=device)
         check_every = max(1, self.steps // 10)
+        trace = Trace.start(self.steps, n)
 
         for _ in range(self.bs_steps):
             active = torch.arange(n, device=device)
@@ -80,6 +81,7 @@ class CarliniWagnerL2(MinimumDistanceAttack):
             v = torch.zeros_like(w)
             prev = torch.full((n,), float("inf"), device=device)
             succeeded = torch.zeros(n, dtype=torch.bool, device=device)
+            trace.restart(active)  # the trace keeps each sample's last constant
             for step in range(1, self.steps + 1):
                 wa = w[active].detach().requires_grad_(True)
                 adv = (torch.tanh(wa) + 1) / 2
@@ -94,6 +96,7 @@ class CarliniWagnerL2(MinimumDistanceAttack):
                 loss = l2sq + const[active] * objective
                 (grad,) = torch.autograd.grad(loss.sum(), wa)
                 grad_steps[active.cpu()] += 1
+                trace.step(step - 1, active, loss, grad)
                 with torch.no_grad():
                     reached[active] = torch.maximum(reached[active], -margin)
                     ok = margin <= -self.kappa
@@ -123,8 +126,9 @@ class CarliniWagnerL2(MinimumDistanceAttack):
             const = torch.where(upper < 1e9, (lower + upper) / 2, const * 10)
 
         success = torch.isfinite(best_l2)
+        trace.ever_met = success.cpu()  # the best iterate is kept: met once, returned
         nan = torch.full_like(best_margin, float("nan"))
         return AttackResult(best_adv.detach().cpu(),
                         torch.where(success, best_l2, torch.zeros_like(best_l2)).cpu(),
                         success.cpu(), torch.where(success, best_margin, nan).cpu(), grad_steps,
-                        reached.cpu())
+                        reached.cpu(), trace)

@@ -31,6 +31,7 @@ from adaptive.attacks.cw import CarliniWagnerL2
 from adaptive.attacks.hard_label import DecisionOracle, HopSkipJump
 from adaptive.core.evaluation import predict_logits
 from adaptive.sweep.config import AUTO_MEMBERS, SweepConfig, bound_of
+from adaptive.sweep.diagnostics import attack_indicators
 from adaptive.sweep.records import PER_DEFENSE, batch_records
 
 SEED_STRIDE = 1_000_003  # image seeds: seed * stride + image index (distinct for any index)
@@ -107,7 +108,9 @@ def auto_batch(cfg: SweepConfig, kappa: float, members: list[Member], model, jud
                              metrics.l2(r.adversarial, xs), metrics.linf(r.adversarial, xs),
                              metrics.ssim(r.adversarial, xs),
                              predict_logits(model, r.adversarial, device=device).argmax(1),
-                             costs.costs, [None] * len(todo), flags, verdicts, None, scores)
+                             costs.costs, [None] * len(todo), flags, verdicts, None, scores,
+                             attack_indicators(replace(cfg, attack=member.name), r,
+                                               member.model, labels[todo], verdicts))
         per_member[member.name] = {int(p): row for p, row in zip(todo, rows)}
         advs[member.name] = {int(p): a for p, a in zip(todo, r.adversarial)}
         for name in names:
@@ -146,8 +149,3 @@ def _defense_entry(record: dict, name: str, by: str | None, detectors) -> dict:
         else:
             entry[key] = record[key]
     return entry
-
-
-def auto_config_for(cfg: SweepConfig, member: str) -> SweepConfig:
-    """``cfg`` as the member ``member`` would run it alone (for its objective)."""
-    return replace(cfg, attack=member)

@@ -4,7 +4,8 @@ counted once).
 
 A record holds the attack's own outcome (``attack_success``: the kappa margin reached, and the
 other objective terms met for the adaptive attacks; ``attack_steps``: gradient steps spent;
-``attack_confidence``: the highest confidence any iterate reached), the distortion (``l2``,
+``attack_confidence``: the highest confidence any iterate reached; ``indicators``: which
+indicators of attack failure fired, adaptive.diagnostics.indicators), the distortion (``l2``,
 ``linf``, ``ssim``), the bare classifier's prediction, the BIM_d cost, CLEVER, every detector's
 flag, and per defense the verdict with every reason it failed. Runs made before the keys were
 attack-neutral wrote ``cw_success``, ``cw_steps`` and ``cw_confidence``; they are read under the
@@ -58,7 +59,8 @@ def read_records(path: Path) -> list[dict]:
 
 def batch_records(kappa: float, index: list[int], labels, targets, result, l2, linf, ssim,
                   pred_bare, costs, clever_scores: list, flags: dict, verdicts: dict,
-                  transfer: dict | None, scores: dict | None = None) -> list[dict]:
+                  transfer: dict | None, scores: dict | None = None,
+                  indicators: dict | None = None) -> list[dict]:
     """The records of one attacked batch: ``result`` is the attack's (per sample: success,
     gradient steps, confidence reached), the rest per sample as measured."""
     rows = []
@@ -80,5 +82,7 @@ def batch_records(kappa: float, index: list[int], labels, targets, result, l2, l
                                 "reasons": v.reasons[j]}
                          for name, v in verdicts.items()},
             **({"transfer": {name: bool(v.success[j]) for name, v in transfer.items()}}
-               if transfer is not None else {})})
+               if transfer is not None else {}),
+            **({"indicators": {k: bool(v[j]) for k, v in indicators.items()}}
+               if indicators else {})})
     return rows

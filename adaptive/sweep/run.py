@@ -31,6 +31,7 @@ from adaptive.core.validation import check_labels_fit_model
 from adaptive.defense import Defense, detector_flags, judge, module_sha256
 from adaptive.sweep.checks import bounded_attack_check, sanity_checks
 from adaptive.sweep.auto import auto_batch, build_members, image_seeds
+from adaptive.sweep.diagnostics import attack_indicators, diagnostics
 from adaptive.sweep.config import (AUTO, HARD_LABEL_ATTACKS, SweepConfig, aims_at_plugins,
                                    attacked_parts, bound_of, is_bounded, norm_label,
                                    validate_config)
@@ -245,7 +246,8 @@ def _attack_all(store: RunStore, records: Records, cfg: SweepConfig, model: nn.M
                 kappa, idx.tolist(), y, targets, r, metrics.l2(x_adv, x),
                 metrics.linf(x_adv, x), metrics.ssim(x_adv, x),
                 predict_logits(model, x_adv, device=device).argmax(1), costs.costs,
-                [None] * len(rows), flags, verdicts, transfer, det_scores)
+                [None] * len(rows), flags, verdicts, transfer, det_scores,
+                attack_indicators(cfg, r, attack_model, labels, verdicts))
             _clever_of(cfg, model, device, x_adv, rows_)
             _append(records, rows_)
     kbar.close()
@@ -283,17 +285,24 @@ def _finish(store: RunStore, records: Records, cfg: SweepConfig, model: nn.Modul
     for c in checks:
         if not c["passed"]:
             log(f"WARNING: sanity check failed: {c['name']}: {c['detail']}")
+    found_diagnostics = diagnostics(recs, cfg)
     write_summary(store.out, cfg, summary, {"asr_by_l2_bound": by_bound,
                                              "operating_points": points,
                                              "sanity_checks": checks,
+                                             "diagnostics": found_diagnostics,
                                              "record_integrity": found.integrity()})
+    for name, row in found_diagnostics["indicators"].items():
+        if row["fired"]:
+            log(f"indicator of attack failure: {name} on {row['fired']} of {row['of']} "
+                f"examples: {row['meaning']}")
     from adaptive.figures import sweep_figures
 
     sweep_figures(store.out, summary, store, cfg, data, checks)
     log(f"done in {time.perf_counter() - t_start:.0f} s; results: {store.out}/summary.json, "
         f"summary.csv, {RECORDS}, figures *.png")
     return {"config": asdict(cfg), "rows": summary, "asr_by_l2_bound": by_bound,
-            "operating_points": points, "sanity_checks": checks}
+            "operating_points": points, "sanity_checks": checks,
+            "diagnostics": found_diagnostics}
 
 
 def attack_objective(cfg: SweepConfig, model: nn.Module, a2d, magnet,
