@@ -321,7 +321,52 @@ def load_sweep(folder: str | Path) -> dict:
     return {"folder": str(folder), "config": summary["config"], "rows": summary["rows"],
             "records": records, "command": config.get("command", "?"),
             "checks": summary.get("sanity_checks", []),
-            "operating_points": summary.get("operating_points", [])}
+            "operating_points": summary.get("operating_points", []),
+            "diagnostics": summary.get("diagnostics") or {},
+            "binarization": _binarization_results(folder)}
+
+
+def _binarization_results(folder: Path) -> list[dict]:
+    """The binarization tests run on a sweep (``adaptive check binarization``), if any."""
+    out = []
+    for path in sorted((folder / "diagnostics").glob("binarization_*.json")):
+        try:
+            found = json.loads(path.read_text())
+            out.append({"file": path.name, **found["config"], **found["summary"]})
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ToolkitError(f"cannot read the binarization test {path}: {e}") from e
+    return out
+
+
+def diagnostics_tables(group: list[dict], attacks: list[str]) -> dict[str, dict]:
+    """Per run of a group: which indicators of attack failure fired, on how many of its
+    examples, and what that means; and the binarization tests run on its folders."""
+    rows, brows = [], []
+    for attack, run in zip(attacks, group):
+        for name, row in (run.get("diagnostics") or {}).get("indicators", {}).items():
+            rows.append({"attack": attack, "indicator": name, "fired": row["fired"],
+                         "of": row["of"], "meaning": row["meaning"]})
+        for b in run.get("binarization", []):
+            brows.append({"run attack": attack, "defense": b["defense"],
+                          "tested attack": b["attack"],
+                          "steps x restarts": f"{b['settings']['steps']} x "
+                                              f"{b['settings']['restarts']}",
+                          "images used": b["used"], "skipped": b["images"] - b["used"],
+                          "ASR binarised": b["attack_success_rate"],
+                          "ASR random control": b["random_success_rate"],
+                          "passed (>= 95 %)": {True: "yes", False: "NO", None: "–"}[b["passed"]],
+                          "command": b.get("command", "")})
+    out = {}
+    if rows:
+        out["diagnostics"] = {
+            "title": "indicators of attack failure (Pintor et al. 2022): on how many of each "
+                     "run's examples each fired, and what it means", "rows": rows}
+    if brows:
+        out["binarization"] = {
+            "title": "binarization test (Zimmermann et al. 2022): the attack on binarised "
+                     "classifiers that provably have an adversarial example within the bound "
+                     "(passing: >= 95 %), beside a random-sampling control", "rows": brows}
+    return out
 
 
 def _group(cfg: dict) -> tuple[str, str]:
@@ -395,6 +440,9 @@ def sweep_tables(runs: list[dict]) -> dict[str, dict]:
             "runs": [(r["folder"], r["command"]) for r in group]}
         if "auto" in attacks:
             tables[f"{family}_{model}_auto"] = auto_table(group, attacks, defenses, kappas)
+        for key, table in diagnostics_tables(group, attacks).items():
+            table["runs"] = [(r["folder"], r["command"]) for r in group]
+            tables[f"{family}_{model}_{key}"] = table
         prows = [{"attack": attack, "defense": p["defense"], "kappa": p["kappa"],
                   "SR@5% FPR": p["sr_at_fpr"],
                   **{f"AUROC {k[len('auroc:'):]}": v for k, v in p.items()

@@ -80,3 +80,25 @@ def test_the_features_hook_is_part_of_the_model_contract():
     bare = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
     with pytest.raises(ToolkitError, match="penultimate"):
         _test(Defense("bare", bare, {}), bare, lambda: BoundedPGD(2.0), x, y)
+
+
+def test_check_binarization_on_a_sweep_folder_and_in_its_report(tmp_path, capsys):
+    import json
+
+    from adaptive.cli.main import main
+
+    run = tmp_path / "run"
+    assert main(["sweep", "--attack", "pgd", "--defenses", "none", "--n", "2", "--n-cal", "10",
+                 "--kappa", "0", "--max-l2", "2", "--pgd-steps", "20", "--out", str(run),
+                 "--no-progress"]) == 0
+    assert main(["check", "binarization", str(run), "--n-inner", "299",
+                 "--n-random", "50"]) == 0
+    said = capsys.readouterr().out
+    assert "PASSED" in said
+    found = json.loads((run / "diagnostics" / "binarization_pgd_s20.json").read_text())
+    assert found["config"]["defense"] == "none" and found["summary"]["used"] == 2
+    assert main(["check", "binarization", str(run), "--steps", "1", "--restarts", "1",
+                 "--defense", "nope"]) == 2
+    assert main(["report", str(run), "--out", str(tmp_path / "rep")]) == 0
+    table = (tmp_path / "rep" / "mnist_mnist-cnn_binarization.md").read_text()
+    assert "| pgd | none | pgd | 20 x 3 | 2 | 0 | 100.0 %" in table
