@@ -217,9 +217,14 @@ def _term_gradients(delta: torch.Tensor, shortfall: torch.Tensor,
 
 
 def _without(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a`` minus its component along ``b``, per sample (``a`` where ``b`` is 0)."""
+    """``a`` minus its component along ``b`` where that component opposes ``b``, per sample:
+    a descent step along ``-a`` then leaves the term of gradient ``b`` unchanged to first order
+    where it would have raised it, and lowers it where it lowers it anyway (``a`` where ``b``
+    is 0). Removing the component always, as the paper does, also removes the help: where a
+    detector's surrogate is built on the classifier's margin (A2D's cost estimate), the two
+    gradients point the same way and nothing is left to step along."""
     af, bf = a.flatten(1), b.flatten(1)
-    coef = (af * bf).sum(1) / (bf * bf).sum(1).clamp_min(1e-30)
+    coef = (af * bf).sum(1).clamp_max(0) / (bf * bf).sum(1).clamp_min(1e-30)
     return (af - coef[:, None] * bf).view_as(a)
 
 
@@ -241,9 +246,10 @@ class SelectivePGD(BoundedPGD):
 
 class OrthogonalPGD(BoundedPGD):
     """Orthogonal PGD (Bryniarski et al., ICLR 2022): as :class:`SelectivePGD`, but each step's
-    gradient first loses its component along the other term's gradient, so (to first order) a
-    classification step leaves the detectors' penalty unchanged and a detector step leaves the
-    classification term unchanged. Exact projections onto the L2 ball or the L-inf box (the
+    gradient first loses its component along the other term's gradient where that component
+    would undo the other term, so (to first order) a classification step never raises the
+    detectors' penalty and a detector step never raises the classification term (a component
+    that lowers the other term too is kept: see ``_without``). Exact projections onto the L2 ball or the L-inf box (the
     public code's L2 option still clipped to a box); the step descends the penalty, whose sign
     is fixed by construction (0 = every detector passed)."""
 
