@@ -343,9 +343,15 @@ def diagnostics_tables(group: list[dict], attacks: list[str]) -> dict[str, dict]
     examples, and what that means; and the binarization tests run on its folders."""
     rows, brows = [], []
     for attack, run in zip(attacks, group):
-        for name, row in (run.get("diagnostics") or {}).get("indicators", {}).items():
+        found = run.get("diagnostics") or {}
+        for name, row in found.get("indicators", {}).items():
             rows.append({"attack": attack, "indicator": name, "fired": row["fired"],
                          "of": row["of"], "meaning": row["meaning"]})
+        for defense, flags in found.get("model_flags", {}).items():
+            for name, row in flags.items():
+                rows.append({"attack": attack, "indicator": f"model: {name} ({defense}: "
+                                                            f"{row['detail']})",
+                             "fired": int(row["fired"]), "of": 1, "meaning": row["meaning"]})
         for b in run.get("binarization", []):
             brows.append({"run attack": attack, "defense": b["defense"],
                           "tested attack": b["attack"],

@@ -157,3 +157,13 @@ def test_every_sweep_stores_and_counts_its_indicators(tmp_path):
     # 5 steps of C&W reach nothing: the indicator says so, in the log too
     assert counted["incomplete_optimization"]["fired"] >= 1
     assert any("incomplete_optimization" in s for s in said)
+
+
+def test_autoattacks_model_flags():
+    model, x, y = _tiny()
+    quiet = indicators.model_flags(model, x, y)
+    assert not any(v["fired"] for v in quiet.values()), quiet
+    soft = nn.Sequential(model, nn.Softmax(dim=1))
+    assert indicators.model_flags(soft, x, y)["outputs_probabilities"]["fired"]
+    assert indicators.model_flags(Noisy(model), x, y)["randomised_outputs"]["fired"]
+    assert indicators.model_flags(Quantised(model), x, y)["zero_gradients"]["fired"]

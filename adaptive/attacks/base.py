@@ -39,13 +39,16 @@ class Trace:
     """What an attack's iterations did, per sample (for the indicators of attack failure,
     :mod:`adaptive.diagnostics.indicators`): ``loss`` (T, n), the objective the attack
     descended at each evaluation of the sample's last run (its last round or constant; NaN
-    where it did not run that long); ``ever_met``, whether any iterate met the attack's
-    objective; ``first_grad_norm``, the norm of the sample's first gradient (-1: it took no
-    step)."""
+    where it did not run that long); ``ever_met``, whether any iterate met the attack's whole
+    objective (its margin and every penalty term); ``first_grad_norm``, the norm of the
+    sample's first gradient (-1: it took no step); ``returned_met``, whether the returned
+    example meets the whole objective (None: as ``AttackResult.success``; the bounded attacks
+    count a reached margin as success and leave the detectors to the judge)."""
 
     loss: torch.Tensor
     ever_met: torch.Tensor
     first_grad_norm: torch.Tensor
+    returned_met: torch.Tensor | None = None
 
     @classmethod
     def start(cls, evaluations: int, n: int) -> "Trace":
@@ -74,8 +77,10 @@ class Trace:
         length = max(len(p.loss) for p in parts)
         pad = [torch.cat([p.loss, torch.full((length - len(p.loss), p.loss.shape[1]),
                                              float("nan"))]) for p in parts]
+        met = [p.returned_met for p in parts]
         return cls(torch.cat(pad, 1), torch.cat([p.ever_met for p in parts]),
-                   torch.cat([p.first_grad_norm for p in parts]))
+                   torch.cat([p.first_grad_norm for p in parts]),
+                   None if any(m is None for m in met) else torch.cat(met))
 
 
 @dataclass

@@ -140,7 +140,8 @@ class BoundedPGD(FixedBudgetAttack):
         success = torch.isfinite(best.penalty)
         l2 = (best.adversarial - x).flatten(1).norm(dim=1)
         l2 = torch.where(success, l2, torch.zeros_like(l2))
-        trace.ever_met = success.cpu()  # the best iterate is kept: met once, returned
+        # the iterate that met the whole objective (margin, penalty 0) is kept: met, returned
+        trace.ever_met = trace.returned_met = best.done.cpu()
         return AttackResult(best.adversarial.detach().cpu(), l2.cpu(), success.cpu(),
                             best.margin.cpu(), best.steps, best.reached.cpu(), trace)
 

@@ -4,15 +4,15 @@ own trace (:class:`adaptive.attacks.base.Trace`) and a few extra evaluations of 
 
 * ``silent_success``: some iterate met the objective, the returned example does not (an
   attack that returns its last iterate instead of its best);
-* ``incomplete_optimization``: the attack failed and its loss was still falling at the end of
-  its last run (more steps would help);
+* ``incomplete_optimization``: the attack did not meet its whole objective and its loss was
+  still falling at the end of its last run (more steps would help);
 * ``unavailable_gradients``: the first gradient was zero or not finite (a non-differentiable
   or saturated defense: quantisation, a hard threshold);
 * ``unstable_predictions``: the model's loss at the returned example changes under a repeated
   evaluation or a tiny random perturbation (a randomised defense: use EOT);
-* ``transfer_failure`` (per defense, from the verdicts): the attack met its objective on the
-  model it attacked, yet the defense it meant to break was not broken for a reason other than
-  the bound: its surrogate is not the defense.
+* ``transfer_failure`` (per defense, from the verdicts): the attack met its whole objective
+  (margin and every detector penalty) on the model it attacked, yet the defense it meant to
+  break was not broken for a reason other than the bound: its surrogate is not the defense.
 
 Each is a bool tensor per example; ``describe`` says what one means. An honest, converged
 attack on a deterministic differentiable model raises none.
@@ -30,8 +30,9 @@ from adaptive.attacks.base import AttackResult, kappa_margins
 MEANING = {
     "silent_success": "an earlier iterate met the objective, the returned example does not: "
                       "the attack returns the wrong iterate",
-    "incomplete_optimization": "failed while its loss was still falling at the end: give it "
-                               "more steps",
+    "incomplete_optimization": "did not meet its objective (margin and detector penalties) "
+                               "while its loss was still falling at the end: give it more "
+                               "steps",
     "unavailable_gradients": "the first gradient was zero or not finite: the defense hides "
                              "its gradient (quantised, thresholded); use a hard-label attack or "
                              "a differentiable surrogate",
@@ -51,17 +52,26 @@ def describe(name: str) -> str:
     return MEANING[name]
 
 
+def objective_met(result: AttackResult) -> torch.Tensor:
+    """Whether each returned example meets the attack's whole objective (margin and every
+    penalty term: what the attack believes breaks the defense)."""
+    met = result.trace.returned_met if result.trace is not None else None
+    return result.success if met is None else met
+
+
 def silent_success(result: AttackResult) -> torch.Tensor:
-    return result.trace.ever_met & ~result.success
+    return result.trace.ever_met & ~objective_met(result)
 
 
 def incomplete_optimization(result: AttackResult, tail: int = TAIL,
                             falling: float = FALLING) -> torch.Tensor:
-    """Failed, and over its last ``tail`` evaluations the loss fell by more than ``falling``
+    """Did not meet its whole objective, and over its last ``tail`` evaluations the loss fell
+    by more than ``falling``
     times the run's first loss (a run shorter than 2 x tail is judged on its second half)."""
     out = torch.zeros(len(result.success), dtype=torch.bool)
+    met = objective_met(result)
     for j in range(len(out)):
-        if bool(result.success[j]):
+        if bool(met[j]):
             continue
         seq = result.trace.loss[:, j]
         seq = seq[torch.isfinite(seq)]
@@ -108,10 +118,10 @@ def from_trace(result: AttackResult) -> dict[str, torch.Tensor]:
             "unavailable_gradients": unavailable_gradients(result)}
 
 
-def transfer_failure(attack_success: bool, reasons: list[str]) -> bool:
-    """One example against one defense the attack aimed at: objective met, not broken for a
-    reason other than the bound."""
-    return bool(attack_success) and any(r != "bound_exceeded" for r in reasons)
+def transfer_failure(objective_met: bool, reasons: list[str]) -> bool:
+    """One example against one defense the attack aimed at: the attack's whole objective met
+    (:func:`objective_met`), yet not broken for a reason other than the bound."""
+    return bool(objective_met) and any(r != "bound_exceeded" for r in reasons)
 
 
 def count(records: list[dict], key: str = "indicators") -> dict[str, dict]:
@@ -129,3 +139,40 @@ def count(records: list[dict], key: str = "indicators") -> dict[str, dict]:
 
 def rate(row: dict) -> float:
     return row["fired"] / row["of"] if row["of"] else math.nan
+
+
+MODEL_FLAGS = {
+    "outputs_probabilities": "the model returns probabilities (or log-probabilities), not "
+                             "logits: margins saturate and gradients vanish; attack the logits",
+    "randomised_outputs": "two passes over the same inputs differ: the model is random; "
+                          "average gradients (--eot) and judge over repeated passes",
+    "zero_gradients": "the loss has a zero gradient at some benign inputs: gradient masking "
+                      "or saturation",
+}
+
+
+def model_flags(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> dict[str, dict]:
+    """AutoAttack's checks of a model on benign inputs ``x``: probabilities instead of logits,
+    randomised outputs over repeated passes, zero gradients. Each: ``{"fired", "detail",
+    "meaning"}``."""
+    device = next((p.device for p in model.parameters()), x.device)
+    x, labels = x.to(device), labels.to(device)
+    with torch.no_grad():
+        out, again = model(x), model(x)
+    probs = bool(((out >= 0) & (out <= 1)).all() and
+                 torch.allclose(out.sum(1), torch.ones(len(out), device=device), atol=1e-4))
+    log_probs = bool((out <= 0).all() and torch.allclose(
+        out.logsumexp(1), torch.zeros(len(out), device=device), atol=1e-4))
+    changed = float((out - again).abs().max())
+    xg = x.detach().requires_grad_(True)
+    loss = torch.nn.functional.cross_entropy(model(xg), labels, reduction="sum")
+    (g,) = torch.autograd.grad(loss, xg)
+    zero = (g.flatten(1).abs().amax(1) == 0).float().mean().item()
+    found = {"outputs_probabilities": (probs or log_probs,
+                                       "probabilities" if probs else
+                                       "log-probabilities" if log_probs else "logits"),
+             "randomised_outputs": (changed > 1e-5,
+                                    f"largest change between two passes {changed:.3g}"),
+             "zero_gradients": (zero > 0, f"{zero:.0%} of {len(x)} benign inputs")}
+    return {k: {"fired": bool(v[0]), "detail": v[1], "meaning": MODEL_FLAGS[k]}
+            for k, v in found.items()}

@@ -24,7 +24,7 @@ def attack_indicators(cfg: SweepConfig, r, attack_model, labels, verdicts) -> di
         if name == "none" or (name in cfg.defenses and white_box_against(cfg.attack, name)):
             found[f"transfer_failure:{name}"] = torch.tensor(
                 [indicators.transfer_failure(ok, why)
-                 for ok, why in zip(r.success.tolist(), v.reasons)])
+                 for ok, why in zip(indicators.objective_met(r).tolist(), v.reasons)])
     return found
 
 

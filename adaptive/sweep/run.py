@@ -17,6 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from adaptive import metrics
+from adaptive.diagnostics.indicators import model_flags
 from adaptive.attacks.bounded_pgd import BoundedPGD, OrthogonalPGD, SelectivePGD
 from adaptive.attacks.cw import CarliniWagnerL2
 from adaptive.attacks.hard_label import DecisionOracle, HopSkipJump
@@ -286,6 +287,20 @@ def _finish(store: RunStore, records: Records, cfg: SweepConfig, model: nn.Modul
         if not c["passed"]:
             log(f"WARNING: sanity check failed: {c['name']}: {c['detail']}")
     found_diagnostics = diagnostics(recs, cfg)
+    # AutoAttack's flags on the classifiers the defenses answer with, on benign images
+    sample = torch.tensor(sorted({r["index"] for r in recs})[:64], dtype=torch.long)
+    if len(sample):
+        found_diagnostics["model_flags"] = {}
+        seen = set()
+        for name, d in judges.defenses.items():
+            if id(d.classifier) in seen or not isinstance(d.classifier, nn.Module):
+                continue
+            seen.add(id(d.classifier))
+            flags = model_flags(d.classifier, data.x()[sample], data.labels[sample])
+            found_diagnostics["model_flags"][name] = flags
+            for flag, row in flags.items():
+                if row["fired"]:
+                    log(f"model check: {flag} ({name}: {row['detail']}): {row['meaning']}")
     write_summary(store.out, cfg, summary, {"asr_by_l2_bound": by_bound,
                                              "operating_points": points,
                                              "sanity_checks": checks,
