@@ -347,6 +347,12 @@ def diagnostics_tables(group: list[dict], attacks: list[str]) -> dict[str, dict]
         for name, row in found.get("indicators", {}).items():
             rows.append({"attack": attack, "indicator": name, "fired": row["fired"],
                          "of": row["of"], "meaning": row["meaning"]})
+        for c in found.get("checklist", []):
+            rows.append({"attack": attack, "indicator": f"checklist: {c['name']} ({c['detail']})",
+                         "fired": int(not c["passed"]), "of": 1,
+                         "meaning": "a variant of the attack broke images the attack did not: "
+                                    "it is not at its limit" if not c["passed"] else
+                                    "the variant broke no image the attack did not"})
         for defense, flags in found.get("model_flags", {}).items():
             for name, row in flags.items():
                 rows.append({"attack": attack, "indicator": f"model: {name} ({defense}: "

@@ -167,3 +167,28 @@ def test_autoattacks_model_flags():
     assert indicators.model_flags(soft, x, y)["outputs_probabilities"]["fired"]
     assert indicators.model_flags(Noisy(model), x, y)["randomised_outputs"]["fired"]
     assert indicators.model_flags(Quantised(model), x, y)["zero_gradients"]["fired"]
+
+
+def test_the_checklist_catches_an_attack_short_of_its_limit(tmp_path):
+    from adaptive.core.data import load_dataset
+    from adaptive.core.zoo import load_model
+    from adaptive.sweep import SweepConfig, run_sweep
+
+    model, meta = load_model("mnist-cnn")
+    data = load_dataset("mnist-bundled").subset(slice(0, 40))
+
+    def checklist(steps, out):
+        cfg = SweepConfig(model_sha256=meta["sha256"], n=8, n_cal=10, kappas=[0.0], batch=8,
+                          defenses=["none"], magnet=None, attack="pgd", max_l2=2.0,
+                          pgd=dict(steps=steps, restarts=1, target_classes=0),
+                          hsj=dict(iterations=2, evals=10, max_evals=20), checks="full")
+        res = run_sweep(cfg, model, data, tmp_path / out, "cpu", progress=False,
+                        log=lambda *_: None)
+        return {c["name"]: c for c in res["diagnostics"]["checklist"]}
+
+    weak = checklist(1, "weak")  # one step of 2.5 x the bound, then nothing
+    assert set(weak) == {"more steps", "more restarts", "iterative beats one step",
+                         "random noise", "gradient-free"}
+    assert not weak["more steps"]["passed"], weak["more steps"]
+    strong = checklist(60, "strong")
+    assert strong["more steps"]["passed"] and strong["random noise"]["passed"]

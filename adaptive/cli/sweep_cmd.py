@@ -117,6 +117,11 @@ def register(sub) -> None:
                         "auto: the per-image worst case over cw, pgd-full, spgd, opgd and hsj "
                         "(hsj at kappa 0 of L2 runs), each on the images some defense still "
                         "withstands; records say which member broke each image (default cw)")
+    p.add_argument("--checks", choices=("cheap", "full"), default=DEFAULT.checks,
+                   help="cheap: the indicators of attack failure of every example (always); "
+                        "full: also Carlini et al.'s checklist on the smallest kappa's images "
+                        "(twice the steps, twice the restarts, one step, random noise, "
+                        "HopSkipJump), which attacks them again (default cheap)")
     p.add_argument("--image-seeds", action="store_true",
                    help="each image draws its random numbers (restarts, probes) from its own "
                         "seed, so its result does not depend on its batch (auto always does; "
@@ -185,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
                       defense_module=args.defense_module,
                       clever=(CleverSettings(**PRESETS[args.clever]) if args.clever else None),
                       attack=args.attack, a2d_factor=args.a2d_factor,
-                      image_seeds=args.image_seeds,
+                      image_seeds=args.image_seeds, checks=args.checks,
                       pgd=PGDSettings(steps=args.pgd_steps, restarts=args.pgd_restarts,
                                       target_classes=args.pgd_targets, eot=args.eot),
                       hsj=HardLabelSettings(iterations=args.hsj_iterations,

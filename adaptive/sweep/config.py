@@ -167,6 +167,9 @@ class SweepConfig:
     # Each attacked image draws its random numbers (restarts, probes) from its own seed, so its
     # result does not depend on its batch; auto always does. Runs made before it: per batch.
     image_seeds: bool = False
+    # "cheap": the indicators of attack failure (every sweep); "full": also the checklist
+    # (adaptive.sweep.checklist), which attacks the smallest kappa's images again.
+    checks: str = "cheap"
 
     def __post_init__(self):
         self.cw = _from_dict(CWSettings, self.cw, "cw")
@@ -290,6 +293,8 @@ def validate_config(cfg: SweepConfig, magnet=None) -> None:
                                "logits: a confidence margin means nothing to it; use --kappa 0")
         if cfg.norm != "l2" or not math.isfinite(cfg.max_l2):
             raise ToolkitError(f"--attack {cfg.attack} is an L2 attack; give a finite --max-l2")
+    if cfg.checks not in ("cheap", "full"):
+        raise ToolkitError(f"checks must be cheap or full, got {cfg.checks!r}")
     if cfg.pairs and not cfg.targeted:
         raise ToolkitError("a --pairs sweep is targeted (set targeted=True)")
     if cfg.attack.endswith("-magnet") and magnet is None:

@@ -252,6 +252,17 @@ def _attack_all(store: RunStore, records: Records, cfg: SweepConfig, model: nn.M
             _clever_of(cfg, model, device, x_adv, rows_)
             _append(records, rows_)
     kbar.close()
+    if cfg.checks == "full" and store.get("checklist") is None:
+        from adaptive.sweep.checklist import run_checklist
+
+        log("checklist (--checks full): the attack again with more steps, more restarts, one "
+            "step; random noise; a gradient-free attack")
+        bounded = (BOUNDED_ATTACKS[cfg.attack.split("-")[0]]
+                   if is_bounded(cfg.attack) and cfg.attack != AUTO else None)
+        seed_everything(cfg.seed)
+        store.put("checklist", {"items": run_checklist(
+            cfg, records.read().records, judges, attack_model, penalty, bounded, x_all, y_all,
+            device, log)})
 
 
 def _store_adversarial(store: RunStore, kappa: float, b: int, x_adv, idx, targets) -> None:
@@ -287,6 +298,9 @@ def _finish(store: RunStore, records: Records, cfg: SweepConfig, model: nn.Modul
         if not c["passed"]:
             log(f"WARNING: sanity check failed: {c['name']}: {c['detail']}")
     found_diagnostics = diagnostics(recs, cfg)
+    listed = store.get("checklist")
+    if listed is not None:
+        found_diagnostics["checklist"] = listed["items"]
     # AutoAttack's flags on the classifiers the defenses answer with, on benign images
     sample = torch.tensor(sorted({r["index"] for r in recs})[:64], dtype=torch.long)
     if len(sample):

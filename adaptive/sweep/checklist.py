@@ -1,0 +1,99 @@
+"""The checklist of Carlini et al. ("On Evaluating Adversarial Robustness", 2019) run on a
+sweep's own attack (``--checks full``): on the images of the smallest kappa, against every
+defense of the run,
+
+* ``more steps``: the attack with twice the steps breaks no more images;
+* ``more restarts``: with twice the restarts (bounded attacks) breaks no more;
+* ``iterative beats one step``: one step of the whole bound breaks no more than the attack;
+* ``random noise``: random points in the ball (``RANDOM_DRAWS`` per image) break no more;
+* ``gradient-free``: HopSkipJump on the last defense's verdict (L2 runs) breaks no more.
+
+"No more" allows no extra image: a variant that breaks an image the attack did not says the
+attack is not at its limit (or, for noise and one step, that it is broken). Each item records
+the images each variant broke, so a reader can look at them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import torch
+
+from adaptive.attacks.cw import CarliniWagnerL2
+from adaptive.attacks.hard_label import DecisionOracle, HopSkipJump
+from adaptive.core.attacks.lp import random_in_ball
+from adaptive.sweep.config import SweepConfig, bound_of, is_bounded
+
+RANDOM_DRAWS = 10  # each costs a judgement of every defense (A2D attacks each point)
+MAX_IMAGES = 50  # images of the smallest kappa the checklist attacks again
+
+
+def _variants(cfg: SweepConfig, kappa: float, bounded_cls) -> dict:
+    """name -> a fresh attack: the run's attack with one setting changed."""
+    if is_bounded(cfg.attack) and bounded_cls is not None:
+        pgd = asdict(cfg.pgd)
+
+        def make(**change):
+            return bounded_cls(bound_of(cfg), kappa, seed=cfg.seed, norm=cfg.norm,
+                               **{**pgd, **change})
+        return {"more steps": make(steps=2 * pgd["steps"]),
+                "more restarts": make(restarts=2 * pgd["restarts"]),
+                "iterative beats one step": make(steps=1, restarts=1, target_classes=0,
+                                                 step_size=bound_of(cfg))}
+    cw = asdict(cfg.cw)
+    return {"more steps": CarliniWagnerL2(kappa=kappa, **{**cw, "steps": 2 * cw["steps"]})}
+
+
+def run_checklist(cfg: SweepConfig, records: list[dict], judges, attack_model, penalty,
+                  bounded_cls, x_all, y_all, device, log=print) -> list[dict]:
+    """The checklist's items (``{"name", "passed", "detail", "broken"}``) for the sweep's
+    untargeted attack at its smallest kappa."""
+    kappa = min(cfg.kappas)
+    recs = sorted((r for r in records if r["kappa"] == kappa), key=lambda r: r["index"])
+    recs = recs[:MAX_IMAGES]
+    if cfg.targeted or not recs or cfg.attack in ("hsj", "auto"):
+        return []
+    index = torch.tensor([r["index"] for r in recs])
+    x, y = x_all[index], y_all[index]
+    names = list(judges.defenses)
+    base = {n: {r["index"] for r in recs if r["defenses"][n]["success"]} for n in names}
+    items = []
+
+    def judge_all(adv, ok):
+        verdicts = judges.measure(adv, x, y, ok, None)[2]
+        return {n: {int(index[j]) for j in range(len(index)) if bool(verdicts[n].success[j])}
+                for n in names}
+
+    def item(name, broken, what):
+        extra = {n: sorted(broken[n] - base[n]) for n in names}
+        passed = not any(extra.values())
+        detail = "; ".join(f"{n}: {len(base[n])} -> {len(broken[n] | base[n])}"
+                           for n in names)
+        items.append({"name": name, "passed": passed, "what": what,
+                      "detail": detail + ("" if passed else " (images only the variant broke: "
+                                          + ", ".join(f"{n} {v}" for n, v in extra.items()
+                                                      if v) + ")"),
+                      "broken": {n: sorted(v) for n, v in broken.items()}})
+        log(f"checklist: {name}: {'passed' if passed else 'FAILED'}: {items[-1]['detail']}")
+
+    for name, attack in _variants(cfg, kappa, bounded_cls).items():
+        r = attack.run(attack_model, x.to(device), y, penalty=penalty)
+        item(name, judge_all(r.adversarial, r.success), attack.config())
+    # random points at the bound: an image counts once any of its points breaks a defense
+    gen = torch.Generator().manual_seed(cfg.seed)
+    broken = {n: set() for n in names}
+    for _ in range(RANDOM_DRAWS):
+        pts = (x + random_in_ball(x.shape, bound_of(cfg), cfg.norm, gen)).clamp(0, 1)
+        for n, v in judge_all(pts, torch.ones(len(x), dtype=torch.bool)).items():
+            broken[n] |= v
+    item("random noise", broken, f"{RANDOM_DRAWS} draws per image in the {cfg.norm} ball of "
+                                 f"{bound_of(cfg):g}")
+    if cfg.norm == "l2":
+        last = cfg.defenses[-1]
+        oracle = DecisionOracle(judges.defenses[last])
+        hsj = HopSkipJump(eps=cfg.max_l2, seed=cfg.seed, **asdict(cfg.hsj))
+        r = hsj.run(oracle, x, y)
+        found = judge_all(r.adversarial, r.success)
+        item("gradient-free", {n: (found[n] if n == last else set()) for n in names},
+             f"HopSkipJump on {last}'s verdict")
+    return items
