@@ -267,6 +267,7 @@ def sweep_report_figures(sweeps: list[dict], pair_runs: list[dict], out: Path,
         written.append(rf.asr_figure(group, out / f"{family}_{model}_asr_vs_kappa.png",
                                      {} if model.endswith("_linf") else PAPER_ASR))
         written.append(rf.bound_figure(group, out / f"{family}_{model}_asr_vs_bound.png"))
+        written.append(rf.diagnostics_figure(group, out / f"{family}_{model}_diagnostics.png"))
     datasets: dict[str, object] = {}
 
     def data_of(run):

@@ -255,3 +255,31 @@ def pair_grid_figure(run: dict, data, kappa: float, path: Path) -> Path | None:
                         f"past {defense} (framed red; A2D Figures 11-13 analogue)", 80),
                  fontsize=7)
     return _save(fig, path)
+
+
+def diagnostics_figure(runs: list[dict], path: Path) -> Path | None:
+    """The share of each run's examples on which each indicator of attack failure fired, one
+    bar group per indicator, one bar per attack (the report's diagnostics table, drawn)."""
+    found = [(r["config"].get("attack", "cw"), (r.get("diagnostics") or {}).get("indicators"))
+             for r in runs]
+    found = [(a, d) for a, d in found if d]
+    if not found:
+        return None
+    names = sorted({k for _, d in found for k in d})
+    cfg0 = runs[0]["config"]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(names) + 2), 3.6))
+    width = 0.8 / len(found)
+    for i, (attack, d) in enumerate(found):
+        shares = [d[k]["fired"] / d[k]["of"] if k in d and d[k]["of"] else 0.0 for k in names]
+        ax.bar([j + i * width for j in range(len(names))], shares, width, label=attack)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))])
+    ax.set_xticklabels([n.replace("_", " ").replace(":", ":\n") for n in names], fontsize=6,
+                       rotation=30, ha="right")
+    ax.set_ylim(0, 1.03)
+    ax.set_ylabel("share of examples", fontsize=8)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3, axis="y")
+    ax.set_title(_title(f"{dataset_label(cfg0['dataset']).upper()} ({cfg0['model']}, "
+                        f"{norm_label(cfg0)}): indicators of attack failure per attack "
+                        "(no bar: never fired)"), fontsize=9)
+    return _save(fig, path)
