@@ -11,7 +11,9 @@ Per test image ``x`` (classified correctly and accepted by every detector of the
 2. fit a new linear readout (logistic regression) on the defended classifier's penultimate
    features (the model's ``penultimate(x)`` hook) that tells the boundary point from the
    inner points; the image is skipped unless it separates them perfectly;
-3. the binarised classifier (logits ``[0, readout(features)]``) then has an adversarial
+3. the binarised classifier (logits ``[0, readout(features)]``, scaled so its margin at the
+   image is the model's own margin there: the detector penalties an attack adds keep the
+   weight they have in the real task) then has an adversarial
    example within eps that every detector accepts: the boundary point. Run the *unchanged*
    attack (same steps, same detector penalty) on it, labels 0, and count a success when its
    example is classified 1, within the bound, and accepted by every detector.
@@ -169,9 +171,19 @@ def _readout(inner: torch.Tensor, boundary: torch.Tensor) -> tuple[torch.Tensor,
     s = feats @ w + b
     if not (s[-1] > 0 and (s[:-1] < 0).all()):
         return None
-    # rescale so the boundary point sits at logit 1 (the attack's step sizes do not care;
-    # its margins then read in units of the boundary point's)
+    # the boundary point at logit 1 (binarization_test rescales to the task's own scale)
     return torch.from_numpy(w / s[-1]).float(), b / float(s[-1])
+
+
+def _task_scale(model: nn.Module, x: torch.Tensor, label: int, s_x: float) -> float:
+    """The factor that gives the binarised logit at the image the size of the model's own
+    margin there: an attack that adds detector penalties to the margin weighs them against
+    a margin of the size it was tuned for (a readout scaled to 1 at the boundary point would
+    be swamped by the penalties and fail for a reason that is not the attack's)."""
+    z = model(x)[0]
+    others = torch.cat([z[:label], z[label + 1:]])
+    margin = float(z[label] - others.max())
+    return max(margin, 1.0) / max(abs(s_x), 1e-12)
 
 
 def binarization_test(defense: Defense, attack_model: nn.Module, make_attack: Callable,
@@ -246,7 +258,10 @@ def binarization_test(defense: Defense, attack_model: nn.Module, make_attack: Ca
         if found is None:
             out.skipped = "no linear readout separates the boundary point"
             continue
-        binarized = BinarizedClassifier(attack_model, *found).eval()
+        w, b = found
+        with torch.no_grad():  # the scale of the task it replaces (see _task_scale)
+            k = _task_scale(attack_model, xi, int(y[i]), float(hook(xi)[0] @ w + b))
+        binarized = BinarizedClassifier(attack_model, w * k, b * k).eval()
         r = make_attack().run(binarized, xi, torch.zeros(1, dtype=torch.long),
                               penalty=task_penalty)
         adv = r.adversarial.to(xi.device)
