@@ -40,6 +40,8 @@ def build_a2d(model: nn.Module, dataset: str, engines: list[str], h: float,
 def build_defenses(names: list[str], model: nn.Module, a2d: A2DDetector | None = None,
                    magnet=None) -> dict[str, Defense]:
     out = {}
+    # one reformed classifier for every composition with MagNet (judged and checked once)
+    reformed = magnet.defended_classifier() if magnet is not None else None
     for name in names:
         parts = name.split("+")
         classifier, detectors = model, {}
@@ -50,7 +52,7 @@ def build_defenses(names: list[str], model: nn.Module, a2d: A2DDetector | None =
         if "magnet" in parts:
             if magnet is None:
                 raise ToolkitError(f"defense {name!r} needs a MagNet defense (--magnet)")
-            classifier = magnet.defended_classifier()
+            classifier = reformed
             detectors.update({f"magnet:{d.name}": d for d in magnet.detectors})
         out[name] = Defense(name, classifier, detectors)
     return out

@@ -50,6 +50,9 @@ def register(sub) -> None:
 def run_binarization(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
+    import torch
+
+    from adaptive.core.checkpoint import write_json
     from adaptive.core.runtime import resolve_device, seed_everything
     from adaptive.diagnostics.binarization import binarization_test
     from adaptive.sweep.config import bound_of
@@ -80,8 +83,6 @@ def run_binarization(args: argparse.Namespace) -> int:
     index = run.attacked[:args.n] if args.n else run.attacked
     x, y = run.data.x()[index].to(device), run.data.labels[index]
     # other test images to draw directions towards: not attacked, not the run's calibration
-    import torch
-
     others = torch.ones(len(run.data.labels), dtype=torch.bool)
     others[run.attacked + run.calibration] = False
     pool = run.data.x()[others.nonzero().squeeze(1)[:2000]]
@@ -101,8 +102,6 @@ def run_binarization(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else (Path(args.run_dir) / "diagnostics" /
                                            f"binarization_{attack}_s{settings['steps']}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    from adaptive.core.checkpoint import write_json
-
     write_json(out, result)
     asr = "-" if s["attack_success_rate"] is None else f"{s['attack_success_rate']:.0%}"
     rnd = "-" if s["random_success_rate"] is None else f"{s['random_success_rate']:.0%}"

@@ -37,6 +37,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
+from adaptive import metrics
 from adaptive.core.attacks.lp import check_norm, random_in_ball
 from adaptive.core.errors import ToolkitError
 from adaptive.defense import Defense
@@ -97,8 +98,7 @@ def _accepted(defense: Defense, x: torch.Tensor) -> torch.Tensor:
 
 
 def _distance(a: torch.Tensor, x: torch.Tensor, norm: str) -> torch.Tensor:
-    d = (a - x).flatten(1)
-    return d.abs().amax(1) if norm == "linf" else d.norm(dim=1)
+    return (metrics.linf if norm == "linf" else metrics.l2)(a, x)
 
 
 def _directions(x: torch.Tensor, n: int, pool: torch.Tensor | None, gen) -> torch.Tensor:

@@ -79,8 +79,8 @@ def build_members(cfg: SweepConfig, kappa: float, model, objective_for, judges) 
 
 
 def auto_batch(cfg: SweepConfig, kappa: float, members: list[Member], model, judges, device,
-               idx: torch.Tensor, x: torch.Tensor, y: torch.Tensor, targets,
-               log=print) -> tuple[torch.Tensor, list[dict]]:
+               idx: torch.Tensor, x: torch.Tensor, y: torch.Tensor, targets
+               ) -> tuple[torch.Tensor, list[dict]]:
     """Run the ensemble on one batch; returns (the examples chosen for the last defense, the
     batch's records)."""
     labels = targets if cfg.targeted else y

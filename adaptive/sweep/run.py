@@ -222,7 +222,7 @@ def _attack_all(store: RunStore, records: Records, cfg: SweepConfig, model: nn.M
             seed_everything(cfg.seed)
             if members is not None:  # the per-image worst case over the ensemble
                 x_adv, rows_ = auto_batch(cfg, kappa, members, model, judges, device, idx, x,
-                                          y, targets, log)
+                                          y, targets)
                 _store_adversarial(store, kappa, b, x_adv, idx, targets)
                 _clever_of(cfg, model, device, x_adv, rows_)
                 _append(records, rows_)
