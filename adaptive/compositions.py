@@ -1,11 +1,15 @@
-"""The named defense compositions of the sweep: none, a2d, magnet, a2d+magnet, at, a2d+at.
+"""The named defense compositions of the sweep: ``none``, or parts joined by ``+`` (e.g.
+``a2d+magnet``, ``fs``, ``a2d+maha``).
 
 * ``a2d``: the A2D Z-score detector on BIM_d costs (the paper's adaptive-attack setting),
   calibrated on benign images disjoint from the attacked ones, run on the given classifier.
 * ``magnet``: MagNet's detectors and its reformer in front of the classifier.
 * ``at``: the given classifier, which should be adversarially trained (pass it as --model);
   structurally the same as ``none``, as the paper notes ("no defense is equivalent to AT").
-* ``a2d+...``: the union of the detectors; the classifier of the other part.
+* ``fs``, ``maha``: bundled detectors of known fate (feature squeezing, Mahalanobis;
+  ``defenses.detector_zoo``), fitted for the zoo model by ``adaptive train detector``.
+* ``a2d+...``: the union of the detectors; the classifier of the other part (MagNet's
+  reformer, at most one of ``magnet`` and ``at``).
 """
 
 from __future__ import annotations
@@ -16,17 +20,46 @@ from adaptive.defense import Defense
 from adaptive.core.errors import ToolkitError
 from defenses.a2d.detector import A2DDetector
 from defenses.a2d.presets import make_engine
+from defenses.detector_zoo import DETECTORS as ZOO_DETECTORS
 
+# the compositions of the paper's sweeps (any other joins of PARTS work the same way)
 COMPOSITIONS = ("none", "a2d", "magnet", "a2d+magnet", "at", "a2d+at")
+PARTS = ("a2d", "magnet", "at", *ZOO_DETECTORS)
+
+
+def is_composition(name: str) -> bool:
+    """Whether ``name`` is ``none`` or parts of PARTS joined by ``+`` (each once, at most one
+    of ``magnet`` and ``at``): a defense the toolkit builds itself."""
+    if name == "none":
+        return True
+    parts = name.split("+")
+    return (all(p in PARTS for p in parts) and len(set(parts)) == len(parts)
+            and not {"magnet", "at"} <= set(parts))
 
 
 def parse_defenses(text: str) -> list[str]:
     names = [t.strip() for t in text.split(",") if t.strip()]
-    bad = [n for n in names if n not in COMPOSITIONS]
+    bad = [n for n in names if not is_composition(n)]
     if bad:
-        raise ToolkitError(f"unknown defense {', '.join(bad)}; choose from "
-                           f"{', '.join(COMPOSITIONS)} (or --defense-module for your own)")
+        raise ToolkitError(f"unknown defense {', '.join(bad)}; give parts of "
+                           f"{', '.join(PARTS)} joined by + (e.g. {', '.join(COMPOSITIONS[1:])}"
+                           ", a2d+fs), each once, at most one of magnet and at (or "
+                           "--defense-module for your own)")
     return ["none"] + [n for n in dict.fromkeys(names) if n != "none"]
+
+
+def zoo_parts(names: list[str]) -> list[str]:
+    """The bundled detectors (``fs``, ``maha``) the compositions ``names`` use, in order."""
+    return list(dict.fromkeys(p for n in names if is_composition(n) for p in n.split("+")
+                              if p in ZOO_DETECTORS))
+
+
+def load_zoo_detectors(names: list[str], model: nn.Module, model_ref: str,
+                       model_sha256: str | None) -> dict:
+    """Part name -> the bundled detector, for every zoo part of ``names``."""
+    from defenses.detector_zoo import load_detector
+
+    return {p: load_detector(p, model, model_ref, model_sha256) for p in zoo_parts(names)}
 
 
 def build_a2d(model: nn.Module, dataset: str, engines: list[str], h: float,
@@ -38,8 +71,10 @@ def build_a2d(model: nn.Module, dataset: str, engines: list[str], h: float,
 
 
 def build_defenses(names: list[str], model: nn.Module, a2d: A2DDetector | None = None,
-                   magnet=None) -> dict[str, Defense]:
-    out = {}
+                   magnet=None, zoo: dict | None = None) -> dict[str, Defense]:
+    """The Defense of each composition of ``names``; ``zoo``: the bundled detectors by part
+    (``load_zoo_detectors``)."""
+    out, zoo = {}, zoo or {}
     # one reformed classifier for every composition with MagNet (judged and checked once)
     reformed = magnet.defended_classifier() if magnet is not None else None
     for name in names:
@@ -54,5 +89,10 @@ def build_defenses(names: list[str], model: nn.Module, a2d: A2DDetector | None =
                 raise ToolkitError(f"defense {name!r} needs a MagNet defense (--magnet)")
             classifier = reformed
             detectors.update({f"magnet:{d.name}": d for d in magnet.detectors})
+        for part in parts:
+            if part in ZOO_DETECTORS:
+                if part not in zoo:
+                    raise ToolkitError(f"defense {name!r} needs the {part} detector")
+                detectors[part] = zoo[part]
         out[name] = Defense(name, classifier, detectors)
     return out

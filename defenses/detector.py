@@ -120,6 +120,25 @@ class Detector:
                                f"{e})") from e
 
 
+def threshold_at(scores: torch.Tensor, rate: float, what: str = "false-positive rate") -> float:
+    """The threshold above which a fraction ``rate`` of these benign ``scores`` lies (the
+    higher order statistic: never fewer than that fraction is flagged)."""
+    import numpy as np
+
+    if not 0 <= rate < 1:
+        raise ToolkitError(f"{what} must be in [0, 1), got {rate}")
+    return float(np.quantile(torch.as_tensor(scores).double().numpy(), 1 - rate,
+                             method="higher"))
+
+
+@torch.no_grad()
+def scores_in_batches(score, x: torch.Tensor, device, batch_size: int = 500) -> torch.Tensor:
+    """``score(piece)`` of ``x`` cut in ``batch_size`` pieces on ``device``, joined on the
+    CPU, without gradients."""
+    return torch.cat([score(x[i:i + batch_size].to(device)).cpu()
+                      for i in range(0, len(x), batch_size)])
+
+
 def read_saved(path: str | Path) -> dict:
     """A saved detector's JSON object, with one clear error for a missing or damaged file."""
     try:

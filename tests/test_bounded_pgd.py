@@ -127,3 +127,23 @@ def test_kappa_restarts_and_bad_settings():
             BoundedPGD(**bad)
     with pytest.raises(ToolkitError, match="\\[0, 1\\]"):
         BoundedPGD(0.08).run(model, x * 3, y)
+
+
+def test_cosine_schedule_spends_the_same_length_and_settles():
+    """The cosine schedule: step lengths from twice the constant one down to 0, the same total;
+    on the linear model it fools exactly the points the constant schedule fools (clear of the
+    boundary) and, its last steps short, lands closer to the boundary."""
+    model, x, y, distance, _ = _linear_two_class()
+    eps, steps = 0.08, 50
+    cos = BoundedPGD(eps, steps=steps, schedule="cosine")
+    lengths = [cos._step_length(t) for t in range(steps)]
+    assert lengths[0] == pytest.approx(2 * cos.step_size, rel=1e-3) and lengths[-1] < 0.01 * cos.step_size
+    assert sum(lengths) == pytest.approx(steps * cos.step_size, rel=1e-9)
+    assert all(a >= b for a, b in zip(lengths, lengths[1:]))
+    r = cos.run(model, x, y)
+    c = BoundedPGD(eps, steps=steps).run(model, x, y)
+    clear = (distance - eps).abs() > 0.005
+    assert torch.equal(r.success[clear], c.success[clear])
+    assert cos.config()["schedule"] == "cosine"
+    with pytest.raises(ToolkitError, match="schedule"):
+        BoundedPGD(eps, schedule="linear")

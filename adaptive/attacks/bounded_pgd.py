@@ -27,6 +27,7 @@ kappa is an untargeted one at kappa.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -34,6 +35,9 @@ import torch
 from adaptive.attacks.base import AttackResult, Draws, FixedBudgetAttack, Trace, kappa_margins
 from adaptive.core.attacks.lp import check_norm, normalize_step, project, random_in_ball
 from adaptive.core.errors import ToolkitError
+
+
+SCHEDULES = ("constant", "cosine")  # step lengths within a round (see _step_length)
 
 
 @dataclass
@@ -60,7 +64,8 @@ class BoundedPGD(FixedBudgetAttack):
     """PGD in the ``norm`` ball (``l2``, or ``linf``: the box) of radius ``eps`` on C&W's
     objective at confidence ``kappa`` (see the module docstring): ``steps`` steps of
     ``step_size`` (default 2.5 eps / steps) per round, ``restarts`` rounds, then
-    ``target_classes`` target rounds, ``batch_size`` images at a time, seeded by ``seed``. Each
+    ``target_classes`` target rounds, ``batch_size`` images at a time, seeded by ``seed``;
+    ``schedule``: ``constant`` step lengths or ``cosine`` (decaying, see ``_step_length``). Each
     step descends the sum of the classification term and the penalty; with ``eot`` > 1 its
     gradient is the mean over that many evaluations (Expectation over Transformation, for
     defenses that are random per call: each evaluation draws anew). ``run`` returns an
@@ -71,7 +76,8 @@ class BoundedPGD(FixedBudgetAttack):
 
     def __init__(self, eps: float, kappa: float = 0.0, steps: int = 100, restarts: int = 1,
                  target_classes: int = 0, step_size: float | None = None,
-                 batch_size: int = 256, seed: int = 0, norm: str = "l2", eot: int = 1):
+                 batch_size: int = 256, seed: int = 0, norm: str = "l2", eot: int = 1,
+                 schedule: str = "constant"):
         if not (eps > 0 and kappa >= 0 and steps >= 1 and restarts >= 1
                 and target_classes >= 0):
             raise ToolkitError("bounded PGD needs eps > 0 (a finite L2 bound), kappa >= 0, "
@@ -80,7 +86,10 @@ class BoundedPGD(FixedBudgetAttack):
             raise ToolkitError("bounded PGD needs step_size > 0")
         if not (isinstance(eot, int) and eot >= 1):
             raise ToolkitError(f"EOT needs a whole number of samples >= 1, got {eot!r}")
-        self.eot = eot
+        if schedule not in SCHEDULES:
+            raise ToolkitError(f"unknown step schedule {schedule!r}; choose from "
+                               f"{', '.join(SCHEDULES)}")
+        self.eot, self.schedule = eot, schedule
         self.eps, self.kappa, self.steps, self.restarts = float(eps), float(kappa), steps, restarts
         self.target_classes = int(target_classes)
         # Madry et al.'s rule: the steps can cross the ball 2.5 times.
@@ -95,7 +104,7 @@ class BoundedPGD(FixedBudgetAttack):
                 "kappa": self.kappa,
                 "steps": self.steps, "restarts": self.restarts,
                 "target_classes": self.target_classes, "step_size": self.step_size,
-                "seed": self.seed}
+                "schedule": self.schedule, "seed": self.seed}
 
     def _start(self) -> Draws:
         """One seeded generator per run, shared by its batches (random restarts)."""
@@ -192,8 +201,18 @@ class BoundedPGD(FixedBudgetAttack):
                     break
                 keep = ~finished
                 idx, delta, grad = idx[keep], d.detach()[keep], grad[keep]
-                delta = delta - self.step_size * normalize_step(grad, self.norm)
+                delta = delta - self._step_length(step) * normalize_step(grad, self.norm)
                 delta = (x[idx] + project(delta, self._radius, self.norm)).clamp(0, 1) - x[idx]
+
+    def _step_length(self, step: int) -> float:
+        """The length of step ``step`` (from 0) of a round: ``step_size`` throughout
+        (``constant``), or from about twice ``step_size`` down to about 0 along half a cosine
+        sampled at mid-steps (``cosine``: the same total length; long steps cross the ball
+        early, short ones settle late where a fixed length keeps oscillating around a narrow
+        region that meets every term)."""
+        if self.schedule == "constant":
+            return self.step_size
+        return self.step_size * (1 + math.cos(math.pi * (step + 0.5) / self.steps))
 
     def _direction(self, delta: torch.Tensor, shortfall: torch.Tensor,
                    penalty: torch.Tensor) -> torch.Tensor:

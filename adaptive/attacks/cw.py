@@ -21,6 +21,8 @@ that must reach 0 (e.g. detector scores above their thresholds); see ``adaptive.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from adaptive.attacks.base import AttackResult, MinimumDistanceAttack, Trace, kappa_margins
@@ -66,69 +68,145 @@ class CarliniWagnerL2(MinimumDistanceAttack):
         lower = torch.zeros(n, device=device)
         upper = torch.full((n,), 1e10, device=device)
         const = torch.full((n,), self.initial_const, device=device)
-        best_l2 = torch.full((n,), float("inf"), device=device)
-        best_adv = x.clone()
-        best_margin = torch.full((n,), float("inf"), device=device)
-        grad_steps = torch.zeros(n, dtype=torch.long)
-        reached = torch.full((n,), float("-inf"), device=device)
+        best = _Best.start(x)
         check_every = max(1, self.steps // 10)
         trace = Trace.start(self.steps, n)
 
-        for _ in range(self.bs_steps):
-            active = torch.arange(n, device=device)
-            w = w0.clone()
-            m = torch.zeros_like(w)
-            v = torch.zeros_like(w)
-            prev = torch.full((n,), float("inf"), device=device)
-            succeeded = torch.zeros(n, dtype=torch.bool, device=device)
-            trace.restart(active)  # the trace keeps each sample's last constant
+        for bs_step in range(self.bs_steps):
+            # The state of the samples still running this constant, compacted: every step
+            # works on these rows alone (no gather or scatter of the whole batch); a sample
+            # that stalls leaves at the next check and its results go back to ``best``.
+            run = _Running.start(best, x, w0, labels, const)
+            losses = torch.full((self.steps, n), float("nan"), device=device)
             for step in range(1, self.steps + 1):
-                wa = w[active].detach().requires_grad_(True)
+                wa = run.w.detach().requires_grad_(True)
                 adv = (torch.tanh(wa) + 1) / 2
                 logits = model(adv)
-                margin = kappa_margins(logits, labels[active], targeted)
-                l2sq = (adv - x[active]).flatten(1).pow(2).sum(1)
+                margin = kappa_margins(logits, run.labels, targeted)
+                l2sq = (adv - run.x).flatten(1).pow(2).sum(1)
                 objective = torch.clamp(margin + self.kappa, min=0)
-                extra = (penalty(adv, labels[active], targeted) if penalty is not None
-                         else None)
+                extra = (penalty(adv, run.labels, targeted) if penalty is not None else None)
                 if extra is not None:
                     objective = objective + extra
-                loss = l2sq + const[active] * objective
+                loss = l2sq + run.const * objective
                 (grad,) = torch.autograd.grad(loss.sum(), wa)
-                grad_steps[active.cpu()] += 1
-                trace.step(step - 1, active, loss, grad)
+                if bs_step == 0 and step == 1:  # the first gradient's norm, for the trace
+                    trace.step(0, run.ids, loss, grad)
                 with torch.no_grad():
-                    reached[active] = torch.maximum(reached[active], -margin)
+                    loss = loss.detach()
+                    losses[step - 1, run.ids] = loss
                     ok = margin <= -self.kappa
                     if extra is not None:
                         ok &= extra <= 0
-                    l2 = l2sq.sqrt()
-                    better = ok & (l2 < best_l2[active])
-                    idx = active[better]
-                    best_l2[idx], best_adv[idx] = l2[better], adv[better].detach()
-                    best_margin[idx] = margin[better]
-                    succeeded[active[ok]] = True
-                    # Adam, element-wise per sample (bias correction by the shared step count).
-                    m[active] = 0.9 * m[active] + 0.1 * grad
-                    v[active] = 0.999 * v[active] + 0.001 * grad * grad
-                    m_hat = m[active] / (1 - 0.9 ** step)
-                    v_hat = v[active] / (1 - 0.999 ** step)
-                    w[active] = wa.detach() - self.lr * m_hat / (v_hat.sqrt() + 1e-8)
+                    run.record(adv.detach(), l2sq.sqrt(), margin.detach(), ok)
+                    run.adam(wa.detach(), grad, step, self.lr)
                     if self.abort_early and step % check_every == 0:
-                        stalled = loss.detach() > 0.9999 * prev[active]
-                        prev[active] = loss.detach()
-                        active = active[~stalled]
-                        if len(active) == 0:
-                            break
+                        stalled = loss > 0.9999 * run.prev
+                        run.prev = loss
+                        if bool(stalled.any()):
+                            run.keep(~stalled, best)
+                            if len(run.ids) == 0:
+                                break
+            run.keep(None, best)
+            trace.restart(torch.arange(n))  # the trace keeps each sample's last constant
+            trace.loss[:self.steps] = losses.cpu()
             # Binary search on the constant, per sample.
+            succeeded = best.succeeded
             upper = torch.where(succeeded, torch.minimum(upper, const), upper)
             lower = torch.where(succeeded, lower, torch.maximum(lower, const))
             const = torch.where(upper < 1e9, (lower + upper) / 2, const * 10)
+            best.succeeded = torch.zeros_like(succeeded)
 
-        success = torch.isfinite(best_l2)
+        success = torch.isfinite(best.l2)
         trace.ever_met = success.cpu()  # the best iterate is kept: met once, returned
-        nan = torch.full_like(best_margin, float("nan"))
-        return AttackResult(best_adv.detach().cpu(),
-                        torch.where(success, best_l2, torch.zeros_like(best_l2)).cpu(),
-                        success.cpu(), torch.where(success, best_margin, nan).cpu(), grad_steps,
-                        reached.cpu(), trace)
+        nan = torch.full_like(best.margin, float("nan"))
+        return AttackResult(best.adv.detach().cpu(),
+                            torch.where(success, best.l2, torch.zeros_like(best.l2)).cpu(),
+                            success.cpu(), torch.where(success, best.margin, nan).cpu(),
+                            best.steps.cpu(), best.reached.cpu(), trace)
+
+
+@dataclass
+class _Best:
+    """Per sample of the batch, over every constant: the smallest-L2 successful example
+    (``l2`` inf where none), its margin, the highest confidence reached, the Adam steps
+    spent, and whether the current constant succeeded (for the binary search)."""
+
+    adv: torch.Tensor
+    l2: torch.Tensor
+    margin: torch.Tensor
+    reached: torch.Tensor
+    steps: torch.Tensor
+    succeeded: torch.Tensor
+
+    @classmethod
+    def start(cls, x: torch.Tensor) -> "_Best":
+        n, dev = len(x), x.device
+        inf = torch.full((n,), float("inf"), device=dev)
+        return cls(x.clone(), inf, inf.clone(), torch.full((n,), float("-inf"), device=dev),
+                   torch.zeros(n, dtype=torch.long, device=dev),
+                   torch.zeros(n, dtype=torch.bool, device=dev))
+
+
+@dataclass
+class _Running:
+    """The samples ``ids`` still optimising the current constant, with their own copies of
+    the inputs, labels, constants, Adam state and results so far."""
+
+    ids: torch.Tensor
+    x: torch.Tensor
+    labels: torch.Tensor
+    const: torch.Tensor
+    w: torch.Tensor
+    m: torch.Tensor
+    v: torch.Tensor
+    prev: torch.Tensor
+    best: _Best
+
+    @classmethod
+    def start(cls, best: _Best, x, w0, labels, const) -> "_Running":
+        n = len(x)
+        mine = _Best(best.adv.clone(), best.l2.clone(), best.margin.clone(),
+                     best.reached.clone(), torch.zeros_like(best.steps),
+                     torch.zeros_like(best.succeeded))
+        return cls(torch.arange(n, device=x.device), x, labels, const, w0.clone(),
+                   torch.zeros_like(w0), torch.zeros_like(w0),
+                   torch.full((n,), float("inf"), device=x.device), mine)
+
+    def record(self, adv, l2, margin, ok) -> None:
+        """One step's iterates: keep the smaller-L2 successes (the same choice, sample by
+        sample, as indexing the batch would make)."""
+        b = self.best
+        b.reached = torch.maximum(b.reached, -margin)
+        better = ok & (l2 < b.l2)
+        b.l2 = torch.where(better, l2, b.l2)
+        b.adv = torch.where(better.view(-1, *[1] * (adv.ndim - 1)), adv, b.adv)
+        b.margin = torch.where(better, margin, b.margin)
+        b.succeeded = b.succeeded | ok
+        b.steps += 1
+
+    def adam(self, w, grad, step: int, lr: float) -> None:
+        """Adam, element-wise per sample (bias correction by the shared step count); in place
+        on the running rows, with C&W's constants."""
+        self.m.mul_(0.9).add_(0.1 * grad)
+        self.v.mul_(0.999).add_(0.001 * grad * grad)
+        m_hat = self.m / (1 - 0.9 ** step)
+        v_hat = self.v / (1 - 0.999 ** step)
+        self.w = w - lr * m_hat / (v_hat.sqrt() + 1e-8)
+
+    def keep(self, mask: torch.Tensor | None, best: _Best) -> None:
+        """Write the running rows' results back to ``best``; then keep only the rows of
+        ``mask`` running (None: the constant is over)."""
+        ids, mine = self.ids, self.best
+        best.adv[ids], best.l2[ids], best.margin[ids] = mine.adv, mine.l2, mine.margin
+        best.reached[ids] = mine.reached
+        best.steps[ids] += mine.steps
+        best.succeeded[ids] |= mine.succeeded
+        mine.steps = torch.zeros_like(mine.steps)
+        if mask is None:
+            self.ids = ids[:0]
+            return
+        for name in ("ids", "x", "labels", "const", "w", "m", "v", "prev"):
+            setattr(self, name, getattr(self, name)[mask])
+        for name in ("adv", "l2", "margin", "reached", "steps", "succeeded"):
+            setattr(mine, name, getattr(mine, name)[mask])

@@ -33,6 +33,8 @@ def register(sub) -> None:
                         "else pgd-full)")
     b.add_argument("--steps", type=positive_int, help="steps per round (default: the run's)")
     b.add_argument("--restarts", type=positive_int, help="restarts (default: the run's)")
+    b.add_argument("--schedule", choices=("constant", "cosine"),
+                   help="step lengths within a round (default: the run's)")
     b.add_argument("--n", type=positive_int, help="images (default: all the run attacked)")
     b.add_argument("--n-inner", type=positive_int, default=999,
                    help="inner points per image, the image included (default 999)")
@@ -73,6 +75,8 @@ def run_binarization(args: argparse.Namespace) -> int:
         settings["steps"] = args.steps
     if args.restarts:
         settings["restarts"] = args.restarts
+    if args.schedule:
+        settings["schedule"] = args.schedule
     objective = run.objective(attack)
     bound = bound_of(cfg)
     method = BOUNDED_ATTACKS[attack.split("-")[0]]
@@ -100,7 +104,8 @@ def run_binarization(args: argparse.Namespace) -> int:
                         "directions": args.directions,
                         "command": getattr(args, "command_line", "")}
     out = Path(args.out) if args.out else (Path(args.run_dir) / "diagnostics" /
-                                           f"binarization_{attack}_s{settings['steps']}.json")
+                                           f"binarization_{attack}_s{settings['steps']}"
+                                           f"{'_cosine' if settings.get('schedule') == 'cosine' else ''}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, result)
     asr = "-" if s["attack_success_rate"] is None else f"{s['attack_success_rate']:.0%}"

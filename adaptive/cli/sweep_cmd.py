@@ -6,6 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
+from adaptive.attacks.bounded_pgd import SCHEDULES
 from adaptive.cli.common import (add_run_options, bound_number, dataset_for_model,
                                  nonnegative_int, positive_int, positive_number)
 from adaptive.compositions import parse_defenses
@@ -150,6 +151,9 @@ def register(sub) -> None:
                    help="untargeted pgd attacks: then one round towards each of the K most "
                         "likely other classes, for the images not yet done (default "
                         f"{PGD.target_classes}; 0: none)")
+    p.add_argument("--pgd-schedule", choices=SCHEDULES, default=PGD.schedule,
+                   help="pgd attacks: step lengths within a round, constant or decaying along "
+                        f"a cosine from twice the step to 0 (default {PGD.schedule})")
     p.add_argument("--out", help="output folder (default: a new runs/sweep-TIME)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     add_run_options(p)
@@ -192,7 +196,8 @@ def run(args: argparse.Namespace) -> int:
                       attack=args.attack, a2d_factor=args.a2d_factor,
                       image_seeds=args.image_seeds, checks=args.checks,
                       pgd=PGDSettings(steps=args.pgd_steps, restarts=args.pgd_restarts,
-                                      target_classes=args.pgd_targets, eot=args.eot),
+                                      target_classes=args.pgd_targets, eot=args.eot,
+                                      schedule=args.pgd_schedule),
                       hsj=HardLabelSettings(iterations=args.hsj_iterations,
                                             evals=args.hsj_evals,
                                             max_evals=max(HSJ.max_evals, args.hsj_evals)))

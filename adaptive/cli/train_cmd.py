@@ -80,6 +80,60 @@ def register(sub) -> None:
     add_run_options(m)
     m.set_defaults(run=run_magnet)
 
+    d = what.add_parser(
+        "detector", help="fit a bundled detector of known fate (fs, maha) for a classifier",
+        description="Fit feature squeezing (fs: Xu et al. 2018) or the Mahalanobis detector "
+                    "(maha: Lee et al. 2018, penultimate layer) for a classifier: Gaussians "
+                    "from the first --n-train training images, the threshold at --fpr false "
+                    "positives on the last --n-benign (held out). Writes the detector with "
+                    "the command, the model's sha256 and the images used.")
+    d.add_argument("name", choices=("fs", "maha"), help="the detector")
+    d.add_argument("--model", default="mnist-cnn", help="zoo name or checkpoint path")
+    d.add_argument("--n-train", type=positive_int, default=20000,
+                   help="training images the Gaussians are fitted on (default 20000)")
+    d.add_argument("--n-benign", type=positive_int, default=5000,
+                   help="held-out training images the threshold is set on (default 5000)")
+    d.add_argument("--fpr", type=nonnegative_number, default=0.05,
+                   help="false-positive rate on those (default 0.05, the papers')")
+    d.add_argument("--out", help="output file (default: defenses/bundled/MODEL/NAME.json "
+                                 "for a zoo model, else runs/detector-NAME.json)")
+    add_run_options(d)
+    d.set_defaults(run=run_detector)
+
+
+def run_detector(args: argparse.Namespace) -> int:
+    import time
+
+    from adaptive.core.runtime import seed_everything
+    from adaptive.core.zoo import load_model
+    from defenses.detector_zoo import bundled_path, fit_detector, save_detector
+
+    if not args.fpr < 1:
+        raise ToolkitError(f"--fpr must be below 1, got {args.fpr}")
+    device = resolve_device(args.device)
+    seed_everything(args.seed)
+    model, meta = load_model(args.model, device)
+    family = meta["dataset"]
+    train = load_dataset(family, "train", args.data_root)
+    if args.n_train + args.n_benign > len(train.labels):
+        raise ToolkitError(f"--n-train + --n-benign ({args.n_train + args.n_benign}) exceeds "
+                           f"the {len(train.labels)} training images")
+    t0 = time.perf_counter()
+    x = train.x()
+    det = fit_detector(args.name, model, family, x[:args.n_train], train.labels[:args.n_train],
+                       x[-args.n_benign:], args.fpr)
+    is_zoo = not Path(args.model).suffix
+    out = Path(args.out) if args.out else (bundled_path(args.name, args.model) if is_zoo
+                                           else Path(f"runs/detector-{args.name}.json"))
+    save_detector(det, out, {"command": args.command_line, "model": args.model,
+                             "model_sha256": meta["sha256"], "data": f"{train.name}:train",
+                             "fitted_on": f"first {args.n_train}",
+                             "threshold_on": f"last {args.n_benign}", "fpr": args.fpr,
+                             "seconds": round(time.perf_counter() - t0, 1)})
+    print(f"{args.name}: threshold {det.threshold:.6g} at {args.fpr:.0%} false positives on "
+          f"{args.n_benign} held-out training images; {out}")
+    return 0
+
 
 def run_classifier(args: argparse.Namespace) -> int:
     family = dataset_family(args.dataset)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields
 
+from adaptive.attacks.bounded_pgd import SCHEDULES
 from adaptive.core.errors import ToolkitError
 from defenses.a2d.zscore import DEFAULT_H
 
@@ -92,12 +93,14 @@ class PGDSettings:
     """Bounded PGD (the pgd attacks): ``steps`` per round of 2.5 x bound / steps, ``restarts``
     rounds (the first from the image, the others from random points of the ball), then one
     round towards each of the ``target_classes`` most likely other classes (untargeted); each
-    step's gradient averaged over ``eot`` evaluations (Expectation over Transformation)."""
+    step's gradient averaged over ``eot`` evaluations (Expectation over Transformation); step
+    lengths ``constant`` or decaying along a ``cosine`` (same total length)."""
 
     steps: int = 100
     restarts: int = 3
     target_classes: int = 3
     eot: int = 1  # gradient samples per step (EOT) for defenses that are random per call
+    schedule: str = "constant"  # step lengths within a round: constant or cosine (decaying)
 
 
 @dataclass
@@ -278,6 +281,9 @@ def validate_config(cfg: SweepConfig, magnet=None) -> None:
     _count(cfg.pgd.restarts, "pgd restarts")
     _count(cfg.pgd.target_classes, "pgd target classes", 0)
     _count(cfg.pgd.eot, "eot")
+    if cfg.pgd.schedule not in SCHEDULES:
+        raise ToolkitError(f"unknown pgd step schedule {cfg.pgd.schedule!r}; choose from "
+                           f"{', '.join(SCHEDULES)}")
     if cfg.clever is not None:
         _count(cfg.clever.n_batches, "clever n_batches")
         _count(cfg.clever.n_samples, "clever n_samples")

@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from adaptive.compositions import COMPOSITIONS, build_a2d, build_defenses
+from adaptive.compositions import (build_a2d, build_defenses, is_composition,
+                                   load_zoo_detectors)
 from adaptive.core.data import ImageSet, load_dataset
 from adaptive.core.errors import ToolkitError
 from adaptive.core.zoo import load_model
@@ -39,6 +40,7 @@ class ReopenedRun:
     plugins: dict[str, Defense]
     attacked: list[int]
     calibration: list[int]
+    zoo: dict = None  # the bundled detectors (fs, maha) by name, aimed at as plug-ins are
 
     def objective(self, attack: str | None = None, log=print):
         """The objective ``attack`` (default: the run's) optimises in this run."""
@@ -46,6 +48,7 @@ class ReopenedRun:
 
         cfg = self.cfg if attack is None else replace(self.cfg, attack=attack)
         plugin_detectors = {k: v for d in self.plugins.values() for k, v in d.detectors.items()}
+        plugin_detectors.update(self.zoo or {})
         return attack_objective(cfg, self.model, self.a2d, self.magnet, plugin_detectors, log)
 
 
@@ -80,12 +83,13 @@ def reopen(folder: str | Path, device="cpu", data_root: str | None = None,
             cal_costs = {e: make_engine(e, cfg.dataset).run(model, data.x()[cal_idx].to(device))
                          .costs for e in cfg.a2d_engines}
         a2d = build_a2d(model, cfg.dataset, cfg.a2d_engines, cfg.h, cal_costs)
-    defenses = build_defenses([d for d in cfg.defenses if d in COMPOSITIONS], model, a2d,
-                              magnet)
+    zoo = load_zoo_detectors(cfg.defenses, model, cfg.model, cfg.model_sha256)
+    defenses = build_defenses([d for d in cfg.defenses if is_composition(d)], model, a2d,
+                              magnet, zoo)
     plugins = {}
     if cfg.defense_module:
         plugins = make_plugin_defenses(cfg.defense_module, model=model, dataset=cfg.dataset,
                                        device=device)
         defenses.update(plugins)
     return ReopenedRun(folder, cfg, model, data, defenses, magnet, a2d, plugins,
-                       attacked.tolist(), cal_idx.tolist())
+                       attacked.tolist(), cal_idx.tolist(), zoo)

@@ -23,7 +23,8 @@ from adaptive.attacks.cw import CarliniWagnerL2
 from adaptive.attacks.hard_label import DecisionOracle, HopSkipJump
 from adaptive.attacks.objective import Objective
 from adaptive.clever import clever
-from adaptive.compositions import COMPOSITIONS, build_a2d, build_defenses
+from adaptive.compositions import (build_a2d, build_defenses, is_composition,
+                                   load_zoo_detectors, zoo_parts)
 from adaptive.core.data import ImageSet
 from adaptive.core.evaluation import predict_logits
 from adaptive.core.runtime import environment_info, seed_everything
@@ -40,7 +41,9 @@ from adaptive.sweep.images import plan_images
 from adaptive.sweep.operating_points import operating_points
 from adaptive.sweep.records import RECORDS, batch_records, record_key, upgrade_record
 from adaptive.sweep.summary import asr_by_bound, summarize, write_summary
+from adaptive.core.checkpoint import sha256_file
 from defenses.a2d.presets import make_engine
+from defenses.detector_zoo import DETECTORS as ZOO_DETECTORS, bundled_path
 from defenses.detector import Detector, is_differentiable
 
 
@@ -58,6 +61,9 @@ def run_identity(cfg: SweepConfig, data: ImageSet, magnet=None,
         identity["magnet_spec"] = magnet.spec_sha256()
     if cfg.defense_module:
         identity["defense_module"] = module_sha256(cfg.defense_module)
+    for part in zoo_parts(cfg.defenses):  # the bundled detectors' files
+        path = bundled_path(part, cfg.model)
+        identity[f"detector:{part}"] = sha256_file(path) if path.is_file() else ""
     return identity
 
 
@@ -158,8 +164,9 @@ def _build_judges(store: RunStore, cfg: SweepConfig, model: nn.Module, data: Ima
                 e: make_engine(e, cfg.dataset).run(model, x_cal).costs
                 for e in cfg.a2d_engines})
         a2d = build_a2d(model, cfg.dataset, cfg.a2d_engines, cfg.h, cal_costs)
-    defenses = build_defenses([d for d in cfg.defenses if d in COMPOSITIONS], model, a2d,
-                              magnet)
+    zoo = load_zoo_detectors(cfg.defenses, model, cfg.model, cfg.model_sha256)
+    defenses = build_defenses([d for d in cfg.defenses if is_composition(d)], model, a2d,
+                              magnet, zoo)
     defenses.update(extra_defenses or {})
     detectors = {}
     for d in defenses.values():
@@ -193,6 +200,8 @@ def _attack_all(store: RunStore, records: Records, cfg: SweepConfig, model: nn.M
                for i in range(0, len(attacked), cfg.batch)]
     plugin_detectors = {k: v for d in (extra_defenses or {}).values()
                         for k, v in d.detectors.items()}
+    # the bundled detectors (fs, maha) are aimed at as plug-ins are
+    plugin_detectors.update({k: v for k, v in judges.detectors.items() if k in ZOO_DETECTORS})
     objective = attack_objective(cfg, model, judges.a2d, magnet, plugin_detectors, log)
     attack_model, penalty = objective.model, objective.penalty()
     if cfg.attack in HARD_LABEL_ATTACKS:  # the oracle is one defense's verdict, nothing else

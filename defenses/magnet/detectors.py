@@ -10,32 +10,25 @@ so adaptive attacks can aim at it.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
 from adaptive.core.errors import ToolkitError
 from adaptive.core.validation import check_images
-from defenses.detector import Detector
+from defenses.detector import Detector, scores_in_batches, threshold_at
 
 
 class _ThresholdDetector(Detector):
     differentiable = True
     drop_rate: float | None = None
 
-    @torch.no_grad()
     def score(self, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
         check_images(x, getattr(self.ae, "input_shape", None), what=f"inputs to {self.name}")
-        device = next(self.ae.parameters()).device
-        return torch.cat([self._score(x[i:i + batch_size].to(device)).cpu()
-                          for i in range(0, len(x), batch_size)])
+        return scores_in_batches(self._score, x, next(self.ae.parameters()).device, batch_size)
 
     def fit(self, x_benign: torch.Tensor, drop_rate: float = 0.001) -> "_ThresholdDetector":
         """Threshold such that a fraction ``drop_rate`` of these benign images is rejected."""
-        if not 0 <= drop_rate < 1:
-            raise ToolkitError(f"drop rate must be in [0, 1), got {drop_rate}")
-        scores = self.score(x_benign).double().numpy()
-        self.threshold = float(np.quantile(scores, 1 - drop_rate, method="higher"))
+        self.threshold = threshold_at(self.score(x_benign), drop_rate, "drop rate")
         self.drop_rate = float(drop_rate)
         return self
 

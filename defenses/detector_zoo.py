@@ -1,0 +1,89 @@
+"""Bundled detectors of known fate, by short name, fitted by our own command
+(``adaptive train detector NAME``) and loaded for the model they were fitted on.
+
+=========  ==========================================================================
+``fs``     feature squeezing (Xu et al. 2018): bit depth 1 and a 2 x 2 median filter
+           on MNIST; threshold at 5 % false positives on held-out training images
+``maha``   Mahalanobis (Lee et al. 2018), penultimate layer: class Gaussians from
+           training images, threshold at 5 % false positives on held-out ones
+=========  ==========================================================================
+
+A bundled file is ``defenses/bundled/MODEL/NAME.json``: the detector's saved state plus
+``meta`` (the command that made it, the model's sha256, the images it saw); loading checks the
+model's hash, so a detector is never used on a model it was not fitted for.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from adaptive.core.checkpoint import write_json
+from adaptive.core.errors import ToolkitError
+from defenses.detector import Detector, read_saved
+from defenses.feature_squeezing import FeatureSqueezingDetector
+from defenses.mahalanobis import MahalanobisDetector
+
+BUNDLED = Path(__file__).parent / "bundled"
+
+DETECTORS = {"fs": "feature squeezing (Xu et al. 2018)",
+             "maha": "Mahalanobis, penultimate layer (Lee et al. 2018)"}
+# per data set: the squeezers of Xu et al.'s configuration
+SQUEEZERS = {"mnist": dict(bits=1, median=2), "cifar10": dict(bits=5, median=2)}
+
+
+def bundled_path(name: str, model_ref: str) -> Path:
+    return BUNDLED / model_ref / f"{name}.json"
+
+
+def check_name(name: str) -> str:
+    if name not in DETECTORS:
+        raise ToolkitError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
+    return name
+
+
+def fit_detector(name: str, model: nn.Module, dataset: str, x_train: torch.Tensor,
+                 y_train: torch.Tensor, x_benign: torch.Tensor, fpr: float = 0.05) -> Detector:
+    """The detector ``name`` for ``model`` (``dataset``: mnist or cifar10): fitted on the
+    labelled ``x_train`` where it learns anything, its threshold on ``x_benign`` at ``fpr``."""
+    check_name(name)
+    if name == "fs":
+        return FeatureSqueezingDetector(model, **SQUEEZERS.get(dataset, SQUEEZERS["mnist"]),
+                                        name=name).fit(x_benign, fpr)
+    return MahalanobisDetector(model, name=name).fit(x_train, y_train, x_benign, fpr)
+
+
+def save_detector(det: Detector, path: str | Path, meta: dict) -> None:
+    """The detector's state (as ``Detector.save``) with ``meta`` beside it."""
+    write_json(Path(path), {"type": det.kind, "version": 1, **det.to_dict(), "meta": meta})
+
+
+def load_detector(name: str, model: nn.Module, model_ref: str,
+                  model_sha256: str | None = None, path: str | Path | None = None) -> Detector:
+    """The bundled detector ``name`` of the zoo model ``model_ref`` (or the file ``path``),
+    refused when it was fitted for another model."""
+    check_name(name)
+    path = Path(path) if path is not None else bundled_path(name, model_ref)
+    if not path.is_file():
+        made = sorted(p.parent.name for p in BUNDLED.glob(f"*/{name}.json"))
+        raise ToolkitError(f"no bundled {name} detector for model {model_ref!r} (bundled for: "
+                           f"{', '.join(made) or 'none'}); fit one with 'adaptive train "
+                           f"detector {name} --model {model_ref} --out FILE'")
+    saved = read_saved(path)
+    fitted_for = (saved.get("meta") or {}).get("model_sha256")
+    if model_sha256 and fitted_for and fitted_for != model_sha256:
+        raise ToolkitError(f"the {name} detector {path} was fitted for another model (sha256 "
+                           f"{fitted_for[:12]}..., this one {model_sha256[:12]}...)")
+    det = Detector.load(path, model=model)
+    expected = {"fs": FeatureSqueezingDetector, "maha": MahalanobisDetector}[name]
+    if not isinstance(det, expected):
+        raise ToolkitError(f"{path} holds a {type(det).__name__}, not a {name} detector")
+    return det
+
+
+def detector_meta(path: str | Path) -> dict:
+    """The ``meta`` of a saved detector (what made it)."""
+    return json.loads(Path(path).read_text()).get("meta", {})

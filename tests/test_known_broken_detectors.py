@@ -1,0 +1,149 @@
+"""Detectors of known fate (feature squeezing, Mahalanobis): each checked against an
+independent implementation (SciPy's median filter and Mahalanobis distance, NumPy), saved and
+loaded, refused for a foreign model, composed by name in a sweep and aimed at by -full
+attacks."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+from scipy.spatial.distance import mahalanobis
+from torch import nn
+
+from adaptive.compositions import build_defenses, is_composition, parse_defenses, zoo_parts
+from adaptive.core.data import load_dataset
+from adaptive.core.errors import ToolkitError
+from adaptive.core.models import ImageClassifier
+from adaptive.core.zoo import load_model
+from adaptive.sweep import SweepConfig, run_sweep
+from defenses.detector import Detector
+from defenses.detector_zoo import load_detector, save_detector
+from defenses.feature_squeezing import FeatureSqueezingDetector, bit_depth, median_filter
+from defenses.mahalanobis import MahalanobisDetector
+
+
+class TinyNet(ImageClassifier):
+    """A 1x6x6 -> 5 features -> 3 classes network with the features hook."""
+
+    def __init__(self):
+        super().__init__((1, 6, 6), 3, (0.5,), (0.5,))
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(36, 5), nn.Tanh())
+        self.last = nn.Linear(5, 3)
+
+    def embed(self, z):
+        return self.body(z)
+
+    @property
+    def head(self):
+        return self.last
+
+
+def test_squeezers_match_scipy_and_numpy():
+    x = torch.rand(4, 2, 7, 9, generator=torch.Generator().manual_seed(1))
+    for size in (2, 3, 4):
+        ref = ndimage.median_filter(x.numpy(), size=(1, 1, size, size), mode="reflect")
+        assert np.array_equal(median_filter(x, size).numpy(), ref), size
+    for bits in (1, 3):
+        ref = np.rint(x.numpy() * (2 ** bits - 1)) / (2 ** bits - 1)
+        assert np.allclose(bit_depth(x, bits).numpy(), ref, atol=1e-7)
+    # the straight-through version has the identity's gradient
+    xg = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(bit_depth(xg, 1, straight_through=True).sum(), xg)
+    assert torch.equal(g, torch.ones_like(x))
+
+
+def test_feature_squeezing_score_threshold_and_gradient():
+    model = TinyNet().eval()
+    x = torch.rand(200, 1, 6, 6, generator=torch.Generator().manual_seed(2))
+    det = FeatureSqueezingDetector(model, bits=1, median=2).fit(x[:100], fpr=0.05)
+    with torch.no_grad():  # independently: softmax L1 changes, the larger of the two
+        p = torch.softmax(model(x), 1).numpy()
+        p1 = torch.softmax(model(torch.from_numpy(np.rint(x.numpy()))), 1).numpy()
+        pm = torch.softmax(model(torch.from_numpy(ndimage.median_filter(
+            x.numpy(), size=(1, 1, 2, 2), mode="reflect"))), 1).numpy()
+    ref = np.maximum(np.abs(p - p1).sum(1), np.abs(p - pm).sum(1))
+    assert np.allclose(det.score(x).numpy(), ref, atol=1e-6)
+    assert abs(float(det.detect(x[:100]).float().mean()) - 0.05) <= 0.011
+    xg = x[:8].clone().requires_grad_(True)
+    r = det.relative_score(xg)
+    d = 0.01 * det.threshold
+    assert torch.allclose(r.detach(), 1 + torch.log((det.score(x[:8]) + d) / (det.threshold + d)),
+                          atol=1e-5)
+    assert torch.equal(r.detach() > 1, det.detect(x[:8]))
+    (g,) = torch.autograd.grad(r.sum(), xg)
+    assert g.abs().sum() > 0  # the attack sees through the rounding
+    with pytest.raises(ToolkitError):
+        FeatureSqueezingDetector(model, bits=None, median=None)
+    with pytest.raises(ToolkitError):
+        FeatureSqueezingDetector(model, bits=0)
+
+
+def test_mahalanobis_matches_scipy_and_round_trips(tmp_path):
+    model = TinyNet().eval()
+    gen = torch.Generator().manual_seed(3)
+    x = torch.rand(300, 1, 6, 6, generator=gen)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    det = MahalanobisDetector(model).fit(x[:200], y[:200], x[200:], fpr=0.1)
+    with torch.no_grad():
+        f = model.penultimate(x).double().numpy()
+    means = np.stack([f[:200][y[:200].numpy() == c].mean(0) for c in range(3)])
+    centred = f[:200] - means[y[:200].numpy()]
+    precision = np.linalg.pinv(centred.T @ centred / len(centred))
+    ref = np.array([min(mahalanobis(v, m, precision) ** 2 for m in means) for v in f[200:]])
+    assert np.allclose(det.score(x[200:]).double().numpy(), ref, rtol=1e-3)
+    assert abs(float(det.detect(x[200:]).float().mean()) - 0.1) <= 0.011
+    xg = x[:4].clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(det.relative_score(xg).sum(), xg)
+    assert g.abs().sum() > 0
+    # saved with meta, loaded for the same model only
+    path = tmp_path / "maha.json"
+    save_detector(det, path, {"model_sha256": "a" * 64})
+    again = load_detector("maha", model, "tiny", "a" * 64, path=path)
+    assert torch.allclose(again.score(x), det.score(x)) and again.threshold == det.threshold
+    with pytest.raises(ToolkitError, match="another model"):
+        load_detector("maha", model, "tiny", "b" * 64, path=path)
+    with pytest.raises(ToolkitError, match="no bundled fs detector"):
+        load_detector("fs", model, "no-such-model")
+    broken = json.loads(path.read_text())
+    broken["precision"] = [[1.0]]
+    path.write_text(json.dumps(broken))
+    with pytest.raises(ToolkitError, match="damaged"):
+        Detector.load(path, model=model)
+    with pytest.raises(ToolkitError, match="every class"):
+        MahalanobisDetector(model).fit(x[:20], torch.zeros(20, dtype=torch.long))
+
+
+def test_compositions_by_name():
+    assert parse_defenses("fs,a2d+maha,magnet+fs") == ["none", "fs", "a2d+maha", "magnet+fs"]
+    for bad in ("magnet+at", "fs+fs", "kd", "none+fs"):
+        assert not is_composition(bad)
+        with pytest.raises(ToolkitError, match="unknown defense"):
+            parse_defenses(bad)
+    assert zoo_parts(["none", "a2d+maha", "fs", "maha"]) == ["maha", "fs"]
+    model, _ = load_model("mnist-cnn")
+    with pytest.raises(ToolkitError, match="needs the fs detector"):
+        build_defenses(["fs"], model)
+
+
+def test_bundled_detectors_in_a_sweep_are_aimed_at_by_full_attacks(tmp_path):
+    """The bundled MNIST detectors judge a sweep's examples; pgd-full aims at them (its
+    examples are flagged less often than plain pgd's)."""
+    model, meta = load_model("mnist-cnn")
+    data = load_dataset("mnist-bundled").subset(slice(0, 60))
+    said, rows = [], {}
+    for attack in ("pgd", "pgd-full"):
+        cfg = SweepConfig(n=6, n_cal=20, kappas=[0.0], batch=6, defenses=["none", "fs", "maha"],
+                          attack=attack, max_l2=3.0, transfer_check=False,
+                          model_sha256=meta["sha256"],
+                          pgd=dict(steps=30, restarts=1, target_classes=0))
+        res = run_sweep(cfg, model, data, tmp_path / attack, "cpu", progress=False,
+                        log=said.append)
+        rows[attack] = {r["defense"]: r for r in res["rows"]}
+    flagged = {a: rows[a]["fs"]["detection_rate:fs"] + rows[a]["maha"]["detection_rate:maha"]
+               for a in rows}
+    assert flagged["pgd-full"] < flagged["pgd"], flagged
+    assert any("fs" in s and "maha" in s and "aims at" in s for s in said), said
