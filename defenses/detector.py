@@ -139,6 +139,25 @@ def scores_in_batches(score, x: torch.Tensor, device, batch_size: int = 500) -> 
                       for i in range(0, len(x), batch_size)])
 
 
+def float32_list(t: torch.Tensor) -> list:
+    """A float tensor as nested lists of 8-significant-digit numbers (float32 is exact to
+    that; the JSON of a saved detector is half the size of Python's shortest repr of float64
+    values converted from float32)."""
+    return json.loads(json.dumps(t.float().tolist(), allow_nan=False),
+                      parse_float=lambda v: float(f"{float(v):.8g}"))
+
+
+def log_relative(score: torch.Tensor, threshold: float) -> torch.Tensor:
+    """``1 + log((score + d) / (threshold + d))`` (``d``: 1 % of the threshold, at least
+    1e-6, so a score of 0 stays finite): a relative score for a non-negative ``score`` that
+    is often hundreds of times its threshold near a decision boundary (a change of
+    probabilities, a variance). 1 at the threshold, above 1 exactly where the score is, and
+    on a log scale, so it does not swamp the classification term of an attack that sums the
+    two."""
+    d = max(0.01 * threshold, 1e-6)
+    return 1 + torch.log((score + d) / (threshold + d))
+
+
 def read_saved(path: str | Path) -> dict:
     """A saved detector's JSON object, with one clear error for a missing or damaged file."""
     try:

@@ -6,7 +6,15 @@
            on MNIST; threshold at 5 % false positives on held-out training images
 ``maha``   Mahalanobis (Lee et al. 2018), penultimate layer: class Gaussians from
            training images, threshold at 5 % false positives on held-out ones
+``kd``     kernel density (Feinman et al. 2017) of the penultimate features against
+           100 training images of the predicted class, bandwidth 1.2
+``bu``     Bayesian uncertainty (Feinman et al. 2017): Monte Carlo dropout variance,
+           50 passes; ``kd+bu`` is the pair
+``lid``    local intrinsic dimensionality (Ma et al. 2018), penultimate layer, k = 20
+           nearest of 100 reference training images
 =========  ==========================================================================
+
+Every threshold is at 5 % false positives on held-out training images (the papers' rate).
 
 A bundled file is ``defenses/bundled/MODEL/NAME.json``: the detector's saved state plus
 ``meta`` (the command that made it, the model's sha256, the images it saw); loading checks the
@@ -25,12 +33,19 @@ from adaptive.core.checkpoint import write_json
 from adaptive.core.errors import ToolkitError
 from defenses.detector import Detector, read_saved
 from defenses.feature_squeezing import FeatureSqueezingDetector
+from defenses.kd_bu import BayesianUncertaintyDetector, KernelDensityDetector
+from defenses.lid import LIDDetector
 from defenses.mahalanobis import MahalanobisDetector
 
 BUNDLED = Path(__file__).parent / "bundled"
 
 DETECTORS = {"fs": "feature squeezing (Xu et al. 2018)",
-             "maha": "Mahalanobis, penultimate layer (Lee et al. 2018)"}
+             "maha": "Mahalanobis, penultimate layer (Lee et al. 2018)",
+             "kd": "kernel density (Feinman et al. 2017)",
+             "bu": "Bayesian uncertainty, MC dropout (Feinman et al. 2017)",
+             "lid": "local intrinsic dimensionality (Ma et al. 2018)"}
+CLASSES = {"fs": FeatureSqueezingDetector, "maha": MahalanobisDetector,
+           "kd": KernelDensityDetector, "bu": BayesianUncertaintyDetector, "lid": LIDDetector}
 # per data set: the squeezers of Xu et al.'s configuration
 SQUEEZERS = {"mnist": dict(bits=1, median=2), "cifar10": dict(bits=5, median=2)}
 
@@ -53,7 +68,13 @@ def fit_detector(name: str, model: nn.Module, dataset: str, x_train: torch.Tenso
     if name == "fs":
         return FeatureSqueezingDetector(model, **SQUEEZERS.get(dataset, SQUEEZERS["mnist"]),
                                         name=name).fit(x_benign, fpr)
-    return MahalanobisDetector(model, name=name).fit(x_train, y_train, x_benign, fpr)
+    if name == "maha":
+        return MahalanobisDetector(model, name=name).fit(x_train, y_train, x_benign, fpr)
+    if name == "kd":
+        return KernelDensityDetector(model, name=name).fit(x_train, y_train, x_benign, fpr)
+    if name == "bu":
+        return BayesianUncertaintyDetector(model, name=name).fit(x_benign, fpr)
+    return LIDDetector(model, name=name).fit(x_train[:100], x_benign, fpr)
 
 
 def save_detector(det: Detector, path: str | Path, meta: dict) -> None:
@@ -78,7 +99,7 @@ def load_detector(name: str, model: nn.Module, model_ref: str,
         raise ToolkitError(f"the {name} detector {path} was fitted for another model (sha256 "
                            f"{fitted_for[:12]}..., this one {model_sha256[:12]}...)")
     det = Detector.load(path, model=model)
-    expected = {"fs": FeatureSqueezingDetector, "maha": MahalanobisDetector}[name]
+    expected = CLASSES[name]
     if not isinstance(det, expected):
         raise ToolkitError(f"{path} holds a {type(det).__name__}, not a {name} detector")
     return det

@@ -29,7 +29,7 @@ from torch import nn
 
 from adaptive.core.errors import ToolkitError
 from adaptive.core.validation import check_images
-from defenses.detector import Detector, scores_in_batches, threshold_at
+from defenses.detector import Detector, log_relative, scores_in_batches, threshold_at
 
 
 def bit_depth(x: torch.Tensor, bits: int, straight_through: bool = False) -> torch.Tensor:
@@ -108,15 +108,11 @@ class FeatureSqueezingDetector(Detector):
         return self
 
     def relative_score(self, x: torch.Tensor) -> torch.Tensor:
-        """``1 + log((score + d) / (threshold + d))`` (``d`` 1 % of the threshold, at least
-        1e-6: finite at a score of 0): 1 at the threshold, above 1 exactly where ``detect``
-        fires, with the bit-depth reduction's gradient passed straight through. On a log
-        scale because the score (a change of probabilities, up to 2) is often hundreds of
-        times the threshold near a decision boundary: a ratio that large would swamp the
-        classification term of an attack that sums the two."""
+        """The score on a log scale (``defenses.detector.log_relative``: a change of
+        probabilities is often hundreds of times the threshold near a decision boundary),
+        with the bit-depth reduction's gradient passed straight through."""
         self.check_fitted()
-        d = max(0.01 * self.threshold, 1e-6)
-        return 1 + torch.log((self._score(x, straight_through=True) + d) / (self.threshold + d))
+        return log_relative(self._score(x, straight_through=True), self.threshold)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "bits": self.bits, "median": self.median,

@@ -20,7 +20,7 @@ from torch import nn
 
 from adaptive.core.errors import ToolkitError
 from adaptive.core.validation import check_images
-from defenses.detector import Detector, scores_in_batches, threshold_at
+from defenses.detector import Detector, float32_list, scores_in_batches, threshold_at
 
 
 def class_gaussians(features: np.ndarray, labels: np.ndarray,
@@ -99,7 +99,7 @@ class MahalanobisDetector(Detector):
 
     def to_dict(self) -> dict:
         return {"name": self.name, "threshold": self.threshold, "fpr": self.fpr,
-                "means": self.means.tolist(), "precision": self.precision.tolist()}
+                "means": float32_list(self.means), "precision": float32_list(self.precision)}
 
     @classmethod
     def from_dict(cls, d: dict, model: nn.Module = None, **context) -> "MahalanobisDetector":

@@ -1,7 +1,7 @@
-"""Detectors of known fate (feature squeezing, Mahalanobis): each checked against an
-independent implementation (SciPy's median filter and Mahalanobis distance, NumPy), saved and
-loaded, refused for a foreign model, composed by name in a sweep and aimed at by -full
-attacks."""
+"""Detectors of known fate (feature squeezing, Mahalanobis, kernel density, Bayesian
+uncertainty, LID): each checked against an independent implementation (SciPy's median filter,
+Mahalanobis distance and Gaussian KDE, NumPy), saved and loaded, refused for a foreign model,
+composed by name in a sweep and aimed at by -full attacks."""
 
 import json
 
@@ -21,6 +21,8 @@ from adaptive.sweep import SweepConfig, run_sweep
 from defenses.detector import Detector
 from defenses.detector_zoo import load_detector, save_detector
 from defenses.feature_squeezing import FeatureSqueezingDetector, bit_depth, median_filter
+from defenses.kd_bu import BayesianUncertaintyDetector, KernelDensityDetector
+from defenses.lid import LIDDetector
 from defenses.mahalanobis import MahalanobisDetector
 
 
@@ -30,7 +32,7 @@ class TinyNet(ImageClassifier):
     def __init__(self):
         super().__init__((1, 6, 6), 3, (0.5,), (0.5,))
         torch.manual_seed(0)
-        self.body = nn.Sequential(nn.Flatten(), nn.Linear(36, 5), nn.Tanh())
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(36, 5), nn.Tanh(), nn.Dropout(0.5))
         self.last = nn.Linear(5, 3)
 
     def embed(self, z):
@@ -117,13 +119,83 @@ def test_mahalanobis_matches_scipy_and_round_trips(tmp_path):
         MahalanobisDetector(model).fit(x[:20], torch.zeros(20, dtype=torch.long))
 
 
+def _data(seed, n=300):
+    model = TinyNet().eval()
+    x = torch.rand(n, 1, 6, 6, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        for _ in range(3):  # centre the logits: every class predicted for some images
+            model.last.bias -= model(x).mean(0)
+        y = model(x).argmax(1)
+    return model, x, y
+
+
+def test_kernel_density_matches_a_direct_sum_and_round_trips(tmp_path):
+    model, x, y = _data(4, 400)
+    det = KernelDensityDetector(model, sigma=0.7).fit(x[:300], y[:300], x[300:], fpr=0.1,
+                                                      per_class=10)
+    with torch.no_grad():
+        f = model.penultimate(x).double().numpy()
+        pred = model(x).argmax(1).numpy()
+    ref_idx = {c: np.flatnonzero(y[:300].numpy() == c)[:10] for c in range(3)}
+    expected = []
+    for v, c in zip(f[300:], pred[300:]):  # mean Gaussian kernel over the predicted class
+        kd = np.mean(np.exp(-((f[ref_idx[c]] - v) ** 2).sum(1) / (2 * 0.7 ** 2)))
+        expected.append(-np.log(kd))
+    assert np.allclose(det.score(x[300:]).double().numpy(), expected, rtol=1e-4)
+    assert abs(float(det.detect(x[300:]).float().mean()) - 0.1) <= 0.011
+    r = det.relative_score(x[300:])
+    assert torch.equal(r > 1, det.detect(x[300:]))
+    path = tmp_path / "kd.json"
+    save_detector(det, path, {})
+    assert torch.allclose(load_detector("kd", model, "tiny", path=path).score(x), det.score(x))
+    with pytest.raises(ToolkitError, match="correctly classified"):
+        KernelDensityDetector(model).fit(x[:30], y[:30], x[30:], per_class=50)
+
+
+def test_bayesian_uncertainty_is_the_mc_dropout_variance():
+    model, x, _ = _data(5)
+    det = BayesianUncertaintyDetector(model, passes=40).fit(x[:200], fpr=0.05)
+    assert not model.body[3].training  # dropout back to eval mode after scoring
+    torch.manual_seed(7)
+    got = det.score(x[200:210])
+    torch.manual_seed(7)
+    model.body[3].train()
+    with torch.no_grad():
+        p = torch.stack([torch.softmax(model(x[200:210]), 1) for _ in range(40)]).numpy()
+    model.body[3].eval()
+    expected = (p ** 2).sum(-1).mean(0) - (p.mean(0) ** 2).sum(-1)
+    assert np.allclose(got.numpy(), expected, atol=1e-6)
+    with torch.no_grad():  # without dropout there is no variance at all
+        assert (got > 0).all()
+    xg = x[:4].clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(det.relative_score(xg).sum(), xg)
+    assert g.abs().sum() > 0
+    with pytest.raises(ToolkitError, match="dropout"):
+        BayesianUncertaintyDetector(nn.Sequential(nn.Flatten(), nn.Linear(36, 3)))
+
+
+def test_lid_is_the_mle_of_the_nearest_reference_distances():
+    model, x, _ = _data(6)
+    det = LIDDetector(model, k=5).fit(x[:50], x[50:200], fpr=0.05)
+    with torch.no_grad():
+        f = model.penultimate(x).double().numpy()
+    expected = []
+    for v in f[200:]:
+        r = np.sort(np.sqrt(((f[:50] - v) ** 2).sum(1)))[:5]
+        expected.append(-1 / np.mean(np.log(r / r[-1])))
+    assert np.allclose(det.score(x[200:]).double().numpy(), expected, rtol=1e-3)
+    assert torch.equal(det.relative_score(x[200:]).detach() > 1, det.detect(x[200:]))
+    with pytest.raises(ToolkitError, match="more than k"):
+        LIDDetector(model, k=5).fit(x[:5], x[5:20])
+
+
 def test_compositions_by_name():
     assert parse_defenses("fs,a2d+maha,magnet+fs") == ["none", "fs", "a2d+maha", "magnet+fs"]
-    for bad in ("magnet+at", "fs+fs", "kd", "none+fs"):
+    for bad in ("magnet+at", "fs+fs", "gcd", "none+fs"):
         assert not is_composition(bad)
         with pytest.raises(ToolkitError, match="unknown defense"):
             parse_defenses(bad)
-    assert zoo_parts(["none", "a2d+maha", "fs", "maha"]) == ["maha", "fs"]
+    assert zoo_parts(["none", "a2d+maha", "fs", "maha", "kd+bu"]) == ["maha", "fs", "kd", "bu"]
     model, _ = load_model("mnist-cnn")
     with pytest.raises(ToolkitError, match="needs the fs detector"):
         build_defenses(["fs"], model)

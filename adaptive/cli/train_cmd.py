@@ -81,13 +81,15 @@ def register(sub) -> None:
     m.set_defaults(run=run_magnet)
 
     d = what.add_parser(
-        "detector", help="fit a bundled detector of known fate (fs, maha) for a classifier",
-        description="Fit feature squeezing (fs: Xu et al. 2018) or the Mahalanobis detector "
-                    "(maha: Lee et al. 2018, penultimate layer) for a classifier: Gaussians "
-                    "from the first --n-train training images, the threshold at --fpr false "
-                    "positives on the last --n-benign (held out). Writes the detector with "
-                    "the command, the model's sha256 and the images used.")
-    d.add_argument("name", choices=("fs", "maha"), help="the detector")
+        "detector", help="fit a bundled detector of known fate (fs, maha, kd, bu, lid)",
+        description="Fit a known-broken detector for a classifier: feature squeezing (fs, Xu "
+                    "et al. 2018), Mahalanobis (maha, Lee et al. 2018), kernel density (kd) "
+                    "or Bayesian uncertainty (bu) (Feinman et al. 2017), LID (lid, Ma et al. "
+                    "2018): what it learns from the first --n-train training images, the "
+                    "threshold at --fpr false positives on the last --n-benign (held out). "
+                    "Writes the detector with the command, the model's sha256 and the "
+                    "images used.")
+    d.add_argument("name", choices=("fs", "maha", "kd", "bu", "lid"), help="the detector")
     d.add_argument("--model", default="mnist-cnn", help="zoo name or checkpoint path")
     d.add_argument("--n-train", type=positive_int, default=20000,
                    help="training images the Gaussians are fitted on (default 20000)")
