@@ -13,8 +13,9 @@ from adaptive.core.attacks.pgd import pgd
 from adaptive.core.evaluation import predict_logits
 from adaptive.core.store import RunStore
 from adaptive.defense import Defense
-from adaptive.sweep.config import (HARD_LABEL_ATTACKS, SweepConfig, attacked_parts, bound_of,
-                                   norm_label)
+from adaptive.sweep.config import (HARD_LABEL_ATTACKS, SweepConfig, aims_at_plugins,
+                                   attacked_parts, bound_of, norm_label)
+from defenses.detector_zoo import DETECTORS as ZOO_DETECTORS
 
 
 def sanity_checks(records: list[dict], cfg: SweepConfig, by_bound: list[dict]) -> list[dict]:
@@ -124,4 +125,5 @@ def white_box_against(attack: str, defense: str) -> bool:
     there must it beat the transferred attack: cw-magnet, for one, goes through MagNet's
     reformer, so it is no attack on the bare classifier."""
     parts = set(defense.split("+")) - {"at"}
-    return bool(parts) and parts <= attacked_parts(attack)
+    aimed = attacked_parts(attack) | (set(ZOO_DETECTORS) if aims_at_plugins(attack) else set())
+    return bool(parts) and parts <= aimed

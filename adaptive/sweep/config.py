@@ -43,13 +43,20 @@ DATASET_DEFAULTS = {
 }
 
 
-def attacked_parts(attack: str) -> set[str]:
-    """The defenses whose detectors ``attack`` penalises (``cw-full`` -> a2d and magnet)."""
+def attacked_parts(attack: str, defenses: list[str] | None = None) -> set[str]:
+    """The defenses whose detectors ``attack`` penalises (``cw-full`` -> a2d and magnet). The
+    attacks that aim at whatever the run defends with (-full, spgd, opgd, hsj, auto) aim, given
+    the run's ``defenses``, only at the parts among them: an A2D term in an attack on feature
+    squeezing alone would only weaken it."""
     if attack not in ATTACKS:
         raise ToolkitError(f"unknown attack {attack!r}; choose from {', '.join(ATTACKS)}")
     if attack in DETECTOR_ATTACKS or attack in HARD_LABEL_ATTACKS or attack == AUTO:
-        return ATTACKED_PARTS["-full"]
-    return ATTACKED_PARTS[attack[attack.find("-"):] if "-" in attack else ""]
+        parts = ATTACKED_PARTS["-full"]
+    else:
+        parts = ATTACKED_PARTS[attack[attack.find("-"):] if "-" in attack else ""]
+    if defenses is not None and (aims_at_plugins(attack) or attack in HARD_LABEL_ATTACKS):
+        parts = parts & {p for d in defenses for p in d.split("+")}
+    return set(parts)
 
 
 def aims_at_plugins(attack: str) -> bool:

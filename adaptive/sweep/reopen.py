@@ -68,13 +68,14 @@ def reopen(folder: str | Path, device="cpu", data_root: str | None = None,
     data = load_dataset(cfg.dataset, "test", data_root)
     attacked, cal_idx, _ = plan_images(cfg, model, data, device)  # seeded: the run's images
     magnet = None
-    if cfg.magnet and ("magnet" in attacked_parts(cfg.attack)
+    if cfg.magnet and ("magnet" in attacked_parts(cfg.attack, cfg.defenses)
                        or any("magnet" in d.split("+") for d in cfg.defenses)):
         from defenses.magnet.defense import MagNet
 
         magnet = MagNet.load(cfg.magnet, model, device)
     a2d = None
-    if any("a2d" in d.split("+") for d in cfg.defenses) or "a2d" in attacked_parts(cfg.attack):
+    if (any("a2d" in d.split("+") for d in cfg.defenses)
+            or "a2d" in attacked_parts(cfg.attack, cfg.defenses)):
         cal = folder / "cache" / "a2d_calibration.pt"
         if cal.is_file():
             cal_costs = torch.load(cal, map_location="cpu", weights_only=True)

@@ -155,7 +155,8 @@ def _build_judges(store: RunStore, cfg: SweepConfig, model: nn.Module, data: Ima
                   cal: torch.Tensor, magnet, extra_defenses, log) -> _Judges:
     # The A2D detector: BIM_d costs of the benign calibration images, cached for resumes.
     a2d = None
-    if any("a2d" in d.split("+") for d in cfg.defenses) or "a2d" in attacked_parts(cfg.attack):
+    if (any("a2d" in d.split("+") for d in cfg.defenses)
+            or "a2d" in attacked_parts(cfg.attack, cfg.defenses)):
         cal_costs = store.get("a2d_calibration")
         if cal_costs is None:
             log(f"calibrating A2D ({', '.join(cfg.a2d_engines)}) on {len(cal)} benign images")
@@ -353,7 +354,7 @@ def attack_objective(cfg: SweepConfig, model: nn.Module, a2d, magnet,
     from adaptive.attacks.a2d_aware import a2d_penalty
     from adaptive.attacks.magnet_aware import detector_penalty
 
-    objective, parts = Objective(model), attacked_parts(cfg.attack)
+    objective, parts = Objective(model), attacked_parts(cfg.attack, cfg.defenses)
     if "magnet" in parts and magnet is not None:
         objective.model = magnet.defended_classifier()
         for d in magnet.detectors:
