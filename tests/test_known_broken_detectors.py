@@ -219,3 +219,28 @@ def test_bundled_detectors_in_a_sweep_are_aimed_at_by_full_attacks(tmp_path):
                for a in rows}
     assert flagged["pgd-full"] < flagged["pgd"], flagged
     assert any("fs" in s and "maha" in s and "aims at" in s for s in said), said
+
+
+def test_distillation_masks_the_cross_entropy_and_falls_to_cw():
+    """The bundled distilled model (T = 100): its softmax is saturated, so PGD on the
+    cross-entropy barely moves it (Papernot et al.'s robustness), while C&W on the logits
+    margin fools every image (Carlini & Wagner 2017)."""
+    from adaptive.attacks.cw import CarliniWagnerL2
+    from adaptive.core.attacks.pgd import pgd
+
+    data = load_dataset("mnist-bundled").subset(slice(0, 10))
+    x, y = data.x(), data.labels
+    distilled, meta = load_model("mnist-cnn-distilled")
+    assert meta["training"]["config"]["temperature"] == 100.0
+    assert meta["training"]["config"]["distill_from"]["sha256"]
+    plain, _ = load_model("mnist-cnn")
+    fooled = {}
+    for name, model in (("plain", plain), ("distilled", distilled)):
+        adv = pgd(model, x, y, eps=0.1, norm="linf", steps=20, step_size=0.025,
+                  generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            fooled[name] = int((model(adv).argmax(1) != y).sum())
+    assert fooled["distilled"] < fooled["plain"], fooled
+    r = CarliniWagnerL2(kappa=0, steps=100, binary_search_steps=3, lr=0.05,
+                        initial_const=0.1).run(distilled, x, y)
+    assert r.success.all() and float(r.l2.mean()) < 3.0

@@ -101,3 +101,38 @@ def test_crop_flip_keeps_shape_and_content():
     for i in range(6):
         windows = [padded[i, :, r:r + 8, c:c + 8] for r in range(5) for c in range(5)]
         assert any(torch.equal(out[i], w) or torch.equal(out[i], w.flip(-1)) for w in windows)
+
+
+def test_defensive_distillation_trains_on_the_teachers_soft_labels(tmp_path):
+    """Papernot et al.'s recipe on toy data: a teacher at temperature 5, a student on its
+    softmax at 5; used at temperature 1 the student's logits are large (saturated softmax,
+    the gradient masking the paper mistook for robustness), its accuracy intact."""
+    from adaptive.core.checkpoint import load_checkpoint
+
+    data, quiet = _toy_data(), dict(progress=False, log=lambda s: None)
+    train_classifier(_cfg(epochs=8, temperature=5.0), data, data, tmp_path / "teacher",
+                     torch.device("cpu"), **quiet)
+    teacher, _ = load_checkpoint(tmp_path / "teacher/model.pt")
+    plain = train_classifier(_cfg(epochs=4), data, data, tmp_path / "plain",
+                             torch.device("cpu"), **quiet)
+    cfg = _cfg(epochs=8, temperature=5.0, distill_from={"model": "teacher", "sha256": "x"})
+    meta = train_classifier(cfg, data, data, tmp_path / "student", torch.device("cpu"),
+                            teacher=teacher, **quiet)
+    assert meta["accuracy"]["clean"] >= 0.9
+    assert meta["training"]["config"]["distill_from"] == {"model": "teacher", "sha256": "x"}
+    student, _ = load_checkpoint(tmp_path / "student/model.pt")
+    base, _ = load_checkpoint(tmp_path / "plain/model.pt")
+    x = data.x()
+
+    def spread(m):  # the mean gap between the largest and smallest logit
+        with torch.no_grad():
+            z = m(x)
+        return float((z.amax(1) - z.amin(1)).mean())
+
+    assert spread(student) > 3 * spread(base), (spread(student), spread(base))
+    assert plain["accuracy"]["clean"] >= 0.9
+    with pytest.raises(ToolkitError, match="teacher"):
+        train_classifier(cfg, data, data, tmp_path / "no-teacher", torch.device("cpu"), **quiet)
+    with pytest.raises(ToolkitError, match="temperature"):
+        train_classifier(_cfg(temperature=0.0), data, data, tmp_path / "t0",
+                         torch.device("cpu"), **quiet)

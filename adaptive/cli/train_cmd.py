@@ -60,6 +60,15 @@ def register(sub) -> None:
     a.add_argument("--monitor-n", type=positive_int, default=1000,
                    help="test images on which PGD-10 robust accuracy is measured after every "
                         "epoch (default 1000)")
+    t = c.add_argument_group(
+        "defensive distillation (Papernot et al. 2016)",
+        "train the teacher with --temperature T, then the distilled model with --temperature "
+        "T --distill-from TEACHER; both are used at temperature 1 afterwards")
+    t.add_argument("--temperature", type=positive_number, default=1.0,
+                   help="softmax temperature of the training loss (default 1; the paper: 100)")
+    t.add_argument("--distill-from", metavar="TEACHER",
+                   help="zoo name or checkpoint whose softmax at --temperature gives the soft "
+                        "labels to train on")
     c.add_argument("--out", help="output folder (default: runs/train-DATASET-ARCH)")
     c.add_argument("--resume", action="store_true", help="continue the run in --out")
     add_run_options(c)
@@ -149,6 +158,17 @@ def run_classifier(args: argparse.Namespace) -> int:
         if arch == "mnist-cnn":
             raise ToolkitError("--width applies to cifar-cnn and tiny-cnn only")
         arch_kwargs["width"] = args.width
+    teacher, distill = None, {}
+    if args.distill_from:
+        from adaptive.core.zoo import load_model
+
+        if adv is not None:
+            raise ToolkitError("--distill-from and --adversarial do not combine")
+        teacher, teacher_meta = load_model(args.distill_from, resolve_device(args.device))
+        if teacher_meta["dataset"] != family:
+            raise ToolkitError(f"the teacher {args.distill_from!r} was trained on "
+                               f"{teacher_meta['dataset']}, not {family}")
+        distill = {"model": args.distill_from, "sha256": teacher_meta["sha256"]}
     train = load_dataset(args.dataset, "train", args.data_root)
     test = load_dataset(args.dataset, "test", args.data_root)
     if arch == "tiny-cnn":
@@ -156,6 +176,7 @@ def run_classifier(args: argparse.Namespace) -> int:
     cfg = TrainConfig(
         dataset=args.dataset, arch=arch, arch_kwargs=arch_kwargs, seed=args.seed,
         train_n=args.train_n, adversarial=adv.to_dict() if adv else {},
+        temperature=args.temperature, distill_from=distill,
         **{k: (getattr(args, k) if getattr(args, k) is not None else v)
            for k, v in preset.items()})
     out = Path(args.out or f"runs/train-{family}-{arch}" + (f"-{adv.method}" if adv else ""))
@@ -169,7 +190,7 @@ def run_classifier(args: argparse.Namespace) -> int:
         extra_eval = robustness_monitor(test.x()[:n], test.labels[:n], adv)
     train_classifier(cfg, train, test, out, resolve_device(args.device), resume=args.resume,
                      command=args.command_line, progress=not args.no_progress,
-                     perturb=perturb, extra_eval=extra_eval)
+                     perturb=perturb, extra_eval=extra_eval, teacher=teacher)
     return 0
 
 

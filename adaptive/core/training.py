@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -53,8 +53,15 @@ class TrainConfig:
     # Adversarial training recipe (empty: standard training). Core only records it; the
     # perturbation itself is built by defenses.adversarial_training.
     adversarial: dict = field(default_factory=dict)
+    # Defensive distillation (Papernot et al. 2016): the loss's softmax at this temperature,
+    # and the teacher (zoo name or checkpoint, with its sha256) whose softmax at the same
+    # temperature are the targets; the model is used at temperature 1 afterwards.
+    temperature: float = 1.0
+    distill_from: dict = field(default_factory=dict)  # {"model": ref, "sha256": ...}
 
     def validate(self) -> None:
+        if not (self.temperature > 0 and math.isfinite(self.temperature)):
+            raise ToolkitError(f"--temperature must be a positive number, got {self.temperature}")
         if self.epochs < 1:
             raise ToolkitError("--epochs must be at least 1")
         if self.batch_size < 1:
@@ -114,6 +121,11 @@ def _read_resume_state(out: Path, state_file: Path, cfg) -> tuple[dict, list[dic
         saved_cfg = json.loads(state["config"])
     except ValueError as e:
         raise ToolkitError(f"{state_file} holds a damaged configuration ({e})") from e
+    if isinstance(saved_cfg, dict):  # runs made before a setting existed had its default
+        defaults = {f.name: (f.default_factory() if f.default_factory is not MISSING
+                             else f.default) for f in fields(cfg)
+                    if f.default is not MISSING or f.default_factory is not MISSING}
+        saved_cfg = {**{k: v for k, v in defaults.items() if k not in saved_cfg}, **saved_cfg}
     if saved_cfg != asdict(cfg):
         diff = {k: (saved_cfg.get(k), v) for k, v in asdict(cfg).items()
                 if not isinstance(saved_cfg, dict) or saved_cfg.get(k) != v}
@@ -260,14 +272,19 @@ def train_classifier(cfg: TrainConfig, train: ImageSet, test: ImageSet, out: str
                      device: torch.device, resume: bool = False, command: str = "",
                      progress: bool = True, log: Callable[[str], None] = print,
                      perturb: Perturb | None = None,
-                     extra_eval: Callable[[nn.Module], dict] | None = None) -> dict:
+                     extra_eval: Callable[[nn.Module], dict] | None = None,
+                     teacher: nn.Module | None = None) -> dict:
     """Train ``cfg.arch`` on ``train``; report accuracy on ``test``; return the final metadata.
 
     ``perturb(model, x, y, generator)``, when given, replaces each (augmented) training batch
     by the images it returns (adversarial training); ``extra_eval(model)`` adds held-out
-    metrics to every epoch's history line (e.g. robust accuracy on a test subset).
+    metrics to every epoch's history line (e.g. robust accuracy on a test subset);
+    ``teacher``: for defensive distillation (``cfg.distill_from``), the model whose softmax at
+    ``cfg.temperature`` the training targets are.
     """
     cfg.validate()
+    if bool(cfg.distill_from) != (teacher is not None):
+        raise ToolkitError("distillation needs both cfg.distill_from and the teacher model")
     out = Path(out)
     if cfg.train_n:
         train = train.subset(slice(0, cfg.train_n))
@@ -288,7 +305,13 @@ def train_classifier(cfg: TrainConfig, train: ImageSet, test: ImageSet, out: str
         if perturb is not None:
             xb = perturb(model, xb, yb, gen)
         logits = model(xb)
-        return F.cross_entropy(logits, yb), {"acc": (logits.argmax(1) == yb).sum()}
+        if teacher is not None:  # the teacher's softmax at the temperature as soft labels
+            with torch.no_grad():
+                soft = torch.softmax(teacher(xb) / cfg.temperature, 1)
+            loss = -(soft * F.log_softmax(logits / cfg.temperature, 1)).sum(1).mean()
+        else:
+            loss = F.cross_entropy(logits / cfg.temperature, yb)
+        return loss, {"acc": (logits.argmax(1) == yb).sum()}
 
     def evaluate(model):
         row = {"test_acc": accuracy(model, x_test, y_test, device=device)}
