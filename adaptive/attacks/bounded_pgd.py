@@ -160,15 +160,18 @@ class BoundedPGD(FixedBudgetAttack):
         ((labels, targeted)); updates ``best``, whose margins are for ``own_goal``."""
         (labels, targeted), (goal_labels, goal_targeted) = own_goal, goal
         own_round = goal_labels is labels and goal_targeted == targeted  # not a target round
+        # The running samples' inputs and labels, gathered once per change of ``idx`` (when
+        # some finish), not at every step.
+        xs, goals, owns, idx_cpu = x[idx], goal_labels[idx], labels[idx], idx.cpu()
         # steps + 1 evaluations: the iterate after the last step is judged too.
         for step in range(self.steps + 1):
             if len(idx) == 0:  # every sample met the objective
                 break
             d = delta.detach().requires_grad_(True)
-            adv = x[idx] + d
+            adv = xs + d
             logits = model(adv)
-            margin = kappa_margins(logits, goal_labels[idx], goal_targeted)
-            extra = (penalty(adv, goal_labels[idx], goal_targeted) if penalty is not None
+            margin = kappa_margins(logits, goals, goal_targeted)
+            extra = (penalty(adv, goals, goal_targeted) if penalty is not None
                      else torch.zeros_like(margin))
             last = step == self.steps
             grad = None
@@ -176,18 +179,18 @@ class BoundedPGD(FixedBudgetAttack):
                 grad = self._direction(d, margin + self.kappa, extra)
                 for _ in range(self.eot - 1):  # EOT: average over the defense's randomness
                     d2 = delta.detach().requires_grad_(True)
-                    adv2 = x[idx] + d2
-                    m2 = kappa_margins(model(adv2), goal_labels[idx], goal_targeted)
-                    e2 = (penalty(adv2, goal_labels[idx], goal_targeted)
+                    adv2 = xs + d2
+                    m2 = kappa_margins(model(adv2), goals, goal_targeted)
+                    e2 = (penalty(adv2, goals, goal_targeted)
                           if penalty is not None else torch.zeros_like(m2))
                     grad = grad + self._direction(d2, m2 + self.kappa, e2)
                 grad = grad / self.eot
-                best.steps[idx.cpu()] += 1
+                best.steps[idx_cpu] += 1
             trace.step(step, idx, torch.relu(margin.detach() + self.kappa) + extra.detach(),
                        grad)
             with torch.no_grad():
                 own = (margin.detach() if own_round
-                       else kappa_margins(logits, labels[idx], targeted))
+                       else kappa_margins(logits, owns, targeted))
                 extra = extra.detach()
                 best.reached[idx] = torch.maximum(best.reached[idx], -own)
                 ok = margin.detach() <= -self.kappa
@@ -199,10 +202,13 @@ class BoundedPGD(FixedBudgetAttack):
                 best.done[idx[finished]] = True
                 if last:
                     break
-                keep = ~finished
-                idx, delta, grad = idx[keep], d.detach()[keep], grad[keep]
+                delta = d.detach()
+                if bool(finished.any()):  # the finished leave the round
+                    keep = ~finished
+                    idx, delta, grad = idx[keep], delta[keep], grad[keep]
+                    xs, goals, owns, idx_cpu = xs[keep], goals[keep], owns[keep], idx.cpu()
                 delta = delta - self._step_length(step) * normalize_step(grad, self.norm)
-                delta = (x[idx] + project(delta, self._radius, self.norm)).clamp(0, 1) - x[idx]
+                delta = (xs + project(delta, self._radius, self.norm)).clamp(0, 1) - xs
 
     def _step_length(self, step: int) -> float:
         """The length of step ``step`` (from 0) of a round: ``step_size`` throughout
