@@ -12,6 +12,9 @@
            50 passes; ``kd+bu`` is the pair
 ``lid``    local intrinsic dimensionality (Ma et al. 2018), penultimate layer, k = 20
            nearest of 100 reference training images
+``safety`` SafetyNet (Lu et al. 2017): an RBF-SVM on the penultimate ReLU activation
+ ``net``   pattern, trained on 1,000 benign training images against C&W examples of
+           1,000 others (made by the command that fits it)
 =========  ==========================================================================
 
 Every threshold is at 5 % false positives on held-out training images (the papers' rate).
@@ -36,6 +39,7 @@ from defenses.feature_squeezing import FeatureSqueezingDetector
 from defenses.kd_bu import BayesianUncertaintyDetector, KernelDensityDetector
 from defenses.lid import LIDDetector
 from defenses.mahalanobis import MahalanobisDetector
+from defenses.safetynet import SafetyNetDetector
 
 BUNDLED = Path(__file__).parent / "bundled"
 
@@ -43,9 +47,11 @@ DETECTORS = {"fs": "feature squeezing (Xu et al. 2018)",
              "maha": "Mahalanobis, penultimate layer (Lee et al. 2018)",
              "kd": "kernel density (Feinman et al. 2017)",
              "bu": "Bayesian uncertainty, MC dropout (Feinman et al. 2017)",
-             "lid": "local intrinsic dimensionality (Ma et al. 2018)"}
+             "lid": "local intrinsic dimensionality (Ma et al. 2018)",
+             "safetynet": "SafetyNet, RBF-SVM on ReLU codes (Lu et al. 2017)"}
 CLASSES = {"fs": FeatureSqueezingDetector, "maha": MahalanobisDetector,
-           "kd": KernelDensityDetector, "bu": BayesianUncertaintyDetector, "lid": LIDDetector}
+           "kd": KernelDensityDetector, "bu": BayesianUncertaintyDetector, "lid": LIDDetector,
+           "safetynet": SafetyNetDetector}
 # per data set: the squeezers of Xu et al.'s configuration
 SQUEEZERS = {"mnist": dict(bits=1, median=2), "cifar10": dict(bits=5, median=2)}
 
@@ -61,10 +67,17 @@ def check_name(name: str) -> str:
 
 
 def fit_detector(name: str, model: nn.Module, dataset: str, x_train: torch.Tensor,
-                 y_train: torch.Tensor, x_benign: torch.Tensor, fpr: float = 0.05) -> Detector:
+                 y_train: torch.Tensor, x_benign: torch.Tensor, fpr: float = 0.05,
+                 x_adversarial: torch.Tensor | None = None) -> Detector:
     """The detector ``name`` for ``model`` (``dataset``: mnist or cifar10): fitted on the
-    labelled ``x_train`` where it learns anything, its threshold on ``x_benign`` at ``fpr``."""
+    labelled ``x_train`` where it learns anything (SafetyNet: its first 1,000 against the
+    adversarial examples ``x_adversarial``), its threshold on ``x_benign`` at ``fpr``."""
     check_name(name)
+    if name == "safetynet":
+        if x_adversarial is None:
+            raise ToolkitError("SafetyNet is trained on adversarial examples: pass x_adversarial")
+        return SafetyNetDetector(model, name=name).fit(x_train[:1000], x_adversarial, x_benign,
+                                                       fpr)
     if name == "fs":
         return FeatureSqueezingDetector(model, **SQUEEZERS.get(dataset, SQUEEZERS["mnist"]),
                                         name=name).fit(x_benign, fpr)

@@ -244,3 +244,30 @@ def test_distillation_masks_the_cross_entropy_and_falls_to_cw():
     r = CarliniWagnerL2(kappa=0, steps=100, binary_search_steps=3, lr=0.05,
                         initial_const=0.1).run(distilled, x, y)
     assert r.success.all() and float(r.l2.mean()) < 3.0
+
+
+def test_safetynet_is_sklearns_rbf_svm_on_relu_codes(tmp_path):
+    from sklearn.svm import SVC
+
+    from defenses.safetynet import SafetyNetDetector
+
+    model, x, _ = _data(8, 400)
+    # "adversarial" stand-ins: other images, brighter (the SVM only needs two classes of codes)
+    adv = (x[200:300] * 0.5 + 0.5).clamp(0, 1)
+    det = SafetyNetDetector(model).fit(x[:100], adv, x[300:], fpr=0.1)
+    with torch.no_grad():
+        codes = lambda v: (model.penultimate(v) > 0).double().numpy()  # noqa: E731
+    svm = SVC(kernel="rbf", gamma="scale", C=1.0).fit(
+        np.r_[codes(x[:100]), codes(adv)], np.r_[np.zeros(100), np.ones(100)])
+    assert np.allclose(det.score(x[300:]).double().numpy(),
+                       svm.decision_function(codes(x[300:])), atol=1e-4)
+    assert abs(float(det.detect(x[300:]).float().mean()) - 0.1) <= 0.011
+    xg = x[:4].clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(det.relative_score(xg).sum(), xg)
+    assert g.abs().sum() > 0  # the smoothed codes carry a gradient; the step codes none
+    assert torch.allclose(det.relative_score(x[300:]).detach(),
+                          1 + det.score(x[300:]) - det.threshold, atol=1e-5)
+    path = tmp_path / "sn.json"
+    save_detector(det, path, {})
+    again = load_detector("safetynet", model, "tiny", path=path)
+    assert torch.allclose(again.score(x), det.score(x), atol=1e-5)

@@ -98,7 +98,9 @@ def register(sub) -> None:
                     "threshold at --fpr false positives on the last --n-benign (held out). "
                     "Writes the detector with the command, the model's sha256 and the "
                     "images used.")
-    d.add_argument("name", choices=("fs", "maha", "kd", "bu", "lid"), help="the detector")
+    d.add_argument("name", choices=("fs", "maha", "kd", "bu", "lid", "safetynet"),
+                   help="the detector (safetynet: trained on C&W examples of 1,000 training "
+                        "images after the first --n-train, made here)")
     d.add_argument("--model", default="mnist-cnn", help="zoo name or checkpoint path")
     d.add_argument("--n-train", type=positive_int, default=20000,
                    help="training images the Gaussians are fitted on (default 20000)")
@@ -131,15 +133,28 @@ def run_detector(args: argparse.Namespace) -> int:
                            f"the {len(train.labels)} training images")
     t0 = time.perf_counter()
     x = train.x()
+    x_adv, made = None, {}
+    if args.name == "safetynet":  # its SVM learns from adversarial examples: C&W kappa 0
+        from adaptive.attacks.cw import CarliniWagnerL2
+
+        src = slice(args.n_train, args.n_train + 1000)
+        if args.n_train + 1000 + args.n_benign > len(train.labels):
+            raise ToolkitError("safetynet needs --n-train + 1000 + --n-benign training images")
+        r = CarliniWagnerL2(kappa=0, steps=100, binary_search_steps=3, lr=0.05,
+                            initial_const=0.1).run(model, x[src].to(device),
+                                                   train.labels[src].to(device))
+        x_adv = r.adversarial[r.success]
+        made = {"adversarial": f"C&W kappa 0 (100 steps x 3 constants, lr 0.05) of training "
+                               f"images {src.start}-{src.stop - 1}: {len(x_adv)} examples"}
     det = fit_detector(args.name, model, family, x[:args.n_train], train.labels[:args.n_train],
-                       x[-args.n_benign:], args.fpr)
+                       x[-args.n_benign:], args.fpr, x_adversarial=x_adv)
     is_zoo = not Path(args.model).suffix
     out = Path(args.out) if args.out else (bundled_path(args.name, args.model) if is_zoo
                                            else Path(f"runs/detector-{args.name}.json"))
     save_detector(det, out, {"command": args.command_line, "model": args.model,
                              "model_sha256": meta["sha256"], "data": f"{train.name}:train",
                              "fitted_on": f"first {args.n_train}",
-                             "threshold_on": f"last {args.n_benign}", "fpr": args.fpr,
+                             "threshold_on": f"last {args.n_benign}", "fpr": args.fpr, **made,
                              "seconds": round(time.perf_counter() - t0, 1)})
     print(f"{args.name}: threshold {det.threshold:.6g} at {args.fpr:.0%} false positives on "
           f"{args.n_benign} held-out training images; {out}")
