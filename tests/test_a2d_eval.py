@@ -1,7 +1,6 @@
 import json
 
 import pytest
-import torch
 
 import adaptive.a2d_eval as a2d_eval
 from adaptive.a2d_eval import A2DEvalConfig, run_a2d_evaluation, split_images

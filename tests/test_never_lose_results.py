@@ -12,7 +12,6 @@ import textwrap
 import pytest
 import torch
 
-import adaptive.sweep as sweep
 from adaptive.sweep import run as sweep_run
 from adaptive.sweep import SweepConfig, read_records, record_key, run_sweep
 from adaptive.core.data import ImageSet, load_dataset

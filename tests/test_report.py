@@ -136,7 +136,6 @@ def test_report_a2d_cost_boxplots_from_a_run_folder(tmp_path):
 
 def test_parameter_study_on_separable_costs(tmp_path):
     import numpy as np
-    import torch
 
     from adaptive.a2d_parameters import load_costs, parameter_study
 
