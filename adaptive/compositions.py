@@ -6,6 +6,8 @@
 * ``magnet``: MagNet's detectors and its reformer in front of the classifier.
 * ``at``: the given classifier, which should be adversarially trained (pass it as --model);
   structurally the same as ``none``, as the paper notes ("no defense is equivalent to AT").
+* ``rmagnet``: randomised MagNet (the grey-box variant): MagNet's detectors, and a reformer
+  drawn per input from all its autoencoders (random per call: attack it with ``--eot``).
 * ``fs``, ``maha``: bundled detectors of known fate (feature squeezing, Mahalanobis;
   ``defenses.detector_zoo``), fitted for the zoo model by ``adaptive train detector``.
 * ``a2d+...``: the union of the detectors; the classifier of the other part (MagNet's
@@ -24,17 +26,24 @@ from defenses.detector_zoo import DETECTORS as ZOO_DETECTORS
 
 # the compositions of the paper's sweeps (any other joins of PARTS work the same way)
 COMPOSITIONS = ("none", "a2d", "magnet", "a2d+magnet", "at", "a2d+at")
-PARTS = ("a2d", "magnet", "at", *ZOO_DETECTORS)
+PARTS = ("a2d", "magnet", "rmagnet", "at", *ZOO_DETECTORS)
+MAGNET_PARTS = ("magnet", "rmagnet")
+CLASSIFIER_PARTS = ("magnet", "rmagnet", "at")  # at most one: each replaces the classifier
 
 
 def is_composition(name: str) -> bool:
     """Whether ``name`` is ``none`` or parts of PARTS joined by ``+`` (each once, at most one
-    of ``magnet`` and ``at``): a defense the toolkit builds itself."""
+    of ``magnet``, ``rmagnet`` and ``at``): a defense the toolkit builds itself."""
     if name == "none":
         return True
     parts = name.split("+")
     return (all(p in PARTS for p in parts) and len(set(parts)) == len(parts)
-            and not {"magnet", "at"} <= set(parts))
+            and len(set(parts) & set(CLASSIFIER_PARTS)) <= 1)
+
+
+def uses_magnet(names: list[str]) -> bool:
+    """Whether any composition of ``names`` needs the MagNet defense (magnet or rmagnet)."""
+    return any(p in MAGNET_PARTS for n in names for p in n.split("+"))
 
 
 def parse_defenses(text: str) -> list[str]:
@@ -43,7 +52,7 @@ def parse_defenses(text: str) -> list[str]:
     if bad:
         raise ToolkitError(f"unknown defense {', '.join(bad)}; give parts of "
                            f"{', '.join(PARTS)} joined by + (e.g. {', '.join(COMPOSITIONS[1:])}"
-                           ", a2d+fs), each once, at most one of magnet and at (or "
+                           ", a2d+fs), each once, at most one of magnet, rmagnet and at (or "
                            "--defense-module for your own)")
     return ["none"] + [n for n in dict.fromkeys(names) if n != "none"]
 
@@ -77,6 +86,7 @@ def build_defenses(names: list[str], model: nn.Module, a2d: A2DDetector | None =
     out, zoo = {}, zoo or {}
     # one reformed classifier for every composition with MagNet (judged and checked once)
     reformed = magnet.defended_classifier() if magnet is not None else None
+    randomized = magnet.randomized_classifier() if magnet is not None else None
     for name in names:
         parts = name.split("+")
         classifier, detectors = model, {}
@@ -84,10 +94,10 @@ def build_defenses(names: list[str], model: nn.Module, a2d: A2DDetector | None =
             if a2d is None:
                 raise ToolkitError(f"defense {name!r} needs the A2D detector")
             detectors["a2d"] = a2d
-        if "magnet" in parts:
+        if set(parts) & set(MAGNET_PARTS):
             if magnet is None:
                 raise ToolkitError(f"defense {name!r} needs a MagNet defense (--magnet)")
-            classifier = reformed
+            classifier = randomized if "rmagnet" in parts else reformed
             detectors.update({f"magnet:{d.name}": d for d in magnet.detectors})
         for part in parts:
             if part in ZOO_DETECTORS:

@@ -271,3 +271,39 @@ def test_safetynet_is_sklearns_rbf_svm_on_relu_codes(tmp_path):
     save_detector(det, path, {})
     again = load_detector("safetynet", model, "tiny", path=path)
     assert torch.allclose(again.score(x), det.score(x), atol=1e-5)
+
+
+def test_randomized_magnet_draws_a_reformer_per_input_and_eot_averages_it(tmp_path):
+    """rmagnet: MagNet's detectors and a reformer drawn per input from its autoencoders
+    (random per call, seeded by torch's generator); a sweep on it with EOT runs and judges."""
+    from defenses.magnet.defense import MagNet
+
+    model, meta = load_model("mnist-cnn")
+    magnet = MagNet.load("mnist", model)
+    data = load_dataset("mnist-bundled").subset(slice(0, 60))
+    x = data.x()[:16]
+    rnd = build_defenses(["rmagnet"], model, magnet=magnet)["rmagnet"]
+    assert set(rnd.detectors) == {f"magnet:{d.name}" for d in magnet.detectors}
+    reformed = torch.stack([ae(x) for ae in magnet.autoencoders.values()])
+    torch.manual_seed(0)
+    with torch.no_grad():
+        out = rnd.classifier.reform(x)
+    # every input reformed by one of the pool, and not all by the same one
+    which = [int(((reformed[:, i] - out[i]).flatten(1).abs().amax(1) == 0).nonzero()[0])
+             for i in range(len(x))]
+    assert len(set(which)) == 2
+    torch.manual_seed(0)
+    with torch.no_grad():
+        assert torch.equal(rnd.classifier.reform(x), out)  # seeded: the same draws
+    assert is_composition("a2d+rmagnet") and not is_composition("magnet+rmagnet")
+    cfg = SweepConfig(n=4, n_cal=20, kappas=[0.0], batch=4, defenses=["none", "rmagnet"],
+                      attack="pgd-full", max_l2=3.0, transfer_check=False,
+                      model_sha256=meta["sha256"],
+                      pgd=dict(steps=10, restarts=1, target_classes=0, eot=3))
+    said = []
+    res = run_sweep(cfg, model, data, tmp_path / "r", "cpu", magnet=magnet, progress=False,
+                    log=said.append)
+    row = next(r for r in res["rows"] if r["defense"] == "rmagnet")
+    assert row["n"] == 4 and "detection_rate:magnet:I_l2" in row
+    flags = res["diagnostics"]["model_flags"]["rmagnet"]  # AutoAttack's flag: random outputs
+    assert any(v["fired"] for k, v in flags.items() if "random" in k), flags

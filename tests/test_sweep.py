@@ -220,8 +220,12 @@ def test_pgd_attacks_spend_the_bound_and_are_judged_like_cw(setup, tmp_path):
     assert all(set(r["transfer"]) == {"a2d+magnet"} for r in records)
     assert any(c["name"].startswith("white-box pgd-full at least as strong")
                for c in res["sanity_checks"])
-    assert sweep.attacked_parts("pgd-full") == {"a2d", "magnet"} == sweep.attacked_parts(
-        "cw-full") and sweep.attacked_parts("pgd") == set()
+    assert sweep.attacked_parts("pgd-full") == {"a2d", "magnet", "rmagnet"} == \
+        sweep.attacked_parts("cw-full") and sweep.attacked_parts("pgd") == set()
+    # the attacks on whatever the run defends with aim only at its parts
+    assert sweep.attacked_parts("pgd-full", ["none", "fs"]) == set()
+    assert sweep.attacked_parts("auto", ["none", "rmagnet"]) == {"rmagnet"}
+    assert sweep.attacked_parts("cw-a2d", ["none", "fs"]) == {"a2d"}  # named: as asked
     assert sweep.white_box_against("pgd-a2d", "a2d+at")
     assert not sweep.white_box_against("pgd-a2d", "a2d+magnet")
     with pytest.raises(ToolkitError, match="finite"):

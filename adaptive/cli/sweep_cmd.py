@@ -9,7 +9,7 @@ from pathlib import Path
 from adaptive.attacks.bounded_pgd import SCHEDULES
 from adaptive.cli.common import (add_run_options, bound_number, dataset_for_model,
                                  nonnegative_int, positive_int, positive_number)
-from adaptive.compositions import parse_defenses
+from adaptive.compositions import parse_defenses, uses_magnet as magnet_needed
 from adaptive.defense import make_plugin_defenses
 from adaptive.sweep import (ATTACKS, DATASET_DEFAULTS, CleverSettings, CWSettings,
                             HardLabelSettings, PGDSettings, SweepConfig, attacked_indices,
@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     names = parse_defenses(args.defenses or defaults["defenses"]) if not (
         args.defense_module and args.defenses is None) else ["none"]
     magnet_ref = args.magnet or defaults["magnet"]
-    uses_magnet = any("magnet" in d.split("+") for d in names)
+    uses_magnet = magnet_needed(names)
     if uses_magnet and magnet_ref is None:
         raise ToolkitError("the magnet defenses need --magnet (a magnet.json) for this data set")
     cfg = SweepConfig(dataset=name, model=args.model, model_sha256=meta["sha256"],

@@ -19,7 +19,8 @@ from defenses.a2d.zscore import DEFAULT_H
 # attack) or pgd (PGD-L2 at exactly the bound, on the same objective), plus -magnet, -a2d or
 # -full for the penalties against those defenses' detectors; spgd and opgd (Selective and
 # Orthogonal PGD at the bound) always aim at every detector they can, as -full does.
-ATTACKED_PARTS = {"": set(), "-magnet": {"magnet"}, "-a2d": {"a2d"}, "-full": {"a2d", "magnet"}}
+ATTACKED_PARTS = {"": set(), "-magnet": {"magnet", "rmagnet"}, "-a2d": {"a2d"},
+                  "-full": {"a2d", "magnet", "rmagnet"}}
 DETECTOR_ATTACKS = ("spgd", "opgd")
 # hsj: HopSkipJump, a hard-label attack whose only oracle is one defense's verdict (the last of
 # the run's defenses): accepted by every detector and misclassified.

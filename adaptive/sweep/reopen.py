@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from adaptive.compositions import (build_a2d, build_defenses, is_composition,
-                                   load_zoo_detectors)
+                                   load_zoo_detectors, uses_magnet)
 from adaptive.core.data import ImageSet, load_dataset
 from adaptive.core.errors import ToolkitError
 from adaptive.core.zoo import load_model
@@ -69,7 +69,7 @@ def reopen(folder: str | Path, device="cpu", data_root: str | None = None,
     attacked, cal_idx, _ = plan_images(cfg, model, data, device)  # seeded: the run's images
     magnet = None
     if cfg.magnet and ("magnet" in attacked_parts(cfg.attack, cfg.defenses)
-                       or any("magnet" in d.split("+") for d in cfg.defenses)):
+                       or uses_magnet(cfg.defenses)):
         from defenses.magnet.defense import MagNet
 
         magnet = MagNet.load(cfg.magnet, model, device)

@@ -355,8 +355,12 @@ def attack_objective(cfg: SweepConfig, model: nn.Module, a2d, magnet,
     from adaptive.attacks.magnet_aware import detector_penalty
 
     objective, parts = Objective(model), attacked_parts(cfg.attack, cfg.defenses)
-    if "magnet" in parts and magnet is not None:
-        objective.model = magnet.defended_classifier()
+    if parts & {"magnet", "rmagnet"} and magnet is not None:
+        # randomised MagNet's reformer where the run defends with it (an attack on it averages
+        # over its draws with --eot), else MagNet's own
+        randomized = any("rmagnet" in d.split("+") for d in cfg.defenses)
+        objective.model = (magnet.randomized_classifier() if randomized
+                           else magnet.defended_classifier())
         for d in magnet.detectors:
             objective.terms[f"magnet:{d.name}"] = detector_penalty([d])
     if "a2d" in parts and a2d is not None:

@@ -47,6 +47,36 @@ class ReformedClassifier(nn.Module):
         return self.classifier.head
 
 
+class RandomizedReformedClassifier(nn.Module):
+    """Randomised MagNet's reformer (the grey-box variant: the attacker knows the pool, not the
+    pick): ``f(AE_i(x))`` with ``i`` drawn anew for every input at every call from the
+    autoencoders ``aes`` (torch's global generator, so a seeded run repeats its draws). Its
+    output is random per call: attack it with EOT (``--eot``)."""
+
+    def __init__(self, classifier: nn.Module, aes: list[nn.Module]):
+        super().__init__()
+        if not aes:
+            raise ToolkitError("randomised MagNet needs at least one autoencoder")
+        self.classifier, self.aes = classifier, nn.ModuleList(aes)
+        self.input_shape = getattr(classifier, "input_shape", None)
+        self.num_classes = getattr(classifier, "num_classes", None)
+
+    def reform(self, x: torch.Tensor) -> torch.Tensor:
+        pick = torch.randint(len(self.aes), (len(x),), device=x.device)
+        outs = torch.stack([ae(x) for ae in self.aes])  # (K, n, ...): the pool is small
+        return outs[pick, torch.arange(len(x), device=x.device)]
+
+    def forward(self, x):
+        return self.classifier(self.reform(x))
+
+    def penultimate(self, x):
+        return self.classifier.penultimate(self.reform(x))
+
+    @property
+    def head(self):
+        return self.classifier.head
+
+
 def load_autoencoder(ref: str, base: Path, device="cpu") -> tuple[nn.Module, dict]:
     """An autoencoder by zoo name or by checkpoint path (relative to ``base``)."""
     path = entry_path(ref) or base / ref
@@ -134,6 +164,12 @@ class MagNet:
         if self.reformer is None:
             return self.classifier
         return ReformedClassifier(self.classifier, self.autoencoders[self.reformer]).eval()
+
+    def randomized_classifier(self) -> nn.Module:
+        """Randomised MagNet's classifier: a reformer drawn per input from every autoencoder
+        of the defense (its detectors stay as they are)."""
+        return RandomizedReformedClassifier(self.classifier,
+                                            list(self.autoencoders.values())).eval()
 
     def detect_each(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {d.name: d.detect(x) for d in self.detectors}
