@@ -86,7 +86,8 @@ def build_defenses(names: list[str], model: nn.Module, a2d: A2DDetector | None =
     out, zoo = {}, zoo or {}
     # one reformed classifier for every composition with MagNet (judged and checked once)
     reformed = magnet.defended_classifier() if magnet is not None else None
-    randomized = magnet.randomized_classifier() if magnet is not None else None
+    randomized = (magnet.randomized_classifier() if magnet is not None
+                  and any("rmagnet" in n.split("+") for n in names) else None)
     for name in names:
         parts = name.split("+")
         classifier, detectors = model, {}

@@ -106,7 +106,11 @@ class Detector:
     @classmethod
     def load(cls, path: str | Path, **context) -> "Detector":
         """A saved detector of any registered kind (or of ``cls``'s kind)."""
-        d = read_saved(path)
+        return cls.from_saved(read_saved(path), path, **context)
+
+    @classmethod
+    def from_saved(cls, d: dict, path, **context) -> "Detector":
+        """As :meth:`load`, from the object already read from ``path`` (``read_saved``)."""
         kind = d.get("type")
         target = DETECTOR_TYPES.get(kind) if cls is Detector else cls
         if target is None or (cls is not Detector and kind != cls.kind):
@@ -143,8 +147,31 @@ def float32_list(t: torch.Tensor) -> list:
     """A float tensor as nested lists of 8-significant-digit numbers (float32 is exact to
     that; the JSON of a saved detector is half the size of Python's shortest repr of float64
     values converted from float32)."""
-    return json.loads(json.dumps(t.float().tolist(), allow_nan=False),
-                      parse_float=lambda v: float(f"{float(v):.8g}"))
+    def rounded(v):
+        return [rounded(u) for u in v] if isinstance(v, list) else float(f"{v:.8g}")
+
+    return rounded(t.float().tolist())
+
+
+def require_features(model, what: str):
+    """``model``, checked to have the features hook ``penultimate(x)`` a detector reads."""
+    if not callable(getattr(model, "penultimate", None)):
+        raise ToolkitError(f"the {what} detector needs the model's features: "
+                           f"{type(model).__name__} has no penultimate(x) method")
+    return model
+
+
+def require_model(model, what: str):
+    """``model`` for rebuilding a saved detector (``from_dict(..., model=)``), or an error."""
+    if model is None:
+        raise ToolkitError(f"loading a {what} detector needs model=")
+    return model
+
+
+def restore_threshold(det: "Detector", d: dict) -> "Detector":
+    """``det`` with the threshold and false-positive rate of its saved form ``d``."""
+    det.threshold, det.fpr = float(d["threshold"]), d.get("fpr")
+    return det
 
 
 def log_relative(score: torch.Tensor, threshold: float) -> torch.Tensor:

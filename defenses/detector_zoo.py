@@ -26,7 +26,6 @@ model's hash, so a detector is never used on a model it was not fitted for.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -111,13 +110,8 @@ def load_detector(name: str, model: nn.Module, model_ref: str,
     if model_sha256 and fitted_for and fitted_for != model_sha256:
         raise ToolkitError(f"the {name} detector {path} was fitted for another model (sha256 "
                            f"{fitted_for[:12]}..., this one {model_sha256[:12]}...)")
-    det = Detector.load(path, model=model)
+    det = Detector.from_saved(saved, path, model=model)  # the file is read once
     expected = CLASSES[name]
     if not isinstance(det, expected):
         raise ToolkitError(f"{path} holds a {type(det).__name__}, not a {name} detector")
     return det
-
-
-def detector_meta(path: str | Path) -> dict:
-    """The ``meta`` of a saved detector (what made it)."""
-    return json.loads(Path(path).read_text()).get("meta", {})

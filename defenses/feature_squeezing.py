@@ -29,7 +29,8 @@ from torch import nn
 
 from adaptive.core.errors import ToolkitError
 from adaptive.core.validation import check_images
-from defenses.detector import Detector, log_relative, scores_in_batches, threshold_at
+from defenses.detector import (Detector, log_relative, require_model, restore_threshold,
+                               scores_in_batches, threshold_at)
 
 
 def bit_depth(x: torch.Tensor, bits: int, straight_through: bool = False) -> torch.Tensor:
@@ -120,8 +121,5 @@ class FeatureSqueezingDetector(Detector):
 
     @classmethod
     def from_dict(cls, d: dict, model: nn.Module = None, **context) -> "FeatureSqueezingDetector":
-        if model is None:
-            raise ToolkitError("loading a feature-squeezing detector needs model=")
-        det = cls(model, d["bits"], d["median"], d["name"])
-        det.threshold, det.fpr = float(d["threshold"]), d.get("fpr")
-        return det
+        det = cls(require_model(model, "feature-squeezing"), d["bits"], d["median"], d["name"])
+        return restore_threshold(det, d)

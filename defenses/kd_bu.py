@@ -30,15 +30,8 @@ from torch import nn
 
 from adaptive.core.errors import ToolkitError
 from adaptive.core.validation import check_images
-from defenses.detector import (Detector, float32_list, log_relative, scores_in_batches,
-                               threshold_at)
-
-
-def _features_model(model: nn.Module, what: str) -> nn.Module:
-    if not callable(getattr(model, "penultimate", None)):
-        raise ToolkitError(f"the {what} detector needs the model's features: "
-                           f"{type(model).__name__} has no penultimate(x) method")
-    return model
+from defenses.detector import (Detector, float32_list, log_relative, require_features,
+                               require_model, restore_threshold, scores_in_batches, threshold_at)
 
 
 class KernelDensityDetector(Detector):
@@ -53,7 +46,7 @@ class KernelDensityDetector(Detector):
     def __init__(self, model: nn.Module, sigma: float = 1.2, name: str = "kd"):
         if not sigma > 0:
             raise ToolkitError(f"the kernel bandwidth must be > 0, got {sigma}")
-        self.model, self.sigma, self.name = _features_model(model, "kernel density"), \
+        self.model, self.sigma, self.name = require_features(model, "kernel density"), \
             float(sigma), name
         self.reference: torch.Tensor | None = None  # (C, per_class, d)
         self.fpr: float | None = None
@@ -62,7 +55,10 @@ class KernelDensityDetector(Detector):
         if self.reference is None:
             raise ToolkitError(f"detector {self.name!r} has no reference features: call fit()")
         f = self.model.penultimate(x)
-        ref = self.reference.to(f)[self.model(x).argmax(1)]  # (n, per_class, d)
+        # the predicted class from the same features (one pass), where the model has a head
+        head = getattr(self.model, "head", None)
+        logits = head(f) if callable(head) else self.model(x)
+        ref = self.reference.to(f)[logits.argmax(1)]  # (n, per_class, d)
         sq = (ref - f[:, None, :]).pow(2).sum(-1)
         log_kd = torch.logsumexp(-sq / (2 * self.sigma ** 2), 1) - math.log(ref.shape[1])
         return -log_kd
@@ -101,15 +97,12 @@ class KernelDensityDetector(Detector):
 
     @classmethod
     def from_dict(cls, d: dict, model: nn.Module = None, **context) -> "KernelDensityDetector":
-        if model is None:
-            raise ToolkitError("loading a kernel-density detector needs model=")
-        det = cls(model, d["sigma"], d["name"])
+        det = cls(require_model(model, "kernel-density"), d["sigma"], d["name"])
         det.reference = torch.tensor(d["reference"], dtype=torch.float32)
         if det.reference.ndim != 3:
             raise ValueError(f"reference features of shape {tuple(det.reference.shape)}, "
                              "expected (classes, per class, features)")
-        det.threshold, det.fpr = float(d["threshold"]), d.get("fpr")
-        return det
+        return restore_threshold(det, d)
 
 
 @contextmanager
@@ -170,8 +163,5 @@ class BayesianUncertaintyDetector(Detector):
     @classmethod
     def from_dict(cls, d: dict, model: nn.Module = None,
                   **context) -> "BayesianUncertaintyDetector":
-        if model is None:
-            raise ToolkitError("loading a Bayesian-uncertainty detector needs model=")
-        det = cls(model, int(d["passes"]), d["name"])
-        det.threshold, det.fpr = float(d["threshold"]), d.get("fpr")
-        return det
+        det = cls(require_model(model, "Bayesian-uncertainty"), int(d["passes"]), d["name"])
+        return restore_threshold(det, d)

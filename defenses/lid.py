@@ -19,7 +19,8 @@ from torch import nn
 
 from adaptive.core.errors import ToolkitError
 from adaptive.core.validation import check_images
-from defenses.detector import Detector, float32_list, scores_in_batches, threshold_at
+from defenses.detector import (Detector, float32_list, require_features, require_model,
+                               restore_threshold, scores_in_batches, threshold_at)
 
 
 def lid_mle(distances: torch.Tensor) -> torch.Tensor:
@@ -36,9 +37,7 @@ class LIDDetector(Detector):
     differentiable = True
 
     def __init__(self, model: nn.Module, k: int = 20, name: str = "lid"):
-        if not callable(getattr(model, "penultimate", None)):
-            raise ToolkitError(f"the LID detector needs the model's features: "
-                               f"{type(model).__name__} has no penultimate(x) method")
+        require_features(model, "LID")
         if not (isinstance(k, int) and k >= 2):
             raise ToolkitError(f"LID needs k >= 2 neighbours, got {k!r}")
         self.model, self.k, self.name = model, k, name
@@ -80,12 +79,9 @@ class LIDDetector(Detector):
 
     @classmethod
     def from_dict(cls, d: dict, model: nn.Module = None, **context) -> "LIDDetector":
-        if model is None:
-            raise ToolkitError("loading a LID detector needs model=")
-        det = cls(model, int(d["k"]), d["name"])
+        det = cls(require_model(model, "LID"), int(d["k"]), d["name"])
         det.reference = torch.tensor(d["reference"], dtype=torch.float32)
         if det.reference.ndim != 2 or len(det.reference) <= det.k:
             raise ValueError(f"reference features of shape {tuple(det.reference.shape)} for "
                              f"k = {det.k}")
-        det.threshold, det.fpr = float(d["threshold"]), d.get("fpr")
-        return det
+        return restore_threshold(det, d)

@@ -20,7 +20,8 @@ from torch import nn
 
 from adaptive.core.errors import ToolkitError
 from adaptive.core.validation import check_images
-from defenses.detector import Detector, float32_list, scores_in_batches, threshold_at
+from defenses.detector import (Detector, float32_list, require_features, require_model,
+                               restore_threshold, scores_in_batches, threshold_at)
 
 
 def class_gaussians(features: np.ndarray, labels: np.ndarray,
@@ -49,9 +50,7 @@ class MahalanobisDetector(Detector):
     differentiable = True
 
     def __init__(self, model: nn.Module, name: str = "maha"):
-        if not callable(getattr(model, "penultimate", None)):
-            raise ToolkitError(f"the Mahalanobis detector needs the model's features: "
-                               f"{type(model).__name__} has no penultimate(x) method")
+        require_features(model, "Mahalanobis")
         self.model, self.name = model, name
         self.means: torch.Tensor | None = None
         self.precision: torch.Tensor | None = None
@@ -103,14 +102,11 @@ class MahalanobisDetector(Detector):
 
     @classmethod
     def from_dict(cls, d: dict, model: nn.Module = None, **context) -> "MahalanobisDetector":
-        if model is None:
-            raise ToolkitError("loading a Mahalanobis detector needs model=")
-        det = cls(model, d["name"])
+        det = cls(require_model(model, "Mahalanobis"), d["name"])
         det.means = torch.tensor(d["means"], dtype=torch.float32)
         det.precision = torch.tensor(d["precision"], dtype=torch.float32)
         d_feat = det.precision.shape
         if det.means.ndim != 2 or d_feat != (det.means.shape[1], det.means.shape[1]):
             raise ValueError(f"means {tuple(det.means.shape)} and precision {tuple(d_feat)} "
                              "do not fit together")
-        det.threshold, det.fpr = float(d["threshold"]), d.get("fpr")
-        return det
+        return restore_threshold(det, d)

@@ -22,7 +22,8 @@ from torch import nn
 
 from adaptive.core.errors import ToolkitError
 from adaptive.core.validation import check_images
-from defenses.detector import Detector, float32_list, scores_in_batches, threshold_at
+from defenses.detector import (Detector, float32_list, require_features, require_model,
+                               restore_threshold, scores_in_batches, threshold_at)
 
 
 class SafetyNetDetector(Detector):
@@ -33,9 +34,7 @@ class SafetyNetDetector(Detector):
     differentiable = True  # through the smoothed-code surrogate
 
     def __init__(self, model: nn.Module, temperature: float = 0.1, name: str = "safetynet"):
-        if not callable(getattr(model, "penultimate", None)):
-            raise ToolkitError(f"SafetyNet needs the model's features: {type(model).__name__} "
-                               "has no penultimate(x) method")
+        require_features(model, "SafetyNet")
         if not temperature > 0:
             raise ToolkitError(f"the surrogate's temperature must be > 0, got {temperature}")
         self.model, self.temperature, self.name = model, float(temperature), name
@@ -98,14 +97,11 @@ class SafetyNetDetector(Detector):
 
     @classmethod
     def from_dict(cls, d: dict, model: nn.Module = None, **context) -> "SafetyNetDetector":
-        if model is None:
-            raise ToolkitError("loading a SafetyNet detector needs model=")
-        det = cls(model, d["temperature"], d["name"])
+        det = cls(require_model(model, "SafetyNet"), d["temperature"], d["name"])
         det.support = torch.tensor(d["support"], dtype=torch.float32)
         det.dual = torch.tensor(d["dual"], dtype=torch.float32)
         if det.support.ndim != 2 or det.dual.shape != (len(det.support),):
             raise ValueError(f"support vectors {tuple(det.support.shape)} and dual "
                              f"coefficients {tuple(det.dual.shape)} do not fit together")
         det.gamma, det.intercept = float(d["gamma"]), float(d["intercept"])
-        det.threshold, det.fpr = float(d["threshold"]), d.get("fpr")
-        return det
+        return restore_threshold(det, d)

@@ -1,17 +1,18 @@
 """Every defense of known fate attacked the same way, into reports/defenses/ (issue [5/7]).
 
-    python scripts/defense_zoo.py [--n 20] [--defenses fs,maha,kd+bu,lid] [--dry-run]
+    python scripts/defense_zoo.py [--n 20] [--defenses fs,maha,...] [--dry-run] [--table-only]
 
 Per defense D (MNIST, the bundled mnist-cnn and detectors): ``adaptive sweep --defenses D
 --attack cw --kappa 0`` (the non-adaptive number: the paper's C&W on the bare classifier,
 judged by D), ``--attack auto`` at the L2 bound (8.4), ``--attack cw-full`` (C&W with D's
 detectors in its loss: the smallest distortions, for ASR against the bound) and ``--attack
-auto --norm linf --eps 0.3``; each D in a run of its own, so that the adaptive attacks aim at D's detectors only. A
-finished run is skipped and an interrupted one resumed; wall times go to RUNS/timings.jsonl.
-Then the table (OUT/README.md, OUT/defenses.csv) and the figure of ASR against the L2 bound
-(OUT/asr_vs_l2_bound.png: per image the smallest distortion that got through, of auto's and
-cw-full's examples) are made from the runs' summary.json and records.jsonl alone (``--table-only``
-remakes them without running anything).
+auto --norm linf --eps 0.3``; each D in a run of its own, so that the adaptive attacks aim at
+D's detectors only (a model defense, e.g. distillation, runs as ``--model M --defenses none``).
+A finished run is skipped and an interrupted one resumed; wall times go to
+RUNS/timings.jsonl. Then the table (OUT/table.md, OUT/defenses.csv) and the figure of ASR
+against the L2 bound (OUT/asr_vs_l2_bound.png: per image the smallest distortion that got
+through, of auto's and cw-full's examples) are made from the runs' summary.json and
+records.jsonl alone (``--table-only`` remakes them without running anything).
 """
 
 from __future__ import annotations
@@ -19,11 +20,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import shlex
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+from steps import run_step  # (scripts/ is the script's folder)
 
 # What each defense's own paper (or, where it says so, a later one) reports, as that paper
 # measured it (other models and settings than ours): the claim our rows are read against.
@@ -204,22 +204,9 @@ def main(argv=None) -> int:
             folder = runs / name
             full = ["adaptive", *cmd, "--out", str(folder), "--device", args.device,
                     "--no-progress"]
-            if (folder / "summary.json").is_file():
-                print(f"[done] {name}", flush=True)
-                continue
-            if folder.exists():
-                full.append("--resume")
-            print(f"[run] {shlex.join(full)}", flush=True)
-            if args.dry_run:
-                continue
-            t0 = time.time()
-            rc = subprocess.call(full)
-            runs.mkdir(parents=True, exist_ok=True)
-            with open(runs / "timings.jsonl", "a") as f:
-                f.write(json.dumps({"step": name, "command": shlex.join(full), "rc": rc,
-                                    "seconds": round(time.time() - t0, 1)}) + "\n")
+            rc = run_step(name, full, folder, folder / "summary.json", runs,
+                          dry_run=args.dry_run)
             if rc != 0:
-                print(f"step {name} failed (exit {rc}); rerun to continue", file=sys.stderr)
                 return rc
     if not args.dry_run:
         table(defenses, runs, Path(args.out))

@@ -14,12 +14,12 @@ report's README table. CIFAR-10 steps need the data root (--data-root or $ADAPTI
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from steps import run_step  # (scripts/ is the script's folder)
 
 
 def steps(n: int, runs: Path) -> list[tuple[str, str, list[str], str]]:
@@ -104,23 +104,10 @@ def main(argv=None) -> int:
         # `evaluate robust` writes one file; the other commands a run folder
         target = folder / done if cmd[0] == "evaluate" else folder
         full = ["adaptive", *cmd, "--out", str(target), *common]
-        if (folder / done).is_file():
-            print(f"[done] {name}", flush=True)
-            continue
-        if folder.exists() and cmd[0] not in ("clever", "evaluate"):  # these are not resumable
-            full.append("--resume")
-        print(f"[run] {shlex.join(full)}", flush=True)
-        if args.dry_run:
-            continue
-        t0 = time.time()
-        rc = subprocess.call(full)
-        runs.mkdir(parents=True, exist_ok=True)
-        with open(runs / "timings.jsonl", "a") as f:
-            f.write(json.dumps({"step": name, "command": shlex.join(full), "rc": rc,
-                                "seconds": round(time.time() - t0, 1)}) + "\n")
+        # `clever` and `evaluate` are not resumable
+        rc = run_step(name, full, folder, folder / done, runs,
+                      resumable=cmd[0] not in ("clever", "evaluate"), dry_run=args.dry_run)
         if rc != 0:
-            print(f"step {name} failed (exit {rc}); fix it and rerun: finished steps are kept",
-                  file=sys.stderr)
             return rc
     report = ["adaptive", "report", *map(str, folders), "--out", str(out)]
     if args.data_root:

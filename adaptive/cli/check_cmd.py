@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from adaptive.attacks.bounded_pgd import SCHEDULES
 from adaptive.cli.common import add_run_options, nonnegative_int, positive_int
 from adaptive.core.errors import ToolkitError
 
@@ -33,7 +34,7 @@ def register(sub) -> None:
                         "else pgd-full)")
     b.add_argument("--steps", type=positive_int, help="steps per round (default: the run's)")
     b.add_argument("--restarts", type=positive_int, help="restarts (default: the run's)")
-    b.add_argument("--schedule", choices=("constant", "cosine"),
+    b.add_argument("--schedule", choices=SCHEDULES,
                    help="step lengths within a round (default: the run's)")
     b.add_argument("--n", type=positive_int, help="images (default: all the run attacked)")
     b.add_argument("--n-inner", type=positive_int, default=999,

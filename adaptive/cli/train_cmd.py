@@ -118,7 +118,7 @@ def run_detector(args: argparse.Namespace) -> int:
     import time
 
     from adaptive.core.runtime import seed_everything
-    from adaptive.core.zoo import load_model
+    from adaptive.core.zoo import entry_path, load_model
     from defenses.detector_zoo import bundled_path, fit_detector, save_detector
 
     if not args.fpr < 1:
@@ -148,8 +148,8 @@ def run_detector(args: argparse.Namespace) -> int:
                                f"images {src.start}-{src.stop - 1}: {len(x_adv)} examples"}
     det = fit_detector(args.name, model, family, x[:args.n_train], train.labels[:args.n_train],
                        x[-args.n_benign:], args.fpr, x_adversarial=x_adv)
-    is_zoo = not Path(args.model).suffix
-    out = Path(args.out) if args.out else (bundled_path(args.name, args.model) if is_zoo
+    out = Path(args.out) if args.out else (bundled_path(args.name, args.model)
+                                           if entry_path(args.model) is not None
                                            else Path(f"runs/detector-{args.name}.json"))
     save_detector(det, out, {"command": args.command_line, "model": args.model,
                              "model_sha256": meta["sha256"], "data": f"{train.name}:train",

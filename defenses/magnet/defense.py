@@ -27,54 +27,46 @@ SPEC_TYPE = "magnet"
 
 
 class ReformedClassifier(nn.Module):
-    """``f(AE(x))``: MagNet's reformer in front of a classifier ([0, 1] in, logits out)."""
+    """``f(AE(x))``: MagNet's reformer in front of a classifier ([0, 1] in, logits out).
+    Subclasses change ``reform`` only."""
 
-    def __init__(self, classifier: nn.Module, ae: nn.Module):
+    def __init__(self, classifier: nn.Module, ae: nn.Module | None):
         super().__init__()
         self.classifier, self.ae = classifier, ae
         self.input_shape = getattr(classifier, "input_shape", None)
         self.num_classes = getattr(classifier, "num_classes", None)
 
+    def reform(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ae(x)
+
     def forward(self, x):
-        return self.classifier(self.ae(x))
+        return self.classifier(self.reform(x))
 
     def penultimate(self, x):
         """The classifier's features of the reformed input (the features hook)."""
-        return self.classifier.penultimate(self.ae(x))
+        return self.classifier.penultimate(self.reform(x))
 
     @property
     def head(self):
         return self.classifier.head
 
 
-class RandomizedReformedClassifier(nn.Module):
+class RandomizedReformedClassifier(ReformedClassifier):
     """Randomised MagNet's reformer (the grey-box variant: the attacker knows the pool, not the
     pick): ``f(AE_i(x))`` with ``i`` drawn anew for every input at every call from the
     autoencoders ``aes`` (torch's global generator, so a seeded run repeats its draws). Its
     output is random per call: attack it with EOT (``--eot``)."""
 
     def __init__(self, classifier: nn.Module, aes: list[nn.Module]):
-        super().__init__()
         if not aes:
             raise ToolkitError("randomised MagNet needs at least one autoencoder")
-        self.classifier, self.aes = classifier, nn.ModuleList(aes)
-        self.input_shape = getattr(classifier, "input_shape", None)
-        self.num_classes = getattr(classifier, "num_classes", None)
+        super().__init__(classifier, None)
+        self.aes = nn.ModuleList(aes)
 
     def reform(self, x: torch.Tensor) -> torch.Tensor:
         pick = torch.randint(len(self.aes), (len(x),), device=x.device)
         outs = torch.stack([ae(x) for ae in self.aes])  # (K, n, ...): the pool is small
         return outs[pick, torch.arange(len(x), device=x.device)]
-
-    def forward(self, x):
-        return self.classifier(self.reform(x))
-
-    def penultimate(self, x):
-        return self.classifier.penultimate(self.reform(x))
-
-    @property
-    def head(self):
-        return self.classifier.head
 
 
 def load_autoencoder(ref: str, base: Path, device="cpu") -> tuple[nn.Module, dict]:
