@@ -104,7 +104,7 @@ def load_detector(name: str, model: nn.Module, model_ref: str,
         made = sorted(p.parent.name for p in BUNDLED.glob(f"*/{name}.json"))
         raise ToolkitError(f"no bundled {name} detector for model {model_ref!r} (bundled for: "
                            f"{', '.join(made) or 'none'}); fit one with 'adaptive train "
-                           f"detector {name} --model {model_ref} --out FILE'")
+                           f"detector {name} --model {model_ref}' (it writes {path})")
     saved = read_saved(path)
     fitted_for = (saved.get("meta") or {}).get("model_sha256")
     if model_sha256 and fitted_for and fitted_for != model_sha256:
