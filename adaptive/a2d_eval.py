@@ -31,8 +31,10 @@ from adaptive.core.checkpoint import write_json
 from adaptive.core.data import ImageSet
 from adaptive.core.errors import ToolkitError
 from adaptive.core.evaluation import correct_subsets
+from adaptive.core.executor import ExecutorSettings, make_executor
 from adaptive.core.runtime import environment_info, seed_everything
 from adaptive.core.store import RunStore
+from adaptive.core.zoo import ModelRef
 from defenses.a2d.knn import KNNDetector
 from defenses.a2d.presets import build_engine, engine_settings
 from defenses.a2d.zscore import DEFAULT_H, ZScoreDetector, ZScoreEnsemble
@@ -82,33 +84,69 @@ def split_images(model: nn.Module, data: ImageSet, n_cal: int, n: int, seed: int
     return cal, ev
 
 
-def _costs(store: RunStore, key: str, engine, model, x: torch.Tensor, chunk: int,
-           bar: tqdm, cap: int | None = None) -> dict:
-    """An engine's costs for x, computed chunk by chunk; each chunk is stored as it finishes."""
-    done = store.get(key)
-    if done is not None:
-        return done
-    parts = []
-    for i, start in enumerate(range(0, len(x), chunk)):
-        ck = f"{key}.part{i}"
-        part = store.get(ck)
-        if part is None:
-            r = engine.run(model, x[start:start + chunk], max_iter=cap)
-            part = store.put(ck, {"costs": r.costs, "queries": r.queries, "flipped": r.flipped})
-        parts.append(part)
-        bar.set_postfix_str(f"{key} {min(start + chunk, len(x))}/{len(x)}")
-    result = {k: torch.cat([p[k] for p in parts]) for k in ("costs", "queries", "flipped")}
-    store.put(key, result)
-    for i in range(len(parts)):
-        store.remove(f"{key}.part{i}")
-    return result
+@dataclass
+class _EvalUnits:
+    """What the units of an evaluation share: the configuration, the model and the inputs:
+    per split the (images, labels) for the adversarial sets, per (split, set) the images for
+    the costs."""
+
+    cfg: A2DEvalConfig
+    model: ModelRef
+    inputs: dict
+
+
+def _adversarial_unit(shared: _EvalUnits, unit: tuple[str, str]) -> dict:
+    """One adversarial set ``(split, attack)``, from the run's seed."""
+    split, attack = unit
+    x, y = shared.inputs[split]
+    seed_everything(shared.cfg.seed)
+    t0 = time.perf_counter()
+    device = shared.model.device
+    s: AdversarialSet = make_adversarial(attack, shared.model.get(), x.to(device), y.to(device),
+                                         shared.cfg.attack_settings[attack])
+    return {"x": s.x.cpu(), "source": s.source.cpu(), "attempted": torch.tensor(s.attempted),
+            "seconds": torch.tensor(time.perf_counter() - t0)}
+
+
+def _cost_unit(shared: _EvalUnits, unit: tuple) -> dict:
+    """One chunk of an engine's costs: ``(key, engine, (split, set), part, start, cap)``."""
+    _, engine, which, _, start, cap = unit
+    x = shared.inputs[which][start:start + shared.cfg.chunk].to(shared.model.device)
+    r = build_engine(engine, **shared.cfg.engine_settings[engine]).run(
+        shared.model.get(), x, max_iter=cap)
+    return {"costs": r.costs, "queries": r.queries, "flipped": r.flipped}
+
+
+def _measure_costs(store: RunStore, runner, shared: _EvalUnits, jobs: list[tuple], bar: tqdm
+                   ) -> None:
+    """The costs of ``jobs`` ``(key, engine, (split, set), cap)``, chunk by chunk as units;
+    each chunk is stored as it finishes, each job's costs once its chunks are all in."""
+    jobs = [j for j in jobs if store.get(j[0]) is None]
+    sizes = {j[0]: len(shared.inputs[j[2]]) for j in jobs}
+    units = [(key, engine, which, i, start, cap) for key, engine, which, cap in jobs
+             for i, start in enumerate(range(0, sizes[key], shared.cfg.chunk))
+             if store.get(f"{key}.part{i}") is None]
+    for unit, part in runner.map(_cost_unit, shared, units):
+        store.put(f"{unit[0]}.part{unit[3]}", part)
+        bar.set_postfix_str(f"{unit[0]} {min(unit[4] + shared.cfg.chunk, sizes[unit[0]])}/"
+                            f"{sizes[unit[0]]}")
+    for key, *_ in jobs:
+        n_parts = len(range(0, sizes[key], shared.cfg.chunk))
+        parts = [store.get(f"{key}.part{i}") for i in range(n_parts)]
+        store.put(key, {k: torch.cat([p[k] for p in parts])
+                        for k in ("costs", "queries", "flipped")})
+        for i in range(n_parts):
+            store.remove(f"{key}.part{i}")
+        bar.update()
 
 
 def run_a2d_evaluation(cfg: A2DEvalConfig, model: nn.Module, data: ImageSet, out, device,
                        resume: bool = False, command: str = "", progress: bool = True,
-                       log=print) -> dict:
+                       executor: ExecutorSettings | None = None, log=print) -> dict:
     """Make the adversarial sets, measure every engine's costs, fit and score the detectors
-    (Tables 2, 3 and 7) into the locked folder ``out``; returns what ``a2d_eval.json`` holds."""
+    (Tables 2, 3 and 7) into the locked folder ``out``; returns what ``a2d_eval.json`` holds.
+    ``executor``: where the units (an adversarial set; a chunk of an engine's costs) run, in
+    this process by default or on Ray (each worker loads the model and checks its hash)."""
     cfg.complete()
     seed_everything(cfg.seed)
     t_start = time.perf_counter()
@@ -119,37 +157,42 @@ def run_a2d_evaluation(cfg: A2DEvalConfig, model: nn.Module, data: ImageSet, out
     with RunStore(out, asdict(cfg), resume, defaults={"knn_scale": A2DEvalConfig.knn_scale},
                   identity=identity, command=command, log=log) as store:
         store.write_config({"command": command, "environment": environment_info()})
-        return _evaluate(store, cfg, model, data, device, cal_idx, eval_idx, command,
-                         progress, log, t_start)
+        runner = make_executor(executor)
+        try:
+            return _evaluate(store, cfg, model, data, device, cal_idx, eval_idx, command,
+                             progress, log, t_start, runner, executor or ExecutorSettings())
+        finally:
+            runner.close()
 
 
 def _evaluate(store: RunStore, cfg: A2DEvalConfig, model: nn.Module, data: ImageSet, device,
               cal_idx: torch.Tensor, eval_idx: torch.Tensor, command: str, progress: bool,
-              log, t_start: float) -> dict:
+              log, t_start: float, runner, executor: ExecutorSettings) -> dict:
     out = store.out
     x_all, y_all = data.x(), data.labels
     splits = {"cal": cal_idx, "eval": eval_idx}
     log(f"A2D evaluation: {cfg.n_cal} calibration + {cfg.n} evaluation images of {data.name}, "
         f"engines {', '.join(cfg.engines)}, attacks {', '.join(cfg.attacks)}; results in {out}")
 
+    local = executor.kind == "local"
+    shared = _EvalUnits(cfg, ModelRef(cfg.model, cfg.model_sha256, str(device), model) if local
+                        else ModelRef(cfg.model, cfg.model_sha256, executor.unit_device),
+                        {split: (x_all[idx], y_all[idx]) for split, idx in splits.items()})
+    keys = {(split, attack): f"adv_{split}_{attack}" for split in splits for attack in cfg.attacks}
+    missing = [u for u, key in keys.items() if store.get(key) is None]
+    bar = tqdm(total=len(keys), initial=len(keys) - len(missing), desc="adversarial sets",
+               disable=not progress)
+    for unit, got in runner.map(_adversarial_unit, shared, missing):
+        store.put(keys[unit], got)
+        bar.set_postfix_str(keys[unit])
+        bar.update()
+    bar.close()
     sets: dict[tuple[str, str], torch.Tensor] = {}
     adv_info = {}
-    bar = tqdm(total=2 * len(cfg.attacks), desc="adversarial sets", disable=not progress)
     for split, idx in splits.items():
         sets[(split, "benign")] = x_all[idx]
         for attack in cfg.attacks:
-            key = f"adv_{split}_{attack}"
-            got = store.get(key)
-            if got is None:
-                bar.set_postfix_str(key)
-                seed_everything(cfg.seed)
-                t0 = time.perf_counter()
-                s: AdversarialSet = make_adversarial(attack, model, x_all[idx].to(device),
-                                                     y_all[idx].to(device),
-                                                     cfg.attack_settings[attack])
-                got = store.put(key, {"x": s.x.cpu(), "source": s.source.cpu(),
-                                      "attempted": torch.tensor(s.attempted),
-                                      "seconds": torch.tensor(time.perf_counter() - t0)})
+            got = store.get(keys[(split, attack)])
             sets[(split, attack)] = got["x"]
             if split == "eval":
                 l2 = (got["x"] - x_all[idx][got["source"]]).flatten(1).norm(dim=1)
@@ -160,18 +203,17 @@ def _evaluate(store: RunStore, cfg: A2DEvalConfig, model: nn.Module, data: Image
             if len(got["x"]) == 0:
                 raise ToolkitError(f"{attack} produced no successful adversarial example on "
                                    f"the {split} images; nothing to evaluate")
-            bar.update()
-    bar.close()
 
     engines = {e: build_engine(e, **cfg.engine_settings[e]) for e in cfg.engines}
-    costs: dict[tuple[str, str, str], dict] = {}
+    shared.inputs = sets
     bar = tqdm(total=len(engines) * len(sets), desc="attack costs", disable=not progress)
-    for name, engine in engines.items():
-        for (split, set_name), x in sets.items():
-            costs[(name, split, set_name)] = _costs(store, f"cost_{name}_{split}_{set_name}",
-                                                    engine, model, x.to(device), cfg.chunk, bar)
-            bar.update()
+    _measure_costs(store, runner, shared, [(f"cost_{name}_{split}_{set_name}", name,
+                                            (split, set_name), None)
+                                           for name in engines for split, set_name in sets],
+                   bar)
     bar.close()
+    costs = {(name, split, set_name): store.get(f"cost_{name}_{split}_{set_name}")
+             for name in engines for split, set_name in sets}
 
     def c(name, split, set_name):
         return costs[(name, split, set_name)]["costs"].numpy().astype(float)
@@ -181,7 +223,18 @@ def _evaluate(store: RunStore, cfg: A2DEvalConfig, model: nn.Module, data: Image
               "h": cfg.h, "k": cfg.k, "engines": {n: e.config() for n, e in engines.items()},
               "attacks": adv_info, "auroc": {}, "zscore": {}, "zscore_ensemble": {},
               "knn": {}, "costs": {}}
-    zdet = {}
+    zdet, threshold = {}, {}
+    for name in cfg.engines:
+        zdet[name] = ZScoreDetector(cfg.h).fit(c(name, "cal", "benign"))
+        threshold[name] = zdet[name].cost_threshold()
+    # Detection mode: each engine stopped at its detector's threshold (measured, not derived)
+    bar = tqdm(total=len(cfg.engines) * (1 + len(cfg.attacks)), desc="detection mode",
+               disable=not progress, leave=False)
+    _measure_costs(store, runner, shared,
+                   [(f"detq_{name}_eval_{set_name}", name, ("eval", set_name),
+                     max(1, min(threshold[name], engines[name].max_iter)))
+                    for name in cfg.engines for set_name in ["benign", *cfg.attacks]], bar)
+    bar.close()
     for name in cfg.engines:
         benign = c(name, "eval", "benign")
         result["auroc"][name] = {}
@@ -189,28 +242,19 @@ def _evaluate(store: RunStore, cfg: A2DEvalConfig, model: nn.Module, data: Image
             adv = c(name, "eval", attack)
             labels = np.r_[np.zeros(len(benign)), np.ones(len(adv))]
             result["auroc"][name][attack] = float(roc_auc_score(labels, -np.r_[benign, adv]))
-        det = ZScoreDetector(cfg.h).fit(c(name, "cal", "benign"))
-        zdet[name] = det
-        threshold = det.cost_threshold()
-        # Detection mode: the engine stopped at the threshold (measured, not derived).
-        bar = tqdm(total=1 + len(cfg.attacks), desc=f"{name} detection mode",
-                   disable=not progress, leave=False)
+        det = zdet[name]
         detq = {}
         for set_name in ["benign", *cfg.attacks]:
-            r = _costs(store, f"detq_{name}_eval_{set_name}", engines[name], model,
-                       sets[("eval", set_name)].to(device), cfg.chunk, bar,
-                       cap=max(1, min(threshold, engines[name].max_iter)))
+            r = store.get(f"detq_{name}_eval_{set_name}")
             if not np.array_equal(det.predict(r["costs"].numpy()),
                                   det.predict(c(name, "eval", set_name))):
                 raise RuntimeError(f"detection mode changed a decision of {name}")
             detq[set_name] = float(r["queries"].float().mean())
-            bar.update()
-        bar.close()
         result["zscore"][name] = {
             "benign_accuracy": float(1 - det.predict(benign).mean()),
             "detection_rate": {a: float(det.predict(c(name, "eval", a)).mean())
                                for a in cfg.attacks},
-            "cost_threshold": threshold, "boxcox_lambda": det.boxcox_lambda,
+            "cost_threshold": threshold[name], "boxcox_lambda": det.boxcox_lambda,
             "normality_p": det.normality_p, "calibration": det.to_dict()}
         result["costs"][name] = {
             s: {"mean_cost": float(costs[(name, "eval", s)]["costs"].float().mean()),

@@ -13,12 +13,15 @@ iteration count kept. Besides the four A2D engines (``bim_d``, ``bim2_d``, ``jsm
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from adaptive.attacks.cw import CarliniWagnerL2
 from adaptive.core.errors import ToolkitError
+from adaptive.core.runtime import seed_everything
+from adaptive.core.zoo import ModelRef
 from defenses.a2d.presets import ENGINE_NAMES, make_engine
 
 COST_ENGINES = ENGINE_NAMES + ("fgsm_d", "cw_d")
@@ -71,3 +74,25 @@ def per_image_costs(engine: str, model: nn.Module, x: torch.Tensor, dataset: str
         iterations = run(model, x1)
         out.append({"iterations": iterations, "seconds": time.perf_counter() - t0})
     return out
+
+
+@dataclass
+class CostUnits:
+    """What every unit (an engine, an input set) of a per-image cost run needs: the model, the
+    input sets by name, the data set and the run's seed."""
+
+    model: ModelRef
+    dataset: str
+    seed: int
+    sets: dict[str, torch.Tensor]
+
+
+def cost_unit(shared: CostUnits, unit: tuple[str, str]) -> dict[str, torch.Tensor]:
+    """Per-image ``iterations`` and ``seconds`` of the engine ``unit[0]`` on the set
+    ``unit[1]``, every image attacked alone, from the run's seed."""
+    engine, kind = unit
+    model = shared.model.get()
+    seed_everything(shared.seed)
+    rows = per_image_costs(engine, model, shared.sets[kind], shared.dataset)
+    return {"iterations": torch.tensor([r["iterations"] for r in rows]),
+            "seconds": torch.tensor([r["seconds"] for r in rows], dtype=torch.float64)}

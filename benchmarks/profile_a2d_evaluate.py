@@ -21,9 +21,8 @@ DEFAULT = ["--dataset", "mnist", "--n", "50", "--n-cal", "50"]
 def instrument(p: Phases) -> None:
     p.wrap(a2d_eval, "make_adversarial",
            lambda attack, *a, **k: f"adversarial set: {attack}")
-    p.wrap(a2d_eval, "_costs", lambda store, key, *a, **k:
-           f"cost engine {key.split('_')[1]}_{key.split('_')[2]}"
-           f"{' (detection mode)' if key.startswith('detq') else ''}")
+    p.wrap(a2d_eval, "_cost_unit", lambda shared, unit:
+           f"cost engine {unit[1]}{' (detection mode)' if unit[0].startswith('detq') else ''}")
     p.wrap(a2d_eval, "split_images", "split images (classify the test set)")
     p.wrap(RunStore, "put", "store (checkpoints)")
     p.wrap(a2d_eval, "run_a2d_evaluation", "evaluation (rest: detectors, AUROC, K-NN)")

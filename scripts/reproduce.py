@@ -88,6 +88,10 @@ def main(argv=None) -> int:
                                                "(e.g. mnist-clever)")
     p.add_argument("--device", default="auto")
     p.add_argument("--data-root", help="passed to every command")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="where the sweep, clever, costs and a2d evaluate steps run their units "
+                        "(ray: a local Ray instance, or --ray-address)")
+    p.add_argument("--ray-address", help="an existing Ray cluster, for --executor ray")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     args = p.parse_args(argv)
     runs = Path(args.runs) / f"n{args.n}"
@@ -104,6 +108,9 @@ def main(argv=None) -> int:
         # `evaluate robust` writes one file; the other commands a run folder
         target = folder / done if cmd[0] == "evaluate" else folder
         full = ["adaptive", *cmd, "--out", str(target), *common]
+        if args.executor == "ray" and cmd[0] in ("sweep", "clever", "costs", "a2d"):
+            full += ["--executor", "ray"] + (["--ray-address", args.ray_address]
+                                             if args.ray_address else [])
         # `clever` and `evaluate` are not resumable
         rc = run_step(name, full, folder, folder / done, runs,
                       resumable=cmd[0] not in ("clever", "evaluate"), dry_run=args.dry_run)

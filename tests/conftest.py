@@ -49,3 +49,21 @@ def private_cache(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def ray_local(tmp_path_factory):
+    """One local Ray instance with 2 CPUs for every Ray test. Its workers inherit two variables
+    set here: where a test may ask a worker to kill itself (``tests/plugin_crash.py``) and the
+    pid of this process, which never does."""
+    try:
+        import ray
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("CI installs Ray (.ci/run) so that the executor tests run")
+        pytest.skip("ray not installed (pip install \".[ray]\")")
+    os.environ["ADAPTIVE_TEST_KILL_DIR"] = str(tmp_path_factory.mktemp("kill"))
+    os.environ["ADAPTIVE_TEST_DRIVER_PID"] = str(os.getpid())
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield Path(os.environ["ADAPTIVE_TEST_KILL_DIR"])
+    ray.shutdown()

@@ -58,7 +58,7 @@ def test_evaluation_writes_every_result_and_resumes_to_the_same(mnist, tmp_path,
 
     # Kill the run during the costs, then resume: the same results as the uninterrupted run.
     calls = {"n": 0}
-    real = a2d_eval._costs
+    real = a2d_eval._cost_unit
 
     def dying(*args, **kw):
         calls["n"] += 1
@@ -66,10 +66,10 @@ def test_evaluation_writes_every_result_and_resumes_to_the_same(mnist, tmp_path,
             raise KeyboardInterrupt
         return real(*args, **kw)
 
-    monkeypatch.setattr(a2d_eval, "_costs", dying)
+    monkeypatch.setattr(a2d_eval, "_cost_unit", dying)
     with pytest.raises(KeyboardInterrupt):
         run_a2d_evaluation(_cfg(), model, data, tmp_path / "cut", "cpu", **quiet)
-    monkeypatch.setattr(a2d_eval, "_costs", real)
+    monkeypatch.setattr(a2d_eval, "_cost_unit", real)
     assert not (tmp_path / "cut" / "a2d_eval.json").exists()
     resumed = run_a2d_evaluation(_cfg(), model, data, tmp_path / "cut", "cpu", resume=True,
                                  **quiet)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from adaptive.a2d_eval import RESULT_FILE, A2DEvalConfig, run_a2d_evaluation
 from adaptive.adversarial_sets import ATTACKS
-from adaptive.cli.common import add_run_options, dataset_for_model, number, positive_int
+from adaptive.cli.common import (add_executor_options, add_run_options, dataset_for_model,
+                                 executor_settings, number, positive_int)
 from adaptive.core.data import load_dataset
 from adaptive.core.errors import ToolkitError
 from adaptive.core.runtime import resolve_device
@@ -58,11 +59,13 @@ def register(sub) -> None:
                         "(not in the paper; keeps one engine's large costs from deciding)")
     e.add_argument("--out", help="output folder (default: runs/a2d-eval-MODEL)")
     e.add_argument("--resume", action="store_true", help="continue the run in --out")
+    add_executor_options(e)
     add_run_options(e)
     e.set_defaults(run=run_evaluate)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    executor = executor_settings(args)
     engines = _names(args.engines, ENGINE_NAMES, "engine")
     attacks = _names(args.attacks, ATTACKS, "attack")
     device = resolve_device(args.device)
@@ -76,7 +79,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
                         seed=args.seed)
     out = Path(args.out or f"runs/a2d-eval-{Path(args.model).stem}")
     result = run_a2d_evaluation(cfg, model, data, out, device, resume=args.resume,
-                                command=args.command_line, progress=not args.no_progress)
+                                command=args.command_line, progress=not args.no_progress,
+                                executor=executor)
     print("AUROC (engine x attack):")
     for engine, row in result["auroc"].items():
         print(f"  {engine:7s} " + "  ".join(f"{a} {v:.4f}" for a, v in row.items()))

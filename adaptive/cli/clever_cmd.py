@@ -11,15 +11,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from adaptive.adversarial_sets import ATTACKS, examples_for_study
-from adaptive.attack_costs import COST_ENGINES, per_image_costs
-from adaptive.clever import PRESETS, TARGETS, clever_targets
-from adaptive.cli.common import (add_model_options, add_run_options, attack_list,
-                                 model_and_dataset, positive_int, positive_number)
+from adaptive.adversarial_sets import ATTACKS
+from adaptive.attack_costs import COST_ENGINES
+from adaptive.clever import PRESETS, TARGETS
+from adaptive.clever_study import CleverStudy, adversarial_unit, score_unit
+from adaptive.cli.common import (add_executor_options, add_model_options, add_run_options,
+                                 attack_list, executor_settings, model_and_dataset, model_ref,
+                                 positive_int, positive_number)
 from adaptive.core.checkpoint import write_json
 from adaptive.core.data import load_dataset
 from adaptive.core.evaluation import correct_subsets
-from adaptive.core.runtime import environment_info, resolve_device, seed_everything
+from adaptive.core.executor import make_executor
+from adaptive.core.runtime import environment_info, resolve_device
 
 
 def register(sub) -> None:
@@ -49,11 +52,13 @@ def register(sub) -> None:
                    help="also attack every image (benign and adversarial) one at a time with "
                         "this defense attack and record its iterations and seconds")
     p.add_argument("--out", default="runs/clever", help="output folder")
+    add_executor_options(p)
     add_run_options(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    settings_ex = executor_settings(args)  # checked before anything is loaded
     device = resolve_device(args.device)
     model, meta, dataset = model_and_dataset(args, device)
     data = load_dataset(dataset, "test", args.data_root)
@@ -69,22 +74,27 @@ def run(args: argparse.Namespace) -> int:
     targets = TARGETS if args.target == "all" else (args.target,)
     settings = dict(norm=norm, target=args.target, radius=radius, seed=args.seed, **sizes)
     t0 = time.perf_counter()
+    study = CleverStudy(model_ref(args.model, meta["sha256"], model, device, settings_ex), x, y,
+                        dataset, args.seed, {k: v for k, v in settings.items() if k != "target"},
+                        targets, args.cost,
+                        progress=not args.no_progress and settings_ex.kind == "local")
+    runner = make_executor(settings_ex)
     sets = {"benign": (x, torch.arange(len(x)))}  # kind -> (images, their position in x)
     attempted = {}
-    for attack in args.compare:
-        seed_everything(args.seed)
-        adv, keep = examples_for_study(attack, model, x, y, dataset)
-        sets[attack] = (adv, keep)
-        attempted[attack] = len(x)
-        print(f"{attack}: {len(adv)}/{len(x)} adversarial examples")
+    try:
+        made = dict(runner.map(adversarial_unit, study, args.compare))
+        for attack in args.compare:
+            sets[attack] = made[attack]
+            attempted[attack] = len(x)
+            print(f"{attack}: {len(made[attack][0])}/{len(x)} adversarial examples")
+        study.sets = {kind: xs for kind, (xs, _) in sets.items()}
+        scored = dict(runner.map(score_unit, study, list(sets)))
+    finally:
+        runner.close()
     images = []
     summary: dict = {"targets": list(targets), "attempted": attempted}
     for kind, (xs, pos) in sets.items():
-        scores = clever_targets(model, xs.to(device), targets=targets,
-                                progress=not args.no_progress,
-                                **{k: v for k, v in settings.items() if k != "target"})
-        costs = (per_image_costs(args.cost, model, xs, dataset) if args.cost
-                 else [None] * len(xs))
+        scores, costs = scored[kind]
         l2 = (xs - x[pos]).flatten(1).norm(dim=1)
         for i, s in enumerate(idx[pos]):
             entry = {"index": int(s), "kind": kind, "l2": float(l2[i]),

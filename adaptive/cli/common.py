@@ -141,3 +141,40 @@ def attack_list(text: str) -> list[str]:
             f"unknown attack(s) {', '.join(bad) or text!r}; choose from {', '.join(ATTACKS)} "
             "or none")
     return list(dict.fromkeys(names))
+
+
+def add_executor_options(p: argparse.ArgumentParser) -> None:
+    """--executor local|ray and the Ray settings (see README, "More than one machine")."""
+    g = p.add_argument_group("where the work units run")
+    g.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: in this process (default); ray: as Ray tasks, on a local Ray "
+                        "instance or the cluster at --ray-address (pip install "
+                        "\"adaptive-a2d[ray]\"); results are the same")
+    g.add_argument("--ray-address", metavar="HOST:PORT|auto",
+                   help="an existing Ray cluster (default: start a local instance)")
+    g.add_argument("--cpus-per-task", type=positive_number, default=1.0,
+                   help="CPUs Ray reserves per unit (default: 1; the unit's torch threads)")
+    g.add_argument("--gpus-per-task", type=nonnegative_number, default=0.0,
+                   help="GPUs Ray reserves per unit, fractions allowed (e.g. 0.25: four units "
+                        "share a GPU); > 0 runs the units on CUDA (default: 0, the CPU)")
+    g.add_argument("--ray-cpus", type=positive_int, metavar="N",
+                   help="CPUs of the local Ray instance (default: all of this machine's)")
+
+
+def executor_settings(args: argparse.Namespace):
+    """The ExecutorSettings of --executor and its options (checked)."""
+    from adaptive.core.executor import ExecutorSettings
+
+    return ExecutorSettings(kind=args.executor, address=args.ray_address,
+                            cpus_per_task=args.cpus_per_task, gpus_per_task=args.gpus_per_task,
+                            local_cpus=args.ray_cpus)
+
+
+def model_ref(name: str, sha256: str, model, device, settings):
+    """The model as units receive it: this process's ``model`` for the local executor, else
+    the name and hash from which each Ray worker loads it on its unit device."""
+    from adaptive.core.zoo import ModelRef
+
+    if settings.kind == "local":
+        return ModelRef(name, sha256, str(device), model)
+    return ModelRef(name, sha256, settings.unit_device)

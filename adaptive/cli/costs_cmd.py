@@ -12,11 +12,13 @@ import torch
 from tqdm.auto import tqdm
 
 from adaptive.adversarial_sets import examples_for_study
-from adaptive.attack_costs import COST_ENGINES, per_image_costs
-from adaptive.cli.common import add_model_options, add_run_options, attack_list, model_and_dataset
+from adaptive.attack_costs import COST_ENGINES, CostUnits, cost_unit
+from adaptive.cli.common import (add_executor_options, add_model_options, add_run_options,
+                                 attack_list, executor_settings, model_and_dataset, model_ref)
 from adaptive.core.checkpoint import write_json
 from adaptive.core.data import load_dataset
 from adaptive.core.errors import ToolkitError
+from adaptive.core.executor import make_executor
 from adaptive.core.evaluation import correct_subsets
 from adaptive.core.runtime import environment_info, resolve_device, seed_everything
 from adaptive.core.store import RunStore
@@ -50,11 +52,13 @@ def register(sub) -> None:
                         "(default fgsm,bim,jsma,cw)")
     p.add_argument("--out", default="runs/costs", help="output folder")
     p.add_argument("--resume", action="store_true", help="continue a run in --out")
+    add_executor_options(p)
     add_run_options(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    executor_settings(args)  # checked before anything is loaded
     device = resolve_device(args.device)
     model, meta, dataset = model_and_dataset(args, device)
     config = {"model": args.model, "model_sha256": meta["sha256"], "dataset": dataset,
@@ -83,25 +87,28 @@ def _measure(store: RunStore, args: argparse.Namespace, model, dataset: str, con
         if len(got["x"]) == 0:
             raise ToolkitError(f"{attack} made no adversarial example of the {args.n} images")
         sets[attack] = (got["x"], got["index"])
-    images = []
-    bar = tqdm(total=len(args.engines) * len(sets), desc="attack costs",
+    keys = {(e, k): f"cost_{e}_{k}" for e in args.engines for k in sets}
+    units = [u for u, key in keys.items() if store.get(key) is None]
+    settings = executor_settings(args)
+    shared = CostUnits(model_ref(args.model, config["model_sha256"], model, device, settings),
+                       dataset, args.seed, {k: xs for k, (xs, _) in sets.items()})
+    bar = tqdm(total=len(keys), initial=len(keys) - len(units), desc="attack costs",
                disable=args.no_progress)
-    for engine in args.engines:
-        for kind, (xs, src) in sets.items():
-            key = f"cost_{engine}_{kind}"
-            got = store.get(key)
-            if got is None:
-                bar.set_postfix_str(key)
-                seed_everything(args.seed)
-                rows = per_image_costs(engine, model, xs, dataset)
-                got = store.put(key, {
-                    "iterations": torch.tensor([r["iterations"] for r in rows]),
-                    "seconds": torch.tensor([r["seconds"] for r in rows], dtype=torch.float64)})
-            images += [{"engine": engine, "kind": kind, "index": int(i), "iterations": int(it),
-                        "seconds": float(s)}
-                       for i, it, s in zip(src, got["iterations"], got["seconds"])]
+    runner = make_executor(settings)
+    try:
+        for unit, got in runner.map(cost_unit, shared, units):
+            store.put(keys[unit], got)
+            bar.set_postfix_str(keys[unit])
             bar.update()
-    bar.close()
+    finally:
+        bar.close()
+        runner.close()
+    images = []
+    for (engine, kind), key in keys.items():
+        got, src = store.get(key), sets[kind][1]
+        images += [{"engine": engine, "kind": kind, "index": int(i), "iterations": int(it),
+                    "seconds": float(s)}
+                   for i, it, s in zip(src, got["iterations"], got["seconds"])]
     summary = {}
     for engine in args.engines:
         for kind in sets:

@@ -7,14 +7,14 @@ import time
 from pathlib import Path
 
 from adaptive.attacks.bounded_pgd import SCHEDULES
-from adaptive.cli.common import (add_run_options, bound_number, dataset_for_model,
+from adaptive.cli.common import (add_executor_options, add_run_options, executor_settings, bound_number, dataset_for_model,
                                  nonnegative_int, positive_int, positive_number)
 from adaptive.compositions import parse_defenses, uses_magnet as magnet_needed
-from adaptive.defense import make_plugin_defenses
+from adaptive.sweep.inputs import load_defense_inputs
 from adaptive.sweep import (ATTACKS, DATASET_DEFAULTS, CleverSettings, CWSettings,
                             HardLabelSettings, PGDSettings, SweepConfig, attacked_indices,
                             parse_kappas, run_sweep, validate_config)
-from adaptive.core.data import load_dataset
+from adaptive.core.data import data_root
 from adaptive.core.errors import ToolkitError
 from adaptive.core.runtime import resolve_device
 from adaptive.core.zoo import load_model
@@ -156,6 +156,7 @@ def register(sub) -> None:
                         f"a cosine from twice the step to 0 (default {PGD.schedule})")
     p.add_argument("--out", help="output folder (default: a new runs/sweep-TIME)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    add_executor_options(p)
     add_run_options(p)
     p.set_defaults(run=run)
 
@@ -168,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and not (Path(args.out) / "config.json").is_file():
         raise ToolkitError(f"--resume given but {args.out} holds no run to continue; leave "
                            "out --resume to start one")
+    executor = executor_settings(args)
     kappas = parse_kappas(args.kappa)
     device = resolve_device(args.device)
     model, meta = load_model(args.model, device)
@@ -202,21 +204,14 @@ def run(args: argparse.Namespace) -> int:
                                             evals=args.hsj_evals,
                                             max_evals=max(HSJ.max_evals, args.hsj_evals)))
     validate_config(cfg, magnet=uses_magnet or None)  # every setting, before any loading
-    data = load_dataset(name, "test", args.data_root)
-    magnet = None
-    if uses_magnet:
-        from defenses.magnet.defense import MagNet
-
-        magnet = MagNet.load(magnet_ref, model, device, classifier_sha256=meta["sha256"])
-    extra = {}
-    if args.defense_module:
-        extra = make_plugin_defenses(args.defense_module, model=model, dataset=name,
-                                     device=device)
+    data, magnet, extra = load_defense_inputs(cfg, model, device, args.data_root)
+    if extra:
         cfg.defenses = names + [d for d in extra if d not in names]
     out = Path(args.out or f"runs/sweep-{time.strftime('%Y%m%d-%H%M%S')}")
     result = run_sweep(cfg, model, data, out, device, magnet=magnet, extra_defenses=extra,
                        resume=args.resume, command=args.command_line,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, executor=executor,
+                       data_root=data_root(args.data_root))
     print(f"{'kappa':>6} {'defense':>12} {'ASR':>6} {'mean L2':>8}")
     for r in result["rows"]:
         asr = "-" if r["attack_success_rate"] is None else f"{r['attack_success_rate']:.2f}"

@@ -12,9 +12,11 @@ a zoo name does.
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from adaptive.core.checkpoint import (FORMAT, load_checkpoint, load_state_dict, metadata_path,
                              read_metadata, write_json)
@@ -76,6 +78,38 @@ def load_model(name_or_path: str, device: torch.device | str = "cpu"
     model, meta = load_checkpoint(resolve_model_path(name_or_path), device)
     meta.setdefault("name", name_or_path)
     return model, meta
+
+
+def load_model_checked(name_or_path: str, sha256: str, device: torch.device | str = "cpu"
+                       ) -> ImageClassifier:
+    """``load_model``, refused unless the weights hash to ``sha256``: a worker on another
+    machine must compute with the model the run was started with."""
+    model, meta = load_model(name_or_path, device)
+    if sha256 and meta["sha256"] != sha256:
+        raise ToolkitError(f"the model {name_or_path!r} here (sha256 {meta['sha256'][:12]}) is "
+                           f"not the one the run uses ({sha256[:12]}); install the same weights "
+                           "on every machine")
+    return model
+
+
+@dataclass
+class ModelRef:
+    """A model as work units receive it: the model itself (``model``, in this process), or the
+    zoo name / checkpoint and hash from which a Ray worker loads it once (checked) on
+    ``device``."""
+
+    name: str
+    sha256: str
+    device: str = "cpu"
+    model: nn.Module | None = None
+
+    def get(self) -> nn.Module:
+        if self.model is not None:
+            return self.model
+        from adaptive.core.executor import worker_cached
+
+        return worker_cached(("model", self.name, self.sha256, self.device),
+                             lambda: load_model_checked(self.name, self.sha256, self.device))
 
 
 def add_to_zoo(checkpoint: str | Path, name: str, measured: dict | None = None,

@@ -26,9 +26,13 @@ from adaptive.clever import clever
 from adaptive.compositions import (build_a2d, build_defenses, is_composition,
                                    load_zoo_detectors, zoo_parts)
 from adaptive.core.data import ImageSet
+from adaptive.core.errors import ToolkitError
 from adaptive.core.evaluation import predict_logits
+from adaptive.core.executor import (ExecutorSettings, LocalExecutor, make_executor,
+                                    worker_cached)
 from adaptive.core.runtime import environment_info, seed_everything
 from adaptive.core.store import Records, RunStore
+from adaptive.core.zoo import ModelRef
 from adaptive.core.validation import check_labels_fit_model
 from adaptive.defense import Defense, detector_flags, judge, module_sha256
 from adaptive.sweep.checks import bounded_attack_check, sanity_checks
@@ -70,10 +74,12 @@ def run_identity(cfg: SweepConfig, data: ImageSet, magnet=None,
 def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *,
               magnet=None, extra_defenses: dict[str, Defense] | None = None,
               resume: bool = False, command: str = "", progress: bool = True,
-              log=print) -> dict:
+              executor: ExecutorSettings | None = None, data_root=None, log=print) -> dict:
     """Run (or with ``resume``, continue) the sweep ``cfg`` of ``model`` on ``data`` into the
     folder ``out``. ``magnet``: the MagNet defense when the run has one; ``extra_defenses``:
-    plug-in defenses by name. Returns the summary: ``config``, ``rows`` (one per kappa x
+    plug-in defenses by name; ``executor``: where the units (kappa x batch) run (local by
+    default; on Ray every worker loads the model, ``data`` from ``data_root`` and the defenses
+    itself and must find the same files). Returns the summary: ``config``, ``rows`` (one per kappa x
     defense), ``asr_by_l2_bound``, ``sanity_checks``."""
     validate_config(cfg, magnet=magnet)
     check_labels_fit_model(data.labels, model, data.name)
@@ -86,15 +92,23 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
         store.write_config({"command": command, "environment": environment_info(),
                             "model_sha256": {k[len("model:"):]: v for k, v in identity.items()
                                              if k.startswith("model:")}})
-        judges = _build_judges(store, cfg, model, data, device, cal, magnet, extra_defenses,
-                               log)
-        records = store.records(RECORDS, record_key)
-        log(f"sweep: {cfg.n} images of {data.name}, kappa {cfg.kappas}, defenses "
-            f"{', '.join(judges.defenses)}, {norm_label(cfg)} bound {bound_of(cfg):g}; results in "
-            f"{store.out}")
-        _attack_all(store, records, cfg, model, data, device, attacked, targets, judges,
-                    magnet, extra_defenses, progress, log)
-        return _finish(store, records, cfg, model, data, device, judges, log, t_start)
+        executor = executor or ExecutorSettings()
+        runner = make_executor(executor)
+        try:
+            judges = _build_judges(store, cfg, model, data, device, cal, magnet,
+                                   extra_defenses, log, runner, executor)
+            records = store.records(RECORDS, record_key)
+            log(f"sweep: {cfg.n} images of {data.name}, kappa {cfg.kappas}, defenses "
+                f"{', '.join(judges.defenses)}, {norm_label(cfg)} bound {bound_of(cfg):g}; "
+                f"results in {store.out}")
+            ctx = _unit_context(store, cfg, model, data, device, attacked, targets, judges,
+                                magnet, extra_defenses, log)
+            _attack_all(store, records, ctx, identity, runner, executor, data_root, progress,
+                        log)
+        finally:
+            runner.close()
+        return _finish(store, records, cfg, model, data, device, judges, log, t_start,
+                       serial_position(cfg, attacked, targets))
 
 
 @dataclass
@@ -151,8 +165,17 @@ class _Judges:
         return costs, flags, verdicts, scores
 
 
+def _calibration_unit(shared: tuple, unit: tuple[str, int, int]) -> torch.Tensor:
+    """A2D's cost ``unit[0]`` of the calibration images ``unit[1]:unit[2]`` (the engines count
+    per image: chunks change nothing)."""
+    model, dataset, x = shared
+    engine, start, stop = unit
+    return make_engine(engine, dataset).run(model.get(), x[start:stop].to(model.device)).costs
+
+
 def _build_judges(store: RunStore, cfg: SweepConfig, model: nn.Module, data: ImageSet, device,
-                  cal: torch.Tensor, magnet, extra_defenses, log) -> _Judges:
+                  cal: torch.Tensor, magnet, extra_defenses, log, runner=None,
+                  executor: ExecutorSettings | None = None) -> _Judges:
     # The A2D detector: BIM_d costs of the benign calibration images, cached for resumes.
     a2d = None
     if (any("a2d" in d.split("+") for d in cfg.defenses)
@@ -160,10 +183,17 @@ def _build_judges(store: RunStore, cfg: SweepConfig, model: nn.Module, data: Ima
         cal_costs = store.get("a2d_calibration")
         if cal_costs is None:
             log(f"calibrating A2D ({', '.join(cfg.a2d_engines)}) on {len(cal)} benign images")
-            x_cal = data.x()[cal].to(device)
+            # in chunks of a batch: units of their own on Ray
+            executor = executor or ExecutorSettings()
+            ref = (ModelRef(cfg.model, cfg.model_sha256, str(device), model)
+                   if executor.kind == "local"
+                   else ModelRef(cfg.model, cfg.model_sha256, executor.unit_device))
+            units = [(e, s, min(s + cfg.batch, len(cal))) for e in cfg.a2d_engines
+                     for s in range(0, len(cal), cfg.batch)]
+            got = dict((runner or LocalExecutor()).map(
+                _calibration_unit, (ref, cfg.dataset, data.x()[cal]), units))
             cal_costs = store.put("a2d_calibration", {
-                e: make_engine(e, cfg.dataset).run(model, x_cal).costs
-                for e in cfg.a2d_engines})
+                e: torch.cat([got[u] for u in units if u[0] == e]) for e in cfg.a2d_engines})
         a2d = build_a2d(model, cfg.dataset, cfg.a2d_engines, cfg.h, cal_costs)
     zoo = load_zoo_detectors(cfg.defenses, model, cfg.model, cfg.model_sha256)
     defenses = build_defenses([d for d in cfg.defenses if is_composition(d)], model, a2d,
@@ -192,13 +222,49 @@ def _append(records: Records, rows: list[dict]) -> None:
     records.append(rows)
 
 
-def _attack_all(store: RunStore, records: Records, cfg: SweepConfig, model: nn.Module,
-                data: ImageSet, device, attacked: torch.Tensor, targets_all, judges: _Judges,
-                magnet, extra_defenses, progress: bool, log) -> None:
-    x_all, y_all = data.x(), data.labels
-    done = {record_key(r) for r in records.read().records}
-    batches = [list(range(i, min(i + cfg.batch, len(attacked))))
-               for i in range(0, len(attacked), cfg.batch)]
+@dataclass
+class _UnitContext:
+    """Everything one unit (a kappa and a batch of images) needs to attack and judge."""
+
+    cfg: SweepConfig
+    model: nn.Module
+    device: torch.device
+    x_all: torch.Tensor
+    y_all: torch.Tensor
+    attacked: torch.Tensor
+    targets_all: torch.Tensor | None
+    judges: _Judges
+    objective: Objective
+    attack_model: object
+    penalty: object
+
+
+@dataclass
+class _UnitRecipe:
+    """What a Ray worker builds its :class:`_UnitContext` from: the configuration, where the
+    data lie, the run's identity (checked against the worker's own files) and the calibration
+    the driver computed once (A2D's costs, the benign scores)."""
+
+    cfg: SweepConfig
+    data_root: str | None
+    device: str
+    identity: dict
+    stored: dict
+    attacked: torch.Tensor
+    targets_all: torch.Tensor | None
+
+
+class _Stored(dict):
+    """The driver's stored calibration, read as a worker's store (never written)."""
+
+    def put(self, key, value):
+        self[key] = value
+        return value
+
+
+def _unit_context(store, cfg: SweepConfig, model: nn.Module, data: ImageSet, device,
+                  attacked, targets_all, judges: _Judges, magnet, extra_defenses,
+                  log) -> _UnitContext:
     plugin_detectors = {k: v for d in (extra_defenses or {}).values()
                         for k, v in d.detectors.items()}
     # the bundled detectors (fs, maha) are aimed at as plug-ins are
@@ -209,59 +275,114 @@ def _attack_all(store: RunStore, records: Records, cfg: SweepConfig, model: nn.M
         target = cfg.defenses[-1]
         log(f"{cfg.attack}: a hard-label attack on the verdict of {target!r}")
         attack_model, penalty = DecisionOracle(judges.defenses[target]), None
-    kbar = tqdm(cfg.kappas, desc="kappa", disable=not progress)
-    for kappa in kbar:
-        kbar.set_postfix(kappa=kappa)
-        paper_attack = CarliniWagnerL2(kappa=kappa, **asdict(cfg.cw))
-        attack = (BOUNDED_ATTACKS[cfg.attack.split("-")[0]](
+    return _UnitContext(cfg, model, device, data.x(), data.labels, attacked, targets_all,
+                        judges, objective, attack_model, penalty)
+
+
+def _context_from(recipe: _UnitRecipe) -> _UnitContext:
+    """The unit context a Ray worker builds from ``recipe`` (once per run and process: Ray
+    reuses its workers), from its own copy of the model, data and defenses."""
+    key = repr((asdict(recipe.cfg), sorted(recipe.identity.items())))
+    return worker_cached(key, lambda: _build_context(recipe))
+
+
+def _build_context(recipe: _UnitRecipe) -> _UnitContext:
+    from adaptive.core.zoo import load_model_checked
+    from adaptive.sweep.inputs import load_defense_inputs
+
+    cfg, device = recipe.cfg, torch.device(recipe.device)
+    seed_everything(cfg.seed)
+    model = load_model_checked(cfg.model, cfg.model_sha256, device)
+    data, magnet, extra = load_defense_inputs(cfg, model, device, recipe.data_root)
+    identity = run_identity(cfg, data, magnet, extra)
+    if identity != recipe.identity:
+        differ = sorted(k for k in set(identity) | set(recipe.identity)
+                        if identity.get(k) != recipe.identity.get(k))
+        raise ToolkitError(f"this worker's files differ from the driver's: {', '.join(differ)}"
+                           "; install the same data, models and defenses on every machine")
+    store, quiet = _Stored(recipe.stored), (lambda *_: None)
+    judges = _build_judges(store, cfg, model, data, device, None, magnet, extra, quiet)
+    return _unit_context(store, cfg, model, data, device, recipe.attacked, recipe.targets_all,
+                         judges, magnet, extra, quiet)
+
+
+def _run_unit(source: _UnitContext | _UnitRecipe, unit: tuple) -> tuple[list[dict], dict]:
+    """Attack and judge one unit ``(kappa, batch number, positions in attacked)``: its records
+    and the adversarial examples to store. The same result wherever it runs: every unit starts
+    from the run's seed."""
+    ctx = source if isinstance(source, _UnitContext) else _context_from(source)
+    kappa, _, rows = unit
+    cfg, model, device, judges = ctx.cfg, ctx.model, ctx.device, ctx.judges
+    idx = ctx.attacked[rows]
+    x, y = ctx.x_all[idx], ctx.y_all[idx]
+    targets = ctx.targets_all[rows] if cfg.targeted else None
+    labels = targets if cfg.targeted else y
+    seed_everything(cfg.seed)
+    adv = {"x": None, "index": idx, **({"target": targets} if targets is not None else {})}
+    if cfg.attack == AUTO:  # the per-image worst case over the ensemble
+        members = build_members(cfg, kappa, model, lambda _: ctx.objective, judges)
+        adv["x"], rows_ = auto_batch(cfg, kappa, members, model, judges, device, idx, x, y,
+                                     targets)
+        _clever_of(cfg, model, device, adv["x"], rows_)
+        return rows_, adv
+    paper_attack = CarliniWagnerL2(kappa=kappa, **asdict(cfg.cw))
+    attack = paper_attack
+    if cfg.attack in HARD_LABEL_ATTACKS:
+        attack = HopSkipJump(eps=cfg.max_l2, seed=cfg.seed, **asdict(cfg.hsj))
+    elif is_bounded(cfg.attack):
+        attack = BOUNDED_ATTACKS[cfg.attack.split("-")[0]](
             bound_of(cfg), kappa, seed=cfg.seed, norm=cfg.norm, **asdict(cfg.pgd))
-            if is_bounded(cfg.attack) and cfg.attack != AUTO else paper_attack)
-        if cfg.attack in HARD_LABEL_ATTACKS:
-            attack = HopSkipJump(eps=cfg.max_l2, seed=cfg.seed, **asdict(cfg.hsj))
-        members = (build_members(cfg, kappa, model, lambda _: objective, judges)
-                   if cfg.attack == AUTO else None)
-        for b, rows in enumerate(tqdm(batches, desc=f"kappa {kappa:g} batches", leave=False,
-                                      disable=not progress)):
-            if all((float(kappa), int(attacked[i]),
-                    int(targets_all[i]) if cfg.targeted else None) in done for i in rows):
-                continue
-            idx = attacked[rows]
-            x, y = x_all[idx], y_all[idx]
-            targets = targets_all[rows] if cfg.targeted else None
-            labels = targets if cfg.targeted else y
-            seed_everything(cfg.seed)
-            if members is not None:  # the per-image worst case over the ensemble
-                x_adv, rows_ = auto_batch(cfg, kappa, members, model, judges, device, idx, x,
-                                          y, targets)
-                _store_adversarial(store, kappa, b, x_adv, idx, targets)
-                _clever_of(cfg, model, device, x_adv, rows_)
-                _append(records, rows_)
-                continue
-            extra = {}
-            if cfg.image_seeds:  # (HopSkipJump then starts from the whole batch's images)
-                extra = {"seeds": image_seeds(cfg.seed, idx),
-                         **({"starts": x} if cfg.attack in HARD_LABEL_ATTACKS else {})}
-            r = attack.run(attack_model, x.to(device), labels, targeted=cfg.targeted,
-                           penalty=penalty, **extra)
-            _store_adversarial(store, kappa, b, r.adversarial, idx, targets)
-            x_adv = r.adversarial
-            costs, flags, verdicts, det_scores = judges.measure(x_adv, x, y, r.success, targets)
-            transfer = None
-            if cfg.attack != "cw" and cfg.transfer_check:  # (auto runs C&W-kappa itself)
-                # The paper's attack (C&W-kappa on the bare classifier) transferred to every
-                # defense: a white-box attack weaker than this is a broken attack.
-                seed_everything(cfg.seed)
-                t = paper_attack.run(model, x.to(device), labels, targeted=cfg.targeted)
-                transfer = judges.measure(t.adversarial, x, y, t.success, targets)[2]
-            rows_ = batch_records(
-                kappa, idx.tolist(), y, targets, r, metrics.l2(x_adv, x),
-                metrics.linf(x_adv, x), metrics.ssim(x_adv, x),
-                predict_logits(model, x_adv, device=device).argmax(1), costs.costs,
-                [None] * len(rows), flags, verdicts, transfer, det_scores,
-                attack_indicators(cfg, r, attack_model, labels, verdicts))
-            _clever_of(cfg, model, device, x_adv, rows_)
+    extra = {}
+    if cfg.image_seeds:  # (HopSkipJump then starts from the whole batch's images)
+        extra = {"seeds": image_seeds(cfg.seed, idx),
+                 **({"starts": x} if cfg.attack in HARD_LABEL_ATTACKS else {})}
+    r = attack.run(ctx.attack_model, x.to(device), labels, targeted=cfg.targeted,
+                   penalty=ctx.penalty, **extra)
+    x_adv = adv["x"] = r.adversarial
+    costs, flags, verdicts, det_scores = judges.measure(x_adv, x, y, r.success, targets)
+    transfer = None
+    if cfg.attack != "cw" and cfg.transfer_check:  # (auto runs C&W-kappa itself)
+        # The paper's attack (C&W-kappa on the bare classifier) transferred to every
+        # defense: a white-box attack weaker than this is a broken attack.
+        seed_everything(cfg.seed)
+        t = paper_attack.run(model, x.to(device), labels, targeted=cfg.targeted)
+        transfer = judges.measure(t.adversarial, x, y, t.success, targets)[2]
+    rows_ = batch_records(
+        kappa, idx.tolist(), y, targets, r, metrics.l2(x_adv, x),
+        metrics.linf(x_adv, x), metrics.ssim(x_adv, x),
+        predict_logits(model, x_adv, device=device).argmax(1), costs.costs,
+        [None] * len(rows), flags, verdicts, transfer, det_scores,
+        attack_indicators(cfg, r, ctx.attack_model, labels, verdicts))
+    _clever_of(cfg, model, device, x_adv, rows_)
+    return rows_, adv
+
+
+def _attack_all(store: RunStore, records: Records, ctx: _UnitContext, identity: dict, runner,
+                executor: ExecutorSettings, data_root, progress: bool, log) -> None:
+    cfg, attacked, targets_all = ctx.cfg, ctx.attacked, ctx.targets_all
+    done = {record_key(r) for r in records.read().records}
+    batches = [list(range(i, min(i + cfg.batch, len(attacked))))
+               for i in range(0, len(attacked), cfg.batch)]
+    units = [(float(kappa), b, rows) for kappa in cfg.kappas
+             for b, rows in enumerate(batches)
+             if not all((float(kappa), int(attacked[i]),
+                         int(targets_all[i]) if cfg.targeted else None) in done for i in rows)]
+    source = ctx
+    if executor.kind != "local":
+        source = _UnitRecipe(cfg, None if data_root is None else str(data_root),
+                             executor.unit_device, identity,
+                             {k: store.get(k) for k in ("a2d_calibration", "benign_scores")
+                              if store.get(k) is not None}, attacked, targets_all)
+        log(f"{len(units)} units (kappa x batch) on Ray")
+    bar = tqdm(total=len(units), desc="units (kappa x batch)", disable=not progress)
+    try:
+        for (kappa, b, _), (rows_, adv) in runner.map(_run_unit, source, units):
+            store.put(f"adv_k{kappa:g}_b{b}", adv)
             _append(records, rows_)
-    kbar.close()
+            bar.set_postfix(kappa=kappa)
+            bar.update()
+    finally:
+        bar.close()
     if cfg.checks == "full" and store.get("checklist") is None:
         from adaptive.sweep.checklist import run_checklist
 
@@ -271,13 +392,8 @@ def _attack_all(store: RunStore, records: Records, cfg: SweepConfig, model: nn.M
                    if is_bounded(cfg.attack) and cfg.attack != AUTO else None)
         seed_everything(cfg.seed)
         store.put("checklist", {"items": run_checklist(
-            cfg, records.read().records, judges, attack_model, penalty, bounded, x_all, y_all,
-            device, log)})
-
-
-def _store_adversarial(store: RunStore, kappa: float, b: int, x_adv, idx, targets) -> None:
-    store.put(f"adv_k{kappa:g}_b{b}", {"x": x_adv, "index": idx,
-                                       **({"target": targets} if targets is not None else {})})
+            cfg, records.read().records, ctx.judges, ctx.attack_model, ctx.penalty, bounded,
+            ctx.x_all, ctx.y_all, ctx.device, log)})
 
 
 def _clever_of(cfg: SweepConfig, model: nn.Module, device, x_adv: torch.Tensor,
@@ -292,11 +408,26 @@ def _clever_of(cfg: SweepConfig, model: nn.Module, device, x_adv: torch.Tensor,
         rows[j]["clever"] = sc.score
 
 
+def serial_position(cfg: SweepConfig, attacked: torch.Tensor, targets):
+    """Sort key of a record: where a serial run makes it (kappa by kappa, image by image), so
+    that records finished in any order (on Ray) summarise exactly as a serial run's do."""
+    kappa_at = {float(k): i for i, k in enumerate(cfg.kappas)}
+    image_at = {(int(i), int(targets[j]) if cfg.targeted else None): j
+                for j, i in reversed(list(enumerate(attacked.tolist())))}
+
+    def position(r: dict) -> tuple:
+        _, index, target = record_key(r)
+        return (kappa_at.get(float(r["kappa"]), len(kappa_at)),
+                image_at.get((index, target), len(image_at)), index)
+    return position
+
+
 def _finish(store: RunStore, records: Records, cfg: SweepConfig, model: nn.Module,
-            data: ImageSet, device, judges: _Judges, log, t_start: float) -> dict:
-    """Summary, ASR by bound, sanity checks and figures, from the records alone."""
+            data: ImageSet, device, judges: _Judges, log, t_start: float, position) -> dict:
+    """Summary, ASR by bound, sanity checks and figures, from the records alone (in the order
+    a serial run makes them)."""
     found = records.read()
-    recs = [upgrade_record(r) for r in found.records]
+    recs = sorted((upgrade_record(r) for r in found.records), key=position)
     defenses = judges.defenses
     summary = summarize(recs, cfg, defenses)
     by_bound = asr_by_bound(recs, cfg, list(defenses))
