@@ -71,6 +71,58 @@ def test_points_a_detector_rejects_are_redrawn_towards_other_images():
         assert image["skipped"] or 1 < image["inner_points"] <= 499
 
 
+class ArmedDetector(Detector):
+    """Accepts everything until armed, then rejects everything: a detector the attack's
+    examples (made after arming) never get past."""
+
+    name, threshold, armed = "armed", 0.5, False
+
+    def score(self, x):
+        return torch.full((len(x),), float(self.armed))
+
+    def fit(self, benign):
+        return self
+
+
+class ArmingAttack:
+    """PGD that arms the detector first and records the penalty it was given."""
+
+    def __init__(self, det, seen):
+        self.det, self.seen = det, seen
+
+    def run(self, model, x, labels, penalty=None, **kw):
+        self.det.armed = True
+        self.seen.append(penalty)
+        return BoundedPGD(2.0, steps=50, restarts=2).run(model, x, labels, **kw)
+
+
+def test_task_only_attacks_the_same_tasks_without_the_detectors():
+    """The diagnosis --task-only: no detector term in the attack, success when the readout
+    flips; with the detectors a rejected example is a failure."""
+    model, _, x, y = _setup(1)  # (once armed, the detector would reject a next image)
+    det = ArmedDetector()
+    guarded = Defense("guarded", model, {"armed": det})
+
+    def penalty(adv, labels, targeted):
+        return torch.zeros(len(adv))
+
+    results = {}
+    for task_only in (False, True):
+        seen = []
+
+        def make_attack():
+            return ArmingAttack(det, seen)
+
+        det.armed = False  # disarmed while the points are drawn
+        results[task_only] = _test(guarded, model, make_attack, x, y, penalty=penalty,
+                                   task_only=task_only)
+        assert len(seen) == 1 and (seen[0] is None) == task_only
+    with_detectors, task = results[False]["summary"], results[True]["summary"]
+    assert with_detectors["used"] == task["used"] == 1
+    assert with_detectors["attack_success_rate"] == 0  # every example rejected
+    assert task["attack_success_rate"] == 1 and task["passed"] is True
+
+
 def test_the_features_hook_is_part_of_the_model_contract():
     model, _, x, y = _setup(1)
     phi = model.penultimate(x)

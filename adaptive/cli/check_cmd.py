@@ -45,6 +45,10 @@ def register(sub) -> None:
                    help="how inner and boundary points are drawn: noise (the paper's), "
                         "images (towards other test images: blends, for detectors that reject "
                         "noise at the bound), auto (noise, else images, per image; default)")
+    b.add_argument("--task-only", action="store_true",
+                   help="a diagnosis: the same binarised tasks attacked with no detector term "
+                        "and solved when the readout flips, whatever the detectors say (a "
+                        "failure left there is the task's optimisation, not the detectors')")
     b.add_argument("--out", help="output JSON file")
     add_run_options(b)
     b.set_defaults(run=run_binarization)
@@ -97,16 +101,17 @@ def run_binarization(args: argparse.Namespace) -> int:
     result = binarization_test(run.defenses[name], objective.model, make_attack, x, y, bound,
                                cfg.norm, penalty=objective.penalty(), index=index,
                                n_inner=args.n_inner, n_random=args.n_random, seed=args.seed,
-                               pool=pool, directions=args.directions)
+                               pool=pool, directions=args.directions, task_only=args.task_only)
     s = result["summary"]
     result["config"] = {"run": str(run.folder), "defense": name, "attack": attack,
                         "settings": settings, "norm": cfg.norm, "bound": bound,
                         "n_inner": args.n_inner, "n_random": args.n_random, "seed": args.seed,
-                        "directions": args.directions,
+                        "directions": args.directions, "task_only": args.task_only,
                         "command": getattr(args, "command_line", "")}
     out = Path(args.out) if args.out else (Path(args.run_dir) / "diagnostics" /
                                            f"binarization_{attack}_s{settings['steps']}"
-                                           f"{'_cosine' if settings.get('schedule') == 'cosine' else ''}.json")
+                                           f"{'_cosine' if settings.get('schedule') == 'cosine' else ''}"
+                                           f"{'_task' if args.task_only else ''}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, result)
     asr = "-" if s["attack_success_rate"] is None else f"{s['attack_success_rate']:.0%}"

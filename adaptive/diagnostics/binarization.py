@@ -192,7 +192,7 @@ def binarization_test(defense: Defense, attack_model: nn.Module, make_attack: Ca
                       n_random: int = 1000, tries: int = 20, inner_tries: int = 3,
                       seed: int = 0,
                       pool: torch.Tensor | None = None, directions: str = "auto",
-                      log=print) -> dict:
+                      task_only: bool = False, log=print) -> dict:
     """Run the test on images ``x`` (labels ``y``) against ``defense``. ``attack_model``: the
     classifier the attack differentiates (the defense's, e.g. MagNet's reformed one), which
     must have the ``penultimate`` hook; ``make_attack()``: a fresh attack (``run(model, x,
@@ -200,7 +200,10 @@ def binarization_test(defense: Defense, attack_model: nn.Module, make_attack: Ca
     penalty, unchanged (it is called with no labels: a detector judges the input, whatever the
     task). ``directions``: how the points are drawn: ``noise`` (the paper's), ``images``
     (towards images of ``pool``, other images of the data set: detectors that reject noise at
-    this bound may accept such blends), or ``auto`` (noise, else images, per image). Rejected
+    this bound may accept such blends), or ``auto`` (noise, else images, per image).
+    ``task_only``: the same binarised tasks (points drawn and checked as usual), attacked with
+    no detector term and solved when the readout flips, whatever the detectors say: a failure
+    that persists there is the task's optimisation, not the detectors' terms. Rejected
     boundary candidates are redrawn up to ``tries`` times (8 at a time), rejected inner points
     ``inner_tries`` times; inner points still rejected are left out. Returns
     ``{"images": [...], "summary": {...}}``."""
@@ -218,8 +221,12 @@ def binarization_test(defense: Defense, attack_model: nn.Module, make_attack: Ca
             raise ToolkitError("directions=images needs a pool of other images")
     gen = torch.Generator().manual_seed(seed)
     index = list(range(len(x))) if index is None else list(index)
-    task_penalty = None if penalty is None else (lambda adv, labels, targeted:
-                                                 penalty(adv, None, False))
+    task_penalty = None if penalty is None or task_only else (
+        lambda adv, labels, targeted: penalty(adv, None, False))
+
+    def accepted(points: torch.Tensor) -> torch.Tensor:  # by the detectors, unless task_only
+        return (torch.ones(len(points), dtype=torch.bool) if task_only
+                else _accepted(defense, points))
     outcomes = []
     for i in range(len(x)):
         xi, out = x[i:i + 1], ImageOutcome(int(index[i]))
@@ -268,13 +275,12 @@ def binarization_test(defense: Defense, attack_model: nn.Module, make_attack: Ca
         with torch.no_grad():
             hit = int(binarized(adv).argmax(1)[0]) == 1
         dist = float(_distance(adv, xi, norm)[0])
-        out.attack_success = bool(hit and dist <= eps * (1 + 1e-5)
-                                  and bool(_accepted(defense, adv)[0]))
+        out.attack_success = bool(hit and dist <= eps * (1 + 1e-5) and bool(accepted(adv)[0]))
         out.steps, out.distance = int(r.gradient_steps[0]), dist
         rand = _boundary(xi, n_random, eps, norm, gen, src)  # the control: drawn as the boundary
         with torch.no_grad():
             side = binarized(rand).argmax(1) == 1
-        out.random_success = bool(side.any() and _accepted(defense, rand[side]).any())
+        out.random_success = bool(side.any() and accepted(rand[side]).any())
         log(f"binarization: image {out.index}: attack "
             f"{'succeeded' if out.attack_success else 'FAILED'}, random "
             f"{'succeeded' if out.random_success else 'failed'}")
