@@ -15,9 +15,14 @@
 ``safety`` SafetyNet (Lu et al. 2017): an RBF-SVM on the penultimate ReLU activation
  ``net``   pattern, trained on 1,000 benign training images against C&W examples of
            1,000 others (made by the command that fits it)
+``gcd``    GCD's detector ("L2 adversarial examples are intrinsically different"): CNNs on
+           the input-sensitivity map and on the pixels, the more confident deciding;
+           trained on benign training images against FGSM, BIM, DeepFool and C&W examples
+           of others (made by the command that fits it)
 =========  ==========================================================================
 
-Every threshold is at 5 % false positives on held-out training images (the papers' rate).
+Every threshold is at 5 % false positives on held-out training images (the papers' rate),
+except GCD's: its paper's rule (adversarial when p- > p+), with the rate it gives recorded.
 
 A bundled file is ``defenses/bundled/MODEL/NAME.json``: the detector's saved state plus
 ``meta`` (the command that made it, the model's sha256, the images it saw); loading checks the
@@ -35,6 +40,7 @@ from adaptive.core.checkpoint import write_json
 from adaptive.core.errors import ToolkitError
 from defenses.detector import Detector, read_saved
 from defenses.feature_squeezing import FeatureSqueezingDetector
+from defenses.gcd import GCDDetector
 from defenses.kd_bu import BayesianUncertaintyDetector, KernelDensityDetector
 from defenses.lid import LIDDetector
 from defenses.mahalanobis import MahalanobisDetector
@@ -47,10 +53,13 @@ DETECTORS = {"fs": "feature squeezing (Xu et al. 2018)",
              "kd": "kernel density (Feinman et al. 2017)",
              "bu": "Bayesian uncertainty, MC dropout (Feinman et al. 2017)",
              "lid": "local intrinsic dimensionality (Ma et al. 2018)",
-             "safetynet": "SafetyNet, RBF-SVM on ReLU codes (Lu et al. 2017)"}
+             "safetynet": "SafetyNet, RBF-SVM on ReLU codes (Lu et al. 2017)",
+             "gcd": "GCD's detector, input sensitivity + pixels (L2 adversarial examples are "
+                    "intrinsically different)"}
 CLASSES = {"fs": FeatureSqueezingDetector, "maha": MahalanobisDetector,
            "kd": KernelDensityDetector, "bu": BayesianUncertaintyDetector, "lid": LIDDetector,
-           "safetynet": SafetyNetDetector}
+           "safetynet": SafetyNetDetector, "gcd": GCDDetector}
+ADVERSARIAL_TRAINED = ("safetynet", "gcd")  # their training needs adversarial examples
 # per data set: the squeezers of Xu et al.'s configuration
 SQUEEZERS = {"mnist": dict(bits=1, median=2), "cifar10": dict(bits=5, median=2)}
 
@@ -70,11 +79,15 @@ def fit_detector(name: str, model: nn.Module, dataset: str, x_train: torch.Tenso
                  x_adversarial: torch.Tensor | None = None) -> Detector:
     """The detector ``name`` for ``model`` (``dataset``: mnist or cifar10): fitted on the
     labelled ``x_train`` where it learns anything (SafetyNet: its first 1,000 against the
-    adversarial examples ``x_adversarial``), its threshold on ``x_benign`` at ``fpr``."""
+    adversarial examples ``x_adversarial``; GCD: as many of its first as there are adversarial
+    examples), its threshold on ``x_benign`` at ``fpr`` (GCD: its paper's rule)."""
     check_name(name)
+    if name in ADVERSARIAL_TRAINED and x_adversarial is None:
+        raise ToolkitError(f"{name} is trained on adversarial examples: pass x_adversarial")
+    if name == "gcd":
+        return GCDDetector(model, name=name).fit(x_train[:len(x_adversarial)], x_adversarial,
+                                                 x_benign)
     if name == "safetynet":
-        if x_adversarial is None:
-            raise ToolkitError("SafetyNet is trained on adversarial examples: pass x_adversarial")
         return SafetyNetDetector(model, name=name).fit(x_train[:1000], x_adversarial, x_benign,
                                                        fpr)
     if name == "fs":

@@ -98,9 +98,11 @@ def register(sub) -> None:
                     "threshold at --fpr false positives on the last --n-benign (held out). "
                     "Writes the detector with the command, the model's sha256 and the "
                     "images used.")
-    d.add_argument("name", choices=("fs", "maha", "kd", "bu", "lid", "safetynet"),
+    d.add_argument("name", choices=("fs", "maha", "kd", "bu", "lid", "safetynet", "gcd"),
                    help="the detector (safetynet: trained on C&W examples of 1,000 training "
-                        "images after the first --n-train, made here)")
+                        "images after the first --n-train, made here; gcd: on FGSM, BIM, "
+                        "DeepFool and C&W examples of 500 such images each, against as many "
+                        "of the first training images)")
     d.add_argument("--model", default="mnist-cnn", help="zoo name or checkpoint path")
     d.add_argument("--n-train", type=positive_int, default=20000,
                    help="training images the Gaussians are fitted on (default 20000)")
@@ -134,18 +136,9 @@ def run_detector(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     x = train.x()
     x_adv, made = None, {}
-    if args.name == "safetynet":  # its SVM learns from adversarial examples: C&W kappa 0
-        from adaptive.attacks.cw import CarliniWagnerL2
-
-        src = slice(args.n_train, args.n_train + 1000)
-        if args.n_train + 1000 + args.n_benign > len(train.labels):
-            raise ToolkitError("safetynet needs --n-train + 1000 + --n-benign training images")
-        r = CarliniWagnerL2(kappa=0, steps=100, binary_search_steps=3, lr=0.05,
-                            initial_const=0.1).run(model, x[src].to(device),
-                                                   train.labels[src].to(device))
-        x_adv = r.adversarial[r.success]
-        made = {"adversarial": f"C&W kappa 0 (100 steps x 3 constants, lr 0.05) of training "
-                               f"images {src.start}-{src.stop - 1}: {len(x_adv)} examples"}
+    if args.name in ("safetynet", "gcd"):  # trained on adversarial examples, made here
+        x_adv, made = _adversarial_training_set(args.name, model, family, train, args.n_train,
+                                                args.n_benign, device)
     det = fit_detector(args.name, model, family, x[:args.n_train], train.labels[:args.n_train],
                        x[-args.n_benign:], args.fpr, x_adversarial=x_adv)
     out = Path(args.out) if args.out else (bundled_path(args.name, args.model)
@@ -159,6 +152,52 @@ def run_detector(args: argparse.Namespace) -> int:
     print(f"{args.name}: threshold {det.threshold:.6g} at {args.fpr:.0%} false positives on "
           f"{args.n_benign} held-out training images; {out}")
     return 0
+
+
+# GCD's training attacks: its paper's grey-box kinds (FGSM, PGD-like BIM, DeepFool, C&W)
+GCD_ATTACKS = ("fgsm", "bim", "deepfool", "cw")
+GCD_PER_ATTACK = 500
+
+
+def _adversarial_training_set(name: str, model, family: str, train, n_train: int,
+                              n_benign: int, device):
+    """(adversarial examples, what they are) of training images after the first ``n_train``
+    (and before the last ``n_benign``): SafetyNet's C&W examples of 1,000 images, GCD's
+    FGSM / BIM / DeepFool / C&W examples of 500 images each."""
+    import torch
+
+    from adaptive.adversarial_sets import attack_settings, make_adversarial
+    from adaptive.attacks.cw import CarliniWagnerL2
+
+    need = 1000 if name == "safetynet" else GCD_PER_ATTACK * len(GCD_ATTACKS)
+    if n_train + need + n_benign > len(train.labels):
+        raise ToolkitError(f"{name} needs --n-train + {need} + --n-benign training images")
+    x, y = train.x(), train.labels
+
+    def cw(src):
+        r = CarliniWagnerL2(kappa=0, steps=100, binary_search_steps=3, lr=0.05,
+                            initial_const=0.1).run(model, x[src].to(device), y[src].to(device))
+        return r.adversarial[r.success].cpu()
+
+    if name == "safetynet":
+        src = slice(n_train, n_train + 1000)
+        x_adv = cw(src)
+        return x_adv, {"adversarial": f"C&W kappa 0 (100 steps x 3 constants, lr 0.05) of "
+                                      f"training images {src.start}-{src.stop - 1}: "
+                                      f"{len(x_adv)} examples"}
+    parts, said = [], []
+    for k, attack in enumerate(GCD_ATTACKS):
+        src = slice(n_train + k * GCD_PER_ATTACK, n_train + (k + 1) * GCD_PER_ATTACK)
+        if attack == "cw":  # ours (the sweep's C&W; Foolbox's 9 x 300 steps cost 10x more)
+            made = cw(src)
+            how = "C&W kappa 0 (100 steps x 3 constants, lr 0.05)"
+        else:
+            made = make_adversarial(attack, model, x[src].to(device), y[src].to(device),
+                                    attack_settings(attack, family)).x.cpu()
+            how = f"{attack} {attack_settings(attack, family)}"
+        parts.append(made)
+        said.append(f"{how} of training images {src.start}-{src.stop - 1}: {len(made)}")
+    return torch.cat(parts), {"adversarial": "; ".join(said)}
 
 
 def run_classifier(args: argparse.Namespace) -> int:
