@@ -361,7 +361,9 @@ def diagnostics_tables(group: list[dict], attacks: list[str]) -> dict[str, dict]
                              "fired": int(row["fired"]), "of": 1, "meaning": row["meaning"]})
         for b in run.get("binarization", []):
             brows.append({"run attack": attack, "defense": b["defense"],
-                          "tested attack": b["attack"],
+                          "tested attack": b["attack"] + (" (task only: no detector terms, "
+                                                          "detectors not judged)"
+                                                          if b.get("task_only") else ""),
                           "steps x restarts": f"{b['settings']['steps']} x "
                                               f"{b['settings']['restarts']}",
                           "images used": b["used"], "skipped": b["images"] - b["used"],
