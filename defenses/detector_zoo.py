@@ -102,6 +102,22 @@ def fit_detector(name: str, model: nn.Module, dataset: str, x_train: torch.Tenso
     return LIDDetector(model, name=name).fit(x_train[:100], x_benign, fpr)
 
 
+def load_gcd_rectifier(model_ref: str, device="cpu", path: str | Path | None = None):
+    """The rectifier bundled beside the GCD detector of ``model_ref`` (its hash checked
+    against what the detector's meta recorded) and the masking rate it was tuned at."""
+    from adaptive.core.checkpoint import load_checkpoint
+
+    path = Path(path) if path is not None else bundled_path("gcd", model_ref)
+    meta = (read_saved(path).get("meta") or {}).get("rectifier")
+    if not meta:
+        raise ToolkitError(f"the GCD detector {path} has no rectifier; refit it with 'adaptive "
+                           f"train detector gcd --model {model_ref}'")
+    rec, rec_meta = load_checkpoint(path.with_name(meta["file"]), device)
+    if rec_meta["sha256"] != meta["sha256"]:
+        raise ToolkitError(f"{meta['file']} is not the rectifier {path} was saved with")
+    return rec.eval(), float(meta["alpha"])
+
+
 def save_detector(det: Detector, path: str | Path, meta: dict) -> None:
     """The detector's state (as ``Detector.save``) with ``meta`` beside it."""
     write_json(Path(path), {"type": det.kind, "version": 1, **det.to_dict(), "meta": meta})

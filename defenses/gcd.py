@@ -18,8 +18,12 @@ not train on; the transform is monotone per pixel and keeps the map's pattern.
 
 White-box, the score is differentiable end to end: through DET_IS it needs the derivative of
 ``G``, a second-order gradient of the protected model (``relative_score`` builds it with
-``create_graph=True``). The rectifier of the paper (saliency-guided suppression and a
-fine-tuned classifier for flagged inputs) is not part of this detector.
+``create_graph=True``).
+
+The rectifier (section 3.2) is below: the pixels a flagged input's detector gradient points at
+(eq. 12), suppressed at random (eq. 13), classified by a copy of the model fine-tuned on such
+suppressed duplicates of adversarial examples; :class:`GCDClassifier` is GCD as one
+classifier (the model for inputs the detector passes, the rectifier for flagged ones).
 """
 
 from __future__ import annotations
@@ -187,3 +191,89 @@ class GCDDetector(Detector):
                 raise ValueError(f"{key}: {e}") from None
         det.scale, det.training_log = float(d["scale"]), d.get("training", {})
         return restore_threshold(det, d)
+
+
+# -- the rectifier (section 3.2) ----------------------------------------------------------------
+
+RECTIFIER_ALPHA = 0.55  # the paper's masking rate for MNIST, untargeted
+RECTIFIER_EPOCHS = 5
+
+def suspect_pixels(det: GCDDetector, x: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Eq. 12: per image, the pixels whose detector gradient exceeds ``alpha`` of the way from
+    the image's smallest to its largest; the gradient of the deciding net's margin (the
+    detector's loss changes along it, scaled per image, which the rule ignores)."""
+    if not 0 <= alpha <= 1:
+        raise ToolkitError(f"alpha must be in [0, 1], got {alpha}")
+    det._eval()
+    with torch.enable_grad():
+        xg = x.detach().requires_grad_(True)
+        m_org, m_is = det.margins(xg, create_graph=True)
+        (g,) = torch.autograd.grad(det.decide(m_org, m_is).sum(), xg)
+    g = g.abs().flatten(1)
+    lo, hi = g.min(1, keepdim=True).values, g.max(1, keepdim=True).values
+    return (g > alpha * (hi - lo) + lo).view_as(x)
+
+
+def suppress(x: torch.Tensor, suspect: torch.Tensor, generator: torch.Generator | None = None
+             ) -> torch.Tensor:
+    """Eq. 13: each suspect pixel replaced with probability 1/2 by a value drawn from a normal
+    with the image's pixel mean and standard deviation, on the 8-bit grid, in [0, 1]."""
+    flat = x.flatten(1)
+    mean, std = flat.mean(1), flat.std(1)
+    shape = (len(x),) + (1,) * (x.dim() - 1)
+    draw = torch.randn(x.shape, generator=generator).to(x) * std.view(shape) + mean.view(shape)
+    draw = (draw.clamp(0, 1) * 255).round() / 255
+    coin = torch.rand(x.shape, generator=generator).to(x) < 0.5
+    return torch.where(suspect & coin, draw, x)
+
+
+class GCDClassifier(nn.Module):
+    """GCD as one classifier: inputs the detector passes go to the protected ``model``; flagged
+    ones are suppressed (eqs. 12-13, random per call) and go to the fine-tuned ``rectifier``.
+    Inputs in [0, 1] NCHW, logits out."""
+
+    def __init__(self, model: nn.Module, detector: GCDDetector, rectifier: nn.Module,
+                 alpha: float):
+        super().__init__()
+        self.model, self.rectifier, self.detector, self.alpha = model, rectifier, detector, alpha
+        self.input_shape = getattr(model, "input_shape", None)
+        self.num_classes = getattr(model, "num_classes", None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        flagged = self.detector.detect(x.detach()).to(x.device)
+        if flagged.any():
+            xf = x[flagged]
+            rectified = self.rectifier(suppress(xf, suspect_pixels(self.detector, xf,
+                                                                   self.alpha)))
+            out = out.clone()
+            out[flagged] = rectified.to(out.dtype)
+        return out
+
+
+def fine_tune_rectifier(model: nn.Module, det: GCDDetector, x_adv: torch.Tensor,
+                        y_adv: torch.Tensor, alpha: float, epochs: int = 5,
+                        batch_size: int = 128, lr: float = 1e-4, seed: int = 0) -> nn.Module:
+    """A copy of ``model`` fine-tuned on suppressed duplicates of the adversarial examples
+    ``x_adv`` (labels: their images' true classes ``y_adv``), a fresh random suppression of
+    each in every epoch (the paper's randomized duplicates), seeded."""
+    import copy
+
+    if len(x_adv) == 0 or len(x_adv) != len(y_adv):
+        raise ToolkitError("the rectifier needs adversarial examples with one label each")
+    device = next(model.parameters()).device
+    suspect = torch.cat([suspect_pixels(det, x_adv[i:i + 200].to(device), alpha).cpu()
+                         for i in range(0, len(x_adv), 200)])
+    rec = copy.deepcopy(model).to(device).train()
+    opt = torch.optim.Adam(rec.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        order = torch.randperm(len(x_adv), generator=gen)
+        for i in range(0, len(order), batch_size):
+            b = order[i:i + batch_size]
+            xs = suppress(x_adv[b], suspect[b], gen).to(device)
+            loss = nn.functional.cross_entropy(rec(xs), y_adv[b].to(device))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return rec.eval()

@@ -112,3 +112,33 @@ def test_the_bundled_detector_loads_for_its_model_and_gives_a_white_box_gradient
     assert torch.isfinite(g).all() and g.abs().sum() > 0
     with pytest.raises(ToolkitError, match="another model"):
         load_detector("gcd", model, "mnist-cnn", "0" * 64)
+
+
+def test_rectifier_suppresses_suspect_pixels_and_classifies_flagged_inputs():
+    from defenses.gcd import GCDClassifier, fine_tune_rectifier, suppress, suspect_pixels
+
+    model = TinyNet().eval()
+    benign, adversarial = _separable()
+    det = GCDDetector(model).fit(benign[:80], adversarial[:80], benign[80:], epochs=30)
+    x = adversarial[:10]
+    few, many = suspect_pixels(det, x, 0.9), suspect_pixels(det, x, 0.1)
+    assert few.shape == x.shape and (few <= many).all() and few.sum() < many.sum()
+    assert few.flatten(1).any(1).all()  # the largest gradient is always a suspect
+    gen = torch.Generator().manual_seed(0)
+    out = suppress(x, many, gen)
+    changed = out != x
+    assert not (changed & ~many).any() and changed.any()  # only suspects, about half of them
+    assert 0.2 < changed.sum() / many.sum() < 0.8
+    assert torch.equal(out[changed], (out[changed] * 255).round() / 255)  # on the 8-bit grid
+    with pytest.raises(ToolkitError, match="alpha"):
+        suspect_pixels(det, x, 1.5)
+    labels = torch.zeros(len(adversarial), dtype=torch.long)
+    rec = fine_tune_rectifier(model, det, adversarial, labels, 0.5, epochs=20, lr=1e-2)
+    assert rec is not model and (rec(adversarial).argmax(1) == 0).float().mean() > 0.9
+    gcd = GCDClassifier(model, det, rec, 0.5)
+    both = torch.cat([benign[80:90], adversarial[:10]])
+    flagged = det.detect(both)
+    assert flagged[10:].all() and not flagged[:10].any()
+    with torch.no_grad():
+        assert torch.equal(gcd(both)[:10], model(both[:10]))  # passed inputs: the model's
+        assert (gcd(both)[10:].argmax(1) == 0).float().mean() > 0.8  # flagged: the rectifier's

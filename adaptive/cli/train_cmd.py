@@ -137,8 +137,8 @@ def run_detector(args: argparse.Namespace) -> int:
     x = train.x()
     x_adv, made = None, {}
     if args.name in ("safetynet", "gcd"):  # trained on adversarial examples, made here
-        x_adv, made = _adversarial_training_set(args.name, model, family, train, args.n_train,
-                                                args.n_benign, device)
+        x_adv, y_adv, made = _adversarial_training_set(args.name, model, family, train,
+                                                       args.n_train, args.n_benign, device)
     det = fit_detector(args.name, model, family, x[:args.n_train], train.labels[:args.n_train],
                        x[-args.n_benign:], args.fpr, x_adversarial=x_adv)
     out = Path(args.out) if args.out else (bundled_path(args.name, args.model)
@@ -148,6 +148,8 @@ def run_detector(args: argparse.Namespace) -> int:
     # paper's rule, and the false-positive rate that gives on the held-out images is measured
     fitted_on = len(x_adv) if args.name == "gcd" else args.n_train
     fpr = det.fpr if args.name == "gcd" else args.fpr
+    if args.name == "gcd":  # and its rectifier, fine-tuned on the same adversarial examples
+        made["rectifier"] = _gcd_rectifier(det, model, meta, x_adv, y_adv, out, args)
     save_detector(det, out, {"command": args.command_line, "model": args.model,
                              "model_sha256": meta["sha256"], "data": f"{train.name}:train",
                              "fitted_on": f"first {fitted_on}",
@@ -158,6 +160,30 @@ def run_detector(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gcd_rectifier(det, model, meta: dict, x_adv, y_adv, out: Path, args) -> dict:
+    """GCD's rectifier: a copy of the classifier fine-tuned on suppressed duplicates of the
+    detector's adversarial training examples, saved as a checkpoint beside the detector
+    (``gcd-rectifier.pt``/``.json``); returns what the detector's meta records of it."""
+    import time
+
+    from adaptive.core.checkpoint import save_checkpoint
+    from defenses.gcd import RECTIFIER_ALPHA, RECTIFIER_EPOCHS, fine_tune_rectifier
+
+    t0 = time.perf_counter()
+    rec = fine_tune_rectifier(model, det, x_adv, y_adv, RECTIFIER_ALPHA, RECTIFIER_EPOCHS,
+                              seed=args.seed)
+    path = out.with_name(f"{out.stem}-rectifier")
+    saved = save_checkpoint(rec, path, architecture=meta["architecture"],
+                            arch_kwargs=meta.get("arch_kwargs", {}), dataset=meta["dataset"],
+                            training={"command": args.command_line,
+                                      "fine_tuned_from": {"model": args.model,
+                                                          "sha256": meta["sha256"]},
+                                      "alpha": RECTIFIER_ALPHA, "epochs": RECTIFIER_EPOCHS,
+                                      "examples": len(x_adv)})
+    return {"file": f"{path.name}.json", "sha256": saved["sha256"], "alpha": RECTIFIER_ALPHA,
+            "epochs": RECTIFIER_EPOCHS, "seconds": round(time.perf_counter() - t0, 1)}
+
+
 # GCD's training attacks: its paper's grey-box kinds (FGSM, PGD-like BIM, DeepFool, C&W)
 GCD_ATTACKS = ("fgsm", "bim", "deepfool", "cw")
 GCD_PER_ATTACK = 500
@@ -165,7 +191,8 @@ GCD_PER_ATTACK = 500
 
 def _adversarial_training_set(name: str, model, family: str, train, n_train: int,
                               n_benign: int, device):
-    """(adversarial examples, what they are) of training images after the first ``n_train``
+    """(adversarial examples, their images' labels, what they are) of training images after
+    the first ``n_train``
     (and before the last ``n_benign``): SafetyNet's C&W examples of 1,000 images, GCD's
     FGSM / BIM / DeepFool / C&W examples of 500 images each."""
     import torch
@@ -178,30 +205,32 @@ def _adversarial_training_set(name: str, model, family: str, train, n_train: int
         raise ToolkitError(f"{name} needs --n-train + {need} + --n-benign training images")
     x, y = train.x(), train.labels
 
-    def cw(src):
+    def cw(src):  # (examples, their images' labels)
         r = CarliniWagnerL2(kappa=0, steps=100, binary_search_steps=3, lr=0.05,
                             initial_const=0.1).run(model, x[src].to(device), y[src].to(device))
-        return r.adversarial[r.success].cpu()
+        return r.adversarial[r.success].cpu(), y[src][r.success.cpu()]
 
     if name == "safetynet":
         src = slice(n_train, n_train + 1000)
-        x_adv = cw(src)
-        return x_adv, {"adversarial": f"C&W kappa 0 (100 steps x 3 constants, lr 0.05) of "
-                                      f"training images {src.start}-{src.stop - 1}: "
-                                      f"{len(x_adv)} examples"}
-    parts, said = [], []
+        x_adv, y_adv = cw(src)
+        return x_adv, y_adv, {"adversarial": f"C&W kappa 0 (100 steps x 3 constants, lr 0.05) "
+                                             f"of training images {src.start}-{src.stop - 1}: "
+                                             f"{len(x_adv)} examples"}
+    parts, labels, said = [], [], []
     for k, attack in enumerate(GCD_ATTACKS):
         src = slice(n_train + k * GCD_PER_ATTACK, n_train + (k + 1) * GCD_PER_ATTACK)
         if attack == "cw":  # ours (the sweep's C&W; Foolbox's 9 x 300 steps cost 10x more)
-            made = cw(src)
+            made, made_y = cw(src)
             how = "C&W kappa 0 (100 steps x 3 constants, lr 0.05)"
         else:
-            made = make_adversarial(attack, model, x[src].to(device), y[src].to(device),
-                                    attack_settings(attack, family)).x.cpu()
+            s = make_adversarial(attack, model, x[src].to(device), y[src].to(device),
+                                 attack_settings(attack, family))
+            made, made_y = s.x.cpu(), y[src][s.source.cpu()]
             how = f"{attack} {attack_settings(attack, family)}"
         parts.append(made)
+        labels.append(made_y)
         said.append(f"{how} of training images {src.start}-{src.stop - 1}: {len(made)}")
-    return torch.cat(parts), {"adversarial": "; ".join(said)}
+    return torch.cat(parts), torch.cat(labels), {"adversarial": "; ".join(said)}
 
 
 def run_classifier(args: argparse.Namespace) -> int:
