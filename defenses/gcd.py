@@ -196,7 +196,7 @@ class GCDDetector(Detector):
 # -- the rectifier (section 3.2) ----------------------------------------------------------------
 
 RECTIFIER_ALPHA = 0.55  # the paper's masking rate for MNIST, untargeted
-RECTIFIER_EPOCHS = 5
+RECTIFIER_EPOCHS = 30
 
 def suspect_pixels(det: GCDDetector, x: torch.Tensor, alpha: float) -> torch.Tensor:
     """Eq. 12: per image, the pixels whose detector gradient exceeds ``alpha`` of the way from
