@@ -191,7 +191,7 @@ def test_lid_is_the_mle_of_the_nearest_reference_distances():
 
 def test_compositions_by_name():
     assert parse_defenses("fs,a2d+maha,magnet+fs") == ["none", "fs", "a2d+maha", "magnet+fs"]
-    for bad in ("magnet+at", "fs+fs", "gcd", "none+fs"):
+    for bad in ("magnet+at", "fs+fs", "ddn", "none+fs"):
         assert not is_composition(bad)
         with pytest.raises(ToolkitError, match="unknown defense"):
             parse_defenses(bad)
