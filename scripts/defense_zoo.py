@@ -49,9 +49,12 @@ CLAIMS = {
            "get through, with MagNet",
     "magnet": "Meng & Chen 2017: high detection of grey-box attacks; broken white-box by Carlini "
               "& Wagner 2017",
+    "rmagnet": "Meng & Chen 2017 / the lecture: MagNet with the reformer drawn at random from "
+               "a pool of autoencoders per input resists grey-box attacks that do not know the "
+               "draw (ours: a pool of the bundled MagNet's two autoencoders)",
     "a2d+magnet": "A2D paper: 0 % ASR of its adaptive C&W at kappa 0-20 (MNIST)",
 }
-DEFAULT_DEFENSES = "fs,maha,kd+bu,lid,safetynet,gcd,distillation"
+DEFAULT_DEFENSES = "fs,maha,kd+bu,lid,safetynet,gcd,rmagnet,distillation"
 # defenses that are a model rather than a detector: run as --model MODEL --defenses none
 MODEL_DEFENSES = {"distillation": "mnist-cnn-distilled"}
 BOUNDS = [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.4]  # the figure's L2 bounds
