@@ -200,6 +200,10 @@ def main(argv=None) -> int:
     p.add_argument("--runs", default="runs/defenses", help="parent folder of the runs")
     p.add_argument("--out", default="reports/defenses", help="report folder")
     p.add_argument("--device", default="auto")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="where each sweep runs its units (ray: a local Ray instance, or "
+                        "--ray-address)")
+    p.add_argument("--ray-address", help="an existing Ray cluster, for --executor ray")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     p.add_argument("--table-only", action="store_true", help="only remake table and figure")
     args = p.parse_args(argv)
@@ -210,6 +214,9 @@ def main(argv=None) -> int:
             folder = runs / name
             full = ["adaptive", *cmd, "--out", str(folder), "--device", args.device,
                     "--no-progress"]
+            if args.executor == "ray":
+                full += ["--executor", "ray"] + (["--ray-address", args.ray_address]
+                                                 if args.ray_address else [])
             rc = run_step(name, full, folder, folder / "summary.json", runs,
                           dry_run=args.dry_run)
             if rc != 0:
