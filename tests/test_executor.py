@@ -175,3 +175,24 @@ def test_clever_on_ray_gives_the_serial_scores(ray_local, tmp_path):
             image["cost"].pop("seconds")  # wall time, wherever it ran
     assert len(serial["images"]) >= 3
     assert serial["images"] == on_ray["images"] and serial["summary"] == on_ray["summary"]
+
+
+def _failing_unit(shared, unit):
+    if unit == 2:
+        raise ValueError("bad unit 2")
+    if unit == 3:
+        raise ToolkitError("unit 3 is refused")
+    return unit * shared
+
+
+def test_a_failing_unit_raises_its_own_error_on_ray(ray_local):
+    """A unit's exception reaches the caller as it would locally; a clear error stays one."""
+    from adaptive.core.executor import RayExecutor
+
+    ex = RayExecutor(ExecutorSettings(kind="ray"))
+    assert sorted(r for _, r in ex.map(_failing_unit, 10, [0, 1])) == [0, 10]
+    with pytest.raises(ValueError, match="bad unit 2"):
+        list(ex.map(_failing_unit, 10, [2]))
+    with pytest.raises(ToolkitError, match="unit 3: unit 3 is refused"):
+        list(ex.map(_failing_unit, 10, [3]))
+    ex.close()  # (the shared instance stays up: this executor did not start it)

@@ -138,6 +138,8 @@ class RayExecutor:
             cause = getattr(e, "cause", None)
             if isinstance(cause, ToolkitError):  # a clear error stays a clear error
                 raise ToolkitError(f"unit {unit}: {cause}") from None
+            if isinstance(cause, BaseException):  # the unit's own exception, as locally
+                raise cause from e
             raise
         except ray.exceptions.WorkerCrashedError as e:
             raise ToolkitError(f"unit {unit}: its worker died {self.settings.max_retries + 1} "
