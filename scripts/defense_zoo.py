@@ -176,7 +176,7 @@ def table(defenses: list[str], runs: Path, out: Path) -> None:
         w.writeheader()
         w.writerows(rows)
     b, q = f"{bound or 8.4:g}", f"{(bound or 8.4) / 4:g}"
-    li = "0.3" if linf_bound is None or abs(linf_bound - 0.3) < 1e-9 else f"{linf_bound:.4g}"
+    li = "–" if linf_bound is None else f"{linf_bound:.4g}"
     lines = ["| defense | its paper's claim | non-adaptive C&W κ 0: AUROC (lowest of its "
              f"detectors) / ASR at L2 {b} | auto ASR, L2 {b} | cw-full ASR at L2 {q} / {b} "
              f"(mean L2) | auto ASR, L∞ {li} | wall time of the runs |",
