@@ -101,8 +101,8 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
             log(f"sweep: {cfg.n} images of {data.name}, kappa {cfg.kappas}, defenses "
                 f"{', '.join(judges.defenses)}, {norm_label(cfg)} bound {bound_of(cfg):g}; "
                 f"results in {store.out}")
-            ctx = _unit_context(store, cfg, model, data, device, attacked, targets, judges,
-                                magnet, extra_defenses, log)
+            ctx = _unit_context(cfg, model, data, device, attacked, targets, judges, magnet,
+                                extra_defenses, log)
             _attack_all(store, records, ctx, identity, runner, executor, data_root, progress,
                         log)
         finally:
@@ -262,9 +262,10 @@ class _Stored(dict):
         return value
 
 
-def _unit_context(store, cfg: SweepConfig, model: nn.Module, data: ImageSet, device,
-                  attacked, targets_all, judges: _Judges, magnet, extra_defenses,
-                  log) -> _UnitContext:
+def _unit_context(cfg: SweepConfig, model: nn.Module, data: ImageSet, device, attacked,
+                  targets_all, judges: _Judges, magnet, extra_defenses, log) -> _UnitContext:
+    """The context of the run's units: what the attack optimises (its objective, the model or
+    oracle it attacks, its penalty) beside the images and the judges."""
     plugin_detectors = {k: v for d in (extra_defenses or {}).values()
                         for k, v in d.detectors.items()}
     # the bundled detectors (fs, maha) are aimed at as plug-ins are
@@ -302,7 +303,7 @@ def _build_context(recipe: _UnitRecipe) -> _UnitContext:
                            "; install the same data, models and defenses on every machine")
     store, quiet = _Stored(recipe.stored), (lambda *_: None)
     judges = _build_judges(store, cfg, model, data, device, None, magnet, extra, quiet)
-    return _unit_context(store, cfg, model, data, device, recipe.attacked, recipe.targets_all,
+    return _unit_context(cfg, model, data, device, recipe.attacked, recipe.targets_all,
                          judges, magnet, extra, quiet)
 
 
