@@ -174,9 +174,7 @@ def _evaluate(store: RunStore, cfg: A2DEvalConfig, model: nn.Module, data: Image
     log(f"A2D evaluation: {cfg.n_cal} calibration + {cfg.n} evaluation images of {data.name}, "
         f"engines {', '.join(cfg.engines)}, attacks {', '.join(cfg.attacks)}; results in {out}")
 
-    local = executor.kind == "local"
-    shared = _EvalUnits(cfg, ModelRef(cfg.model, cfg.model_sha256, str(device), model) if local
-                        else ModelRef(cfg.model, cfg.model_sha256, executor.unit_device),
+    shared = _EvalUnits(cfg, executor.model_ref(cfg.model, cfg.model_sha256, model, device),
                         {split: (x_all[idx], y_all[idx]) for split, idx in splits.items()})
     keys = {(split, attack): f"adv_{split}_{attack}" for split in splits for attack in cfg.attacks}
     missing = [u for u, key in keys.items() if store.get(key) is None]

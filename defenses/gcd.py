@@ -146,11 +146,10 @@ class GCDDetector(Detector):
                             torch.ones(len(x_adversarial_train), dtype=torch.long)])
         maps = scores_in_batches(self.sensitivity_map, x, device)
         gen = torch.Generator().manual_seed(seed)
-        for net, inputs, key in ((self.det_org, x, "det_org"), (self.det_is, maps, "det_is")):
-            torch.manual_seed(seed)
-            fresh = DetectorNet(self.shape)  # the same initialisation for a given seed
-            net.load_state_dict(fresh.state_dict())
-            net.to(device).train()
+        for inputs, key in ((x, "det_org"), (maps, "det_is")):
+            torch.manual_seed(seed)  # the same initialisation for a given seed
+            net = DetectorNet(self.shape).to(device).train()
+            setattr(self, key, net)
             opt = torch.optim.Adam(net.parameters(), lr=lr)
             for _ in range(epochs):
                 order = torch.randperm(len(inputs), generator=gen)

@@ -16,7 +16,7 @@ from adaptive.attack_costs import COST_ENGINES
 from adaptive.clever import PRESETS, TARGETS
 from adaptive.clever_study import CleverStudy, adversarial_unit, score_unit
 from adaptive.cli.common import (add_executor_options, add_model_options, add_run_options,
-                                 attack_list, executor_settings, model_and_dataset, model_ref,
+                                 attack_list, executor_settings, model_and_dataset,
                                  positive_int, positive_number)
 from adaptive.core.checkpoint import write_json
 from adaptive.core.data import load_dataset
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     targets = TARGETS if args.target == "all" else (args.target,)
     settings = dict(norm=norm, target=args.target, radius=radius, seed=args.seed, **sizes)
     t0 = time.perf_counter()
-    study = CleverStudy(model_ref(args.model, meta["sha256"], model, device, settings_ex), x, y,
+    study = CleverStudy(settings_ex.model_ref(args.model, meta["sha256"], model, device), x, y,
                         dataset, args.seed, {k: v for k, v in settings.items() if k != "target"},
                         targets, args.cost,
                         progress=not args.no_progress and settings_ex.kind == "local")

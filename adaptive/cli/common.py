@@ -169,12 +169,3 @@ def executor_settings(args: argparse.Namespace):
                             cpus_per_task=args.cpus_per_task, gpus_per_task=args.gpus_per_task,
                             local_cpus=args.ray_cpus)
 
-
-def model_ref(name: str, sha256: str, model, device, settings):
-    """The model as units receive it: this process's ``model`` for the local executor, else
-    the name and hash from which each Ray worker loads it on its unit device."""
-    from adaptive.core.zoo import ModelRef
-
-    if settings.kind == "local":
-        return ModelRef(name, sha256, str(device), model)
-    return ModelRef(name, sha256, settings.unit_device)

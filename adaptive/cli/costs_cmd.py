@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from adaptive.adversarial_sets import examples_for_study
 from adaptive.attack_costs import COST_ENGINES, CostUnits, cost_unit
 from adaptive.cli.common import (add_executor_options, add_model_options, add_run_options,
-                                 attack_list, executor_settings, model_and_dataset, model_ref)
+                                 attack_list, executor_settings, model_and_dataset)
 from adaptive.core.checkpoint import write_json
 from adaptive.core.data import load_dataset
 from adaptive.core.errors import ToolkitError
@@ -90,7 +90,7 @@ def _measure(store: RunStore, args: argparse.Namespace, model, dataset: str, con
     keys = {(e, k): f"cost_{e}_{k}" for e in args.engines for k in sets}
     units = [u for u, key in keys.items() if store.get(key) is None]
     settings = executor_settings(args)
-    shared = CostUnits(model_ref(args.model, config["model_sha256"], model, device, settings),
+    shared = CostUnits(settings.model_ref(args.model, config["model_sha256"], model, device),
                        dataset, args.seed, {k: xs for k, (xs, _) in sets.items()})
     bar = tqdm(total=len(keys), initial=len(keys) - len(units), desc="attack costs",
                disable=args.no_progress)

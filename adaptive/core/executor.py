@@ -51,6 +51,16 @@ class ExecutorSettings:
         """The device a Ray unit computes on: its reserved GPU, else the CPU."""
         return "cuda" if self.gpus_per_task > 0 else "cpu"
 
+    def model_ref(self, name: str, sha256: str, model, device):
+        """The model as units receive it: this process's ``model`` (on ``device``) for the
+        local executor, else the name and hash from which each Ray worker loads it on its
+        unit device."""
+        from adaptive.core.zoo import ModelRef
+
+        if self.kind == "local":
+            return ModelRef(name, sha256, str(device), model)
+        return ModelRef(name, sha256, self.unit_device)
+
 
 _WORKER_CACHE: dict = {}
 

@@ -32,7 +32,6 @@ from adaptive.core.executor import (ExecutorSettings, LocalExecutor, make_execut
                                     worker_cached)
 from adaptive.core.runtime import environment_info, seed_everything
 from adaptive.core.store import Records, RunStore
-from adaptive.core.zoo import ModelRef
 from adaptive.core.validation import check_labels_fit_model
 from adaptive.defense import Defense, detector_flags, judge, module_sha256
 from adaptive.sweep.checks import bounded_attack_check, sanity_checks
@@ -184,10 +183,8 @@ def _build_judges(store: RunStore, cfg: SweepConfig, model: nn.Module, data: Ima
         if cal_costs is None:
             log(f"calibrating A2D ({', '.join(cfg.a2d_engines)}) on {len(cal)} benign images")
             # in chunks of a batch: units of their own on Ray
-            executor = executor or ExecutorSettings()
-            ref = (ModelRef(cfg.model, cfg.model_sha256, str(device), model)
-                   if executor.kind == "local"
-                   else ModelRef(cfg.model, cfg.model_sha256, executor.unit_device))
+            ref = (executor or ExecutorSettings()).model_ref(cfg.model, cfg.model_sha256, model,
+                                                             device)
             units = [(e, s, min(s + cfg.batch, len(cal))) for e in cfg.a2d_engines
                      for s in range(0, len(cal), cfg.batch)]
             got = dict((runner or LocalExecutor()).map(
