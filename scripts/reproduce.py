@@ -86,6 +86,11 @@ def main(argv=None) -> int:
     p.add_argument("--only", choices=("mnist", "cifar10"), help="one data set")
     p.add_argument("--skip", default="", help="comma-separated step names to leave out "
                                                "(e.g. mnist-clever)")
+    p.add_argument("--steps", help="comma-separated step names to run, in this order (default: "
+                                   "all, in the script's order)")
+    p.add_argument("--no-report", action="store_true",
+                   help="run the steps only; make the report later (e.g. after runs made on "
+                        "other machines are copied into RUNS)")
     p.add_argument("--device", default="auto")
     p.add_argument("--data-root", help="passed to every command")
     p.add_argument("--executor", choices=("local", "ray"), default="local",
@@ -99,8 +104,15 @@ def main(argv=None) -> int:
     common = ["--device", args.device, "--no-progress"]
     if args.data_root:
         common += ["--data-root", args.data_root]
+    plan = steps(args.n, runs)
+    if args.steps:
+        by_name = {step[1]: step for step in plan}
+        unknown = [s for s in args.steps.split(",") if s not in by_name]
+        if unknown:
+            p.error(f"unknown step(s) {', '.join(unknown)}; known: {', '.join(by_name)}")
+        plan = [by_name[s] for s in args.steps.split(",")]
     folders = []
-    for dataset, name, cmd, done in steps(args.n, runs):
+    for dataset, name, cmd, done in plan:
         if (args.only and dataset != args.only) or name in args.skip.split(","):
             continue
         folder = runs / name
@@ -116,6 +128,8 @@ def main(argv=None) -> int:
                       resumable=cmd[0] not in ("clever", "evaluate"), dry_run=args.dry_run)
         if rc != 0:
             return rc
+    if args.no_report:
+        return 0
     report = ["adaptive", "report", *map(str, folders), "--out", str(out)]
     if args.data_root:
         report += ["--data-root", args.data_root]

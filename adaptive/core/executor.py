@@ -80,7 +80,10 @@ def _ray_unit(fn: UnitFn, threads: int, shared: Any, unit: Any) -> Any:
     last bits of floating-point sums)."""
     import torch
 
+    from adaptive.core.runtime import full_fp32_on_cuda
+
     torch.set_num_threads(threads)
+    full_fp32_on_cuda()
     return fn(shared, unit)
 
 
