@@ -97,6 +97,10 @@ def main(argv=None) -> int:
                    help="where the sweep, clever, costs and a2d evaluate steps run their units "
                         "(ray: a local Ray instance, or --ray-address)")
     p.add_argument("--ray-address", help="an existing Ray cluster, for --executor ray")
+    p.add_argument("--checks", choices=("cheap", "full"), default="cheap",
+                   help="the sweeps' checks of the attack itself: full adds Carlini et al.'s "
+                        "checklist (the attack again with more steps and restarts, one step, "
+                        "random noise, a gradient-free attack; slower)")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     args = p.parse_args(argv)
     runs = Path(args.runs) / f"n{args.n}"
@@ -120,6 +124,8 @@ def main(argv=None) -> int:
         # `evaluate robust` writes one file; the other commands a run folder
         target = folder / done if cmd[0] == "evaluate" else folder
         full = ["adaptive", *cmd, "--out", str(target), *common]
+        if cmd[0] == "sweep" and args.checks == "full":
+            full += ["--checks", "full"]
         if args.executor == "ray" and cmd[0] in ("sweep", "clever", "costs", "a2d"):
             full += ["--executor", "ray"] + (["--ray-address", args.ray_address]
                                              if args.ray_address else [])
