@@ -35,3 +35,34 @@ def test_cuda_device_runs_full_fp32(tf32_flags):
     assert resolve_device("auto").type == "cuda"
     assert not torch.backends.cudnn.allow_tf32
     assert environment_info()["cudnn_tf32"] is False
+
+
+@pytest.fixture
+def threads():
+    saved = torch.get_num_threads()
+    yield
+    torch.set_num_threads(saved)
+
+
+def test_threads_from_flag_env_or_capped_default(threads, monkeypatch):
+    from adaptive.core.runtime import THREADS_ENV, cpu_budget, set_threads
+
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    assert cpu_budget() >= 1
+    assert set_threads(None) == torch.get_num_threads() <= cpu_budget()
+    assert set_threads(1) == torch.get_num_threads() == 1
+    monkeypatch.setenv(THREADS_ENV, "2")
+    assert set_threads(None) == torch.get_num_threads() == 2
+    assert set_threads(1) == 1  # the flag wins over the variable
+    monkeypatch.setenv(THREADS_ENV, "many")
+    with pytest.raises(ToolkitError, match="ADAPTIVE_THREADS"):
+        set_threads(None)
+
+
+def test_cli_threads_flag(threads, capsys):
+    from adaptive.cli.main import main
+
+    assert main(["--threads", "1", "zoo", "list"]) == 0
+    assert torch.get_num_threads() == 1
+    assert main(["--threads", "0", "zoo", "list"]) == 2
+    assert "at least 1" in capsys.readouterr().err

@@ -12,7 +12,9 @@ import zlib
 from adaptive import __version__
 from adaptive.cli import (a2d_cmd, check_cmd, clever_cmd, costs_cmd, data_cmd, evaluate_cmd,
                           magnet_cmd, report_cmd, sweep_cmd, train_cmd, zoo_cmd)
+from adaptive.cli.common import positive_int
 from adaptive.core.errors import ToolkitError
+from adaptive.core.runtime import set_threads
 
 COMMAND_GROUPS = (sweep_cmd, zoo_cmd, data_cmd, train_cmd, evaluate_cmd, a2d_cmd, magnet_cmd,
                   clever_cmd, costs_cmd, check_cmd, report_cmd)
@@ -37,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "(Attack as Defense, MagNet, adversarial training).",
         epilog="Run 'adaptive COMMAND --help' for the options of each command.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--threads", type=positive_int, metavar="N",
+                        help="CPU threads for torch (default: $ADAPTIVE_THREADS, else "
+                             "PyTorch's choice capped at the CPUs this process may use, "
+                             "container quotas included); 1 per job when several share a "
+                             "machine")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                 parser_class=ArgumentParser)
     for group in COMMAND_GROUPS:
@@ -67,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         args.command_line = "adaptive " + shlex.join(argv)  # recorded in results for reruns
+        set_threads(args.threads)
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
         print("adaptive: interrupted (training and sweeps keep finished epochs and records; "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -38,6 +39,42 @@ def full_fp32_on_cuda() -> None:
     answer, so every CUDA device the toolkit picks runs in full fp32."""
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
+
+
+THREADS_ENV = "ADAPTIVE_THREADS"
+
+
+def cpu_budget() -> int:
+    """The CPUs this process may really use: the smallest of its CPU affinity and a cgroup
+    (container) CPU quota. PyTorch sizes its thread pool from the CPUs it sees, which in a
+    container can be the host's many cores: threads beyond the quota wait for each other."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        (os.cpu_count() or 1)
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, int(float(quota) / float(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)
+
+
+def set_threads(threads: int | None = None) -> int:
+    """Set torch's CPU threads: ``threads``, else ``$ADAPTIVE_THREADS``, else PyTorch's own
+    choice capped at :func:`cpu_budget`. Returns the count set. Results can differ in the
+    last bits between thread counts (floating-point sums split differently), so a run
+    records its count (``environment.cpu_threads`` in config.json)."""
+    if threads is None and os.environ.get(THREADS_ENV):
+        try:
+            threads = int(os.environ[THREADS_ENV])
+        except ValueError:
+            raise ToolkitError(f"${THREADS_ENV} must be a whole number of threads, got "
+                               f"{os.environ[THREADS_ENV]!r}") from None
+    if threads is not None and threads < 1:
+        raise ToolkitError(f"threads must be at least 1, got {threads}")
+    n = threads if threads is not None else min(torch.get_num_threads(), cpu_budget())
+    torch.set_num_threads(n)
+    return n
 
 
 def _cudnn_tf32():
