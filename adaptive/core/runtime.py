@@ -31,12 +31,11 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 def full_fp32_on_cuda() -> None:
     """Turn off TF32 in cuDNN convolutions and CUDA matmuls (PyTorch's default allows it in
-    convolutions on Ampere and later). TF32 keeps 10 mantissa bits: logits then move by ~1e-3
-    relative between batches and calls, which flips examples that sit on the decision
-    boundary (a C&W example at kappa 0 does), changes A2D costs, and made the
-    unstable-predictions indicator fire on a deterministic model (5 of 100 examples at
-    kappa 0 of the default sweep on an H200). An evaluation needs the model's real fp32
-    answer, so every CUDA device the toolkit picks runs in full fp32."""
+    convolutions on Ampere and later). TF32 keeps 10 mantissa bits, so logits move by ~1e-3
+    relative: enough to flip examples that sit on a decision boundary (a C&W example at
+    kappa 0 does) and to change A2D's attack costs; the default sweep on an H200 with TF32
+    differed from the CPU's by a few images in some rows. An evaluation needs the model's own
+    fp32 answer, so every CUDA device the toolkit picks runs in full fp32."""
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
 
