@@ -365,7 +365,14 @@ def diagnostics_tables(group: list[dict], attacks: list[str]) -> dict[str, dict]
                                                           "detectors not judged)"
                                                           if b.get("task_only") else ""),
                           "steps x restarts": f"{b['settings']['steps']} x "
-                                              f"{b['settings']['restarts']}",
+                                              f"{b['settings']['restarts']}"
+                                              + (f" ({b['settings']['schedule']})"
+                                                 if b["settings"].get("schedule", "constant")
+                                                 != "constant" else "")
+                                              + (f", starts: best of "
+                                                 f"{b['settings']['start_images']} image "
+                                                 "blends"
+                                                 if b["settings"].get("start_images") else ""),
                           "images used": b["used"], "skipped": b["images"] - b["used"],
                           "ASR binarised": b["attack_success_rate"],
                           "ASR random control": b["random_success_rate"],

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 import torch
 
 from adaptive.attacks.base import AttackResult, Draws, FixedBudgetAttack, Trace, kappa_margins
-from adaptive.core.attacks.lp import check_norm, normalize_step, project, random_in_ball
+from adaptive.core.attacks.lp import (check_norm, normalize_step, project, random_in_ball,
+                                      towards_images)
 from adaptive.core.errors import ToolkitError
 
 
@@ -65,7 +66,12 @@ class BoundedPGD(FixedBudgetAttack):
     objective at confidence ``kappa`` (see the module docstring): ``steps`` steps of
     ``step_size`` (default 2.5 eps / steps) per round, ``restarts`` rounds, then
     ``target_classes`` target rounds, ``batch_size`` images at a time, seeded by ``seed``;
-    ``schedule``: ``constant`` step lengths or ``cosine`` (decaying, see ``_step_length``). Each
+    ``schedule``: ``constant`` step lengths or ``cosine`` (decaying, see ``_step_length``). With
+    ``start_images`` M > 0 and a ``start_pool`` of natural images (N, C, H, W), each random
+    restart starts instead at the best of M points towards random pool images (as far as the
+    ball allows; best by the round's own loss, margin term plus penalty): against detectors
+    that model the data (MagNet) random noise starts where they reject, blends of images
+    start where they accept. Each
     step descends the sum of the classification term and the penalty; with ``eot`` > 1 its
     gradient is the mean over that many evaluations (Expectation over Transformation, for
     defenses that are random per call: each evaluation draws anew). ``run`` returns an
@@ -77,7 +83,8 @@ class BoundedPGD(FixedBudgetAttack):
     def __init__(self, eps: float, kappa: float = 0.0, steps: int = 100, restarts: int = 1,
                  target_classes: int = 0, step_size: float | None = None,
                  batch_size: int = 256, seed: int = 0, norm: str = "l2", eot: int = 1,
-                 schedule: str = "constant"):
+                 schedule: str = "constant", start_images: int = 0,
+                 start_pool: torch.Tensor | None = None):
         if not (eps > 0 and kappa >= 0 and steps >= 1 and restarts >= 1
                 and target_classes >= 0):
             raise ToolkitError("bounded PGD needs eps > 0 (a finite L2 bound), kappa >= 0, "
@@ -89,7 +96,12 @@ class BoundedPGD(FixedBudgetAttack):
         if schedule not in SCHEDULES:
             raise ToolkitError(f"unknown step schedule {schedule!r}; choose from "
                                f"{', '.join(SCHEDULES)}")
+        if not (isinstance(start_images, int) and start_images >= 0):
+            raise ToolkitError(f"start_images must be a whole number >= 0, got {start_images!r}")
+        if start_images and (start_pool is None or len(start_pool) == 0):
+            raise ToolkitError("start_images > 0 needs a start_pool of images to start towards")
         self.eot, self.schedule = eot, schedule
+        self.start_images, self.start_pool = start_images, start_pool
         self.eps, self.kappa, self.steps, self.restarts = float(eps), float(kappa), steps, restarts
         self.target_classes = int(target_classes)
         # Madry et al.'s rule: the steps can cross the ball 2.5 times.
@@ -104,7 +116,8 @@ class BoundedPGD(FixedBudgetAttack):
                 "kappa": self.kappa,
                 "steps": self.steps, "restarts": self.restarts,
                 "target_classes": self.target_classes, "step_size": self.step_size,
-                "schedule": self.schedule, "seed": self.seed}
+                "schedule": self.schedule, "seed": self.seed,
+                **({"start_images": self.start_images} if self.start_images else {})}
 
     def _start(self) -> Draws:
         """One seeded generator per run, shared by its batches (random restarts)."""
@@ -137,7 +150,9 @@ class BoundedPGD(FixedBudgetAttack):
                 if rank >= ranked.shape[1] - 1:
                     break
                 goal, goal_targeted = ranked[:, rank], True
-            if random_start:
+            if random_start and self.start_images:
+                delta = self._image_start(model, x, labels, targeted, penalty, idx, draws)
+            elif random_start:
                 delta = draws.sample(idx, x.shape[1:], lambda shape, g: random_in_ball(
                     shape, self._radius, self.norm, g, device, x.dtype))
                 delta = (x[idx] + delta).clamp(0, 1) - x[idx]
@@ -153,6 +168,29 @@ class BoundedPGD(FixedBudgetAttack):
         trace.ever_met = trace.returned_met = best.done.cpu()
         return AttackResult(best.adversarial.detach().cpu(), l2.cpu(), success.cpu(),
                             best.margin.cpu(), best.steps, best.reached.cpu(), trace)
+
+    def _image_start(self, model, x, labels, targeted, penalty, idx, draws: Draws
+                     ) -> torch.Tensor:
+        """The start (as a perturbation) of the samples ``idx``: of ``start_images`` points
+        towards random pool images, the one with the smallest relu(margin + kappa) +
+        penalty."""
+        m, pool = self.start_images, self.start_pool
+        picks = draws.sample(idx, (m,), lambda shape, g: torch.randint(
+            0, len(pool), shape, generator=g)).view(-1)
+        xs = x[idx].repeat_interleave(m, dim=0)
+        cand = towards_images(xs, pool[picks].to(x), self._radius, self.norm)
+        ys = labels[idx].repeat_interleave(m)
+        losses = []
+        for c, y in zip(cand.split(self.batch_size), ys.split(self.batch_size)):
+            with torch.enable_grad():  # a penalty may differentiate (A2D's cost surrogate)
+                c = c.detach().requires_grad_(True)
+                loss = torch.relu(kappa_margins(model(c), y, targeted) + self.kappa)
+                if penalty is not None:
+                    loss = loss + penalty(c, y, targeted)
+            losses.append(loss.detach())
+        best = torch.cat(losses).view(len(idx), m).argmin(1)
+        rows = torch.arange(len(idx), device=best.device) * m + best
+        return (cand[rows] - x[idx]).detach()
 
     def _round(self, model, x, idx, delta, own_goal, goal, penalty, best: _Best,
                trace: Trace) -> None:

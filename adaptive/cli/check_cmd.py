@@ -36,6 +36,9 @@ def register(sub) -> None:
     b.add_argument("--restarts", type=positive_int, help="restarts (default: the run's)")
     b.add_argument("--schedule", choices=SCHEDULES,
                    help="step lengths within a round (default: the run's)")
+    b.add_argument("--start-images", type=nonnegative_int, metavar="M",
+                   help="restarts start at the best of M points towards other test images "
+                        "(the pgd attacks' --pgd-start-images; default: the run's)")
     b.add_argument("--n", type=positive_int, help="images (default: all the run attacked)")
     b.add_argument("--n-inner", type=positive_int, default=999,
                    help="inner points per image, the image included (default 999)")
@@ -82,12 +85,15 @@ def run_binarization(args: argparse.Namespace) -> int:
         settings["restarts"] = args.restarts
     if args.schedule:
         settings["schedule"] = args.schedule
+    if args.start_images is not None:
+        settings["start_images"] = args.start_images
     objective = run.objective(attack)
     bound = bound_of(cfg)
     method = BOUNDED_ATTACKS[attack.split("-")[0]]
 
-    def make_attack():
-        return method(bound, 0.0, seed=args.seed, norm=cfg.norm, **settings)
+    def make_attack():  # (image starts draw from the same pool as the test's points)
+        starts = {"start_pool": pool} if settings.get("start_images") else {}
+        return method(bound, 0.0, seed=args.seed, norm=cfg.norm, **settings, **starts)
 
     index = run.attacked[:args.n] if args.n else run.attacked
     x, y = run.data.x()[index].to(device), run.data.labels[index]
@@ -111,6 +117,7 @@ def run_binarization(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else (Path(args.run_dir) / "diagnostics" /
                                            f"binarization_{attack}_s{settings['steps']}"
                                            f"{'_cosine' if settings.get('schedule') == 'cosine' else ''}"
+                                           f"{'_img%d' % settings['start_images'] if settings.get('start_images') else ''}"
                                            f"{'_task' if args.task_only else ''}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, result)

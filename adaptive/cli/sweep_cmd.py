@@ -154,6 +154,13 @@ def register(sub) -> None:
     p.add_argument("--pgd-schedule", choices=SCHEDULES, default=PGD.schedule,
                    help="pgd attacks: step lengths within a round, constant or decaying along "
                         f"a cosine from twice the step to 0 (default {PGD.schedule})")
+    p.add_argument("--pgd-start-images", type=nonnegative_int, default=PGD.start_images,
+                   metavar="M",
+                   help="pgd attacks: each random restart starts at the best (by its own loss) "
+                        "of M points towards other images of the data set, as far as the bound "
+                        "allows, instead of random noise: detectors that model the data "
+                        "(MagNet) reject noise and accept blends of images (default "
+                        f"{PGD.start_images}: noise)")
     p.add_argument("--out", help="output folder (default: a new runs/sweep-TIME)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     add_executor_options(p)
@@ -199,7 +206,8 @@ def run(args: argparse.Namespace) -> int:
                       image_seeds=args.image_seeds, checks=args.checks,
                       pgd=PGDSettings(steps=args.pgd_steps, restarts=args.pgd_restarts,
                                       target_classes=args.pgd_targets, eot=args.eot,
-                                      schedule=args.pgd_schedule),
+                                      schedule=args.pgd_schedule,
+                                      start_images=args.pgd_start_images),
                       hsj=HardLabelSettings(iterations=args.hsj_iterations,
                                             evals=args.hsj_evals,
                                             max_evals=max(HSJ.max_evals, args.hsj_evals)))

@@ -38,7 +38,7 @@ from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 from adaptive import metrics
-from adaptive.core.attacks.lp import check_norm, random_in_ball
+from adaptive.core.attacks.lp import along_rays, check_norm, random_in_ball
 from adaptive.core.errors import ToolkitError
 from adaptive.defense import Defense
 
@@ -146,16 +146,9 @@ def _boundary(x: torch.Tensor, n: int, eps: float, norm: str, gen,
 
 def _on_sphere(x: torch.Tensor, g: torch.Tensor, radius: float) -> torch.Tensor:
     """Along each unit direction ``g`` from ``x``, clipped to the pixel range, the point at
-    L2 distance ``radius`` (bisection on the step); directions whose clipped ray never gets
-    that far are dropped."""
-    shape, n = (-1, *[1] * (x.ndim - 1)), len(g)
-    lo, hi = torch.zeros(n).to(x), torch.full((n,), 4.0 * radius + 2.0).to(x)
-    far = _distance((x + hi.view(shape) * g).clamp(0, 1), x, "l2") >= radius
-    for _ in range(40):
-        mid = (lo + hi) / 2
-        over = _distance((x + mid.view(shape) * g).clamp(0, 1), x, "l2") > radius
-        hi, lo = torch.where(over, mid, hi), torch.where(over, lo, mid)
-    return (x + hi.view(shape) * g).clamp(0, 1)[far]
+    L2 distance ``radius``; directions whose clipped ray never gets that far are dropped."""
+    points, far = along_rays(x.expand(len(g), *x.shape[1:]), g, radius)
+    return points[far]
 
 
 def _readout(inner: torch.Tensor, boundary: torch.Tensor) -> tuple[torch.Tensor, float] | None:

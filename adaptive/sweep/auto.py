@@ -30,7 +30,7 @@ from adaptive.attacks.bounded_pgd import OrthogonalPGD, SelectivePGD, BoundedPGD
 from adaptive.attacks.cw import CarliniWagnerL2
 from adaptive.attacks.hard_label import DecisionOracle, HopSkipJump
 from adaptive.core.evaluation import predict_logits
-from adaptive.sweep.config import AUTO_MEMBERS, SweepConfig, bound_of
+from adaptive.sweep.config import AUTO_MEMBERS, SweepConfig, bound_of, pgd_kwargs
 from adaptive.sweep.diagnostics import attack_indicators
 from adaptive.sweep.records import PER_DEFENSE, batch_records
 
@@ -59,8 +59,10 @@ class Member:
     penalty: object = None
 
 
-def build_members(cfg: SweepConfig, kappa: float, model, objective_for, judges) -> list[Member]:
-    """The members at ``kappa``; ``objective_for(attack)`` gives an attack's Objective."""
+def build_members(cfg: SweepConfig, kappa: float, model, objective_for, judges,
+                  start_pool=None) -> list[Member]:
+    """The members at ``kappa``; ``objective_for(attack)`` gives an attack's Objective;
+    ``start_pool``: the images the pgd members' restarts start towards (``--pgd-start-images``)."""
     out = []
     for name in members_for(cfg, kappa):
         if name == "cw":
@@ -73,7 +75,7 @@ def build_members(cfg: SweepConfig, kappa: float, model, objective_for, judges) 
             cls = {"pgd-full": BoundedPGD, "spgd": SelectivePGD, "opgd": OrthogonalPGD}[name]
             objective = objective_for(name)
             out.append(Member(name, cls(bound_of(cfg), kappa, seed=cfg.seed, norm=cfg.norm,
-                                        **asdict(cfg.pgd)),
+                                        **pgd_kwargs(cfg, start_pool)),
                               objective.model, objective.penalty()))
     return out
 

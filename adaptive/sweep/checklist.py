@@ -22,16 +22,16 @@ import torch
 from adaptive.attacks.cw import CarliniWagnerL2
 from adaptive.attacks.hard_label import DecisionOracle, HopSkipJump
 from adaptive.core.attacks.lp import random_in_ball
-from adaptive.sweep.config import SweepConfig, bound_of, is_bounded
+from adaptive.sweep.config import SweepConfig, bound_of, is_bounded, pgd_kwargs
 
 RANDOM_DRAWS = 10  # each costs a judgement of every defense (A2D attacks each point)
 MAX_IMAGES = 50  # images of the smallest kappa the checklist attacks again
 
 
-def _variants(cfg: SweepConfig, kappa: float, bounded_cls) -> dict:
+def _variants(cfg: SweepConfig, kappa: float, bounded_cls, start_pool=None) -> dict:
     """name -> a fresh attack: the run's attack with one setting changed."""
     if is_bounded(cfg.attack) and bounded_cls is not None:
-        pgd = asdict(cfg.pgd)
+        pgd = pgd_kwargs(cfg, start_pool)
 
         def make(**change):
             return bounded_cls(bound_of(cfg), kappa, seed=cfg.seed, norm=cfg.norm,
@@ -45,7 +45,8 @@ def _variants(cfg: SweepConfig, kappa: float, bounded_cls) -> dict:
 
 
 def run_checklist(cfg: SweepConfig, records: list[dict], judges, attack_model, penalty,
-                  bounded_cls, x_all, y_all, device, log=print) -> list[dict]:
+                  bounded_cls, x_all, y_all, device, log=print,
+                  start_pool=None) -> list[dict]:
     """The checklist's items (``{"name", "passed", "detail", "broken"}``) for the sweep's
     untargeted attack at its smallest kappa."""
     kappa = min(cfg.kappas)
@@ -76,7 +77,7 @@ def run_checklist(cfg: SweepConfig, records: list[dict], judges, attack_model, p
                       "broken": {n: sorted(v) for n, v in broken.items()}})
         log(f"checklist: {name}: {'passed' if passed else 'FAILED'}: {items[-1]['detail']}")
 
-    for name, attack in _variants(cfg, kappa, bounded_cls).items():
+    for name, attack in _variants(cfg, kappa, bounded_cls, start_pool).items():
         r = attack.run(attack_model, x.to(device), y, penalty=penalty)
         item(name, judge_all(r.adversarial, r.success), attack.config())
     # random points at the bound: an image counts once any of its points breaks a defense

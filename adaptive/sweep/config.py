@@ -9,7 +9,9 @@ run folders still resume.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
 
 from adaptive.attacks.bounded_pgd import SCHEDULES
 from adaptive.core.errors import ToolkitError
@@ -109,6 +111,9 @@ class PGDSettings:
     target_classes: int = 3
     eot: int = 1  # gradient samples per step (EOT) for defenses that are random per call
     schedule: str = "constant"  # step lengths within a round: constant or cosine (decaying)
+    # > 0: each random restart starts at the best of this many points towards other test
+    # images (see BoundedPGD), for detectors that reject noise
+    start_images: int = 0
 
 
 @dataclass
@@ -289,6 +294,7 @@ def validate_config(cfg: SweepConfig, magnet=None) -> None:
     _count(cfg.pgd.restarts, "pgd restarts")
     _count(cfg.pgd.target_classes, "pgd target classes", 0)
     _count(cfg.pgd.eot, "eot")
+    _count(cfg.pgd.start_images, "pgd start images", 0)
     if cfg.pgd.schedule not in SCHEDULES:
         raise ToolkitError(f"unknown pgd step schedule {cfg.pgd.schedule!r}; choose from "
                            f"{', '.join(SCHEDULES)}")
@@ -316,3 +322,26 @@ def validate_config(cfg: SweepConfig, magnet=None) -> None:
     if is_bounded(cfg.attack) and not math.isfinite(bound_of(cfg)):
         raise ToolkitError(f"--attack {cfg.attack} attacks at the bound; give a finite "
                            "--max-l2")
+
+
+START_POOL = 2000  # natural images the pgd attacks' image starts draw from
+
+
+def start_pool(cfg: SweepConfig, x_all: torch.Tensor, attacked: torch.Tensor):
+    """The images the pgd attacks' restarts start towards (``--pgd-start-images``): the first
+    ``START_POOL`` of the data set's images that the run does not attack (the attacker's own
+    natural images; none of them is an attacked image), or None when the setting is off."""
+    if not cfg.pgd.start_images:
+        return None
+    others = torch.ones(len(x_all), dtype=torch.bool)
+    others[torch.as_tensor(attacked)] = False
+    return x_all[others.nonzero().squeeze(1)[:START_POOL]]
+
+
+def pgd_kwargs(cfg: SweepConfig, pool=None) -> dict:
+    """The bounded attacks' settings of ``cfg`` as keyword arguments, with ``pool`` (from
+    :func:`start_pool`) as ``start_pool`` when image starts are on."""
+    out = asdict(cfg.pgd)
+    if cfg.pgd.start_images:
+        out["start_pool"] = pool
+    return out

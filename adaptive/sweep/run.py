@@ -39,7 +39,7 @@ from adaptive.sweep.auto import auto_batch, build_members, image_seeds
 from adaptive.sweep.diagnostics import attack_indicators, diagnostics
 from adaptive.sweep.config import (AUTO, HARD_LABEL_ATTACKS, SweepConfig, aims_at_plugins,
                                    attacked_parts, bound_of, is_bounded, norm_label,
-                                   validate_config)
+                                   pgd_kwargs, start_pool, validate_config)
 from adaptive.sweep.images import plan_images
 from adaptive.sweep.operating_points import operating_points
 from adaptive.sweep.records import RECORDS, batch_records, record_key, upgrade_record
@@ -234,6 +234,7 @@ class _UnitContext:
     objective: Objective
     attack_model: object
     penalty: object
+    start_pool: torch.Tensor | None = None  # natural images the pgd restarts start towards
 
 
 @dataclass
@@ -273,8 +274,10 @@ def _unit_context(cfg: SweepConfig, model: nn.Module, data: ImageSet, device, at
         target = cfg.defenses[-1]
         log(f"{cfg.attack}: a hard-label attack on the verdict of {target!r}")
         attack_model, penalty = DecisionOracle(judges.defenses[target]), None
-    return _UnitContext(cfg, model, device, data.x(), data.labels, attacked, targets_all,
-                        judges, objective, attack_model, penalty)
+    x_all = data.x()
+    return _UnitContext(cfg, model, device, x_all, data.labels, attacked, targets_all,
+                        judges, objective, attack_model, penalty,
+                        start_pool(cfg, x_all, attacked))
 
 
 def _context_from(recipe: _UnitRecipe) -> _UnitContext:
@@ -318,7 +321,8 @@ def _run_unit(source: _UnitContext | _UnitRecipe, unit: tuple) -> tuple[list[dic
     seed_everything(cfg.seed)
     adv = {"x": None, "index": idx, **({"target": targets} if targets is not None else {})}
     if cfg.attack == AUTO:  # the per-image worst case over the ensemble
-        members = build_members(cfg, kappa, model, lambda _: ctx.objective, judges)
+        members = build_members(cfg, kappa, model, lambda _: ctx.objective, judges,
+                                ctx.start_pool)
         adv["x"], rows_ = auto_batch(cfg, kappa, members, model, judges, device, idx, x, y,
                                      targets)
         _clever_of(cfg, model, device, adv["x"], rows_)
@@ -329,7 +333,8 @@ def _run_unit(source: _UnitContext | _UnitRecipe, unit: tuple) -> tuple[list[dic
         attack = HopSkipJump(eps=cfg.max_l2, seed=cfg.seed, **asdict(cfg.hsj))
     elif is_bounded(cfg.attack):
         attack = BOUNDED_ATTACKS[cfg.attack.split("-")[0]](
-            bound_of(cfg), kappa, seed=cfg.seed, norm=cfg.norm, **asdict(cfg.pgd))
+            bound_of(cfg), kappa, seed=cfg.seed, norm=cfg.norm,
+            **pgd_kwargs(cfg, ctx.start_pool))
     extra = {}
     if cfg.image_seeds:  # (HopSkipJump then starts from the whole batch's images)
         extra = {"seeds": image_seeds(cfg.seed, idx),
@@ -391,7 +396,7 @@ def _attack_all(store: RunStore, records: Records, ctx: _UnitContext, identity: 
         seed_everything(cfg.seed)
         store.put("checklist", {"items": run_checklist(
             cfg, records.read().records, ctx.judges, ctx.attack_model, ctx.penalty, bounded,
-            ctx.x_all, ctx.y_all, ctx.device, log)})
+            ctx.x_all, ctx.y_all, ctx.device, log, ctx.start_pool)})
 
 
 def _clever_of(cfg: SweepConfig, model: nn.Module, device, x_adv: torch.Tensor,

@@ -69,3 +69,37 @@ def random_in_ball(shape, eps, norm: str, generator: torch.Generator | None = No
     direction = g / g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (g.ndim - 1)))
     out = (direction * r.view(-1, *([1] * (g.ndim - 1)))).to(device)
     return out * _per_sample(eps, out)
+
+
+def along_rays(x: torch.Tensor, directions: torch.Tensor, radius: float, steps: int = 40
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """From each row of ``x`` along the matching row of ``directions`` (unit L2 length),
+    clipped to [0, 1] at every point, the point at L2 distance ``radius`` (bisection on the
+    step length); where the clipped ray never gets that far, its farthest point. Returns the
+    points and whether each reached ``radius``."""
+    shape, n = (-1, *[1] * (x.ndim - 1)), len(directions)
+    lo, hi = torch.zeros(n).to(x), torch.full((n,), 4.0 * float(radius) + 2.0).to(x)
+
+    def dist(t):
+        return ((x + t.view(shape) * directions).clamp(0, 1) - x).flatten(1).norm(dim=1)
+    far = dist(hi) >= radius
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        over = dist(mid) > radius
+        hi, lo = torch.where(over, mid, hi), torch.where(over, lo, mid)
+    return (x + hi.view(shape) * directions).clamp(0, 1), far
+
+
+def towards_images(x: torch.Tensor, images: torch.Tensor, eps, norm: str) -> torch.Tensor:
+    """From each row of ``x`` towards the matching row of ``images`` (both in [0, 1]), a point
+    at the edge of the ball: L2, on the ray from ``x`` through the image (past it where the
+    image is nearer than ``eps``), clipped to [0, 1], at distance ``eps`` (or as far as the
+    clipped ray gets); L-inf, ``x`` plus the difference clipped to the box. Such points look
+    like images, where noise of the same size does not (detectors that model the data, such
+    as MagNet, reject noise); the binarization test draws its points the same way."""
+    diff = images - x
+    if check_norm(norm) == "linf":
+        e = _per_sample(eps, x)
+        return x + torch.maximum(torch.minimum(diff, e), -e)
+    unit = diff / diff.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (x.ndim - 1))
+    return along_rays(x, unit, eps)[0]
