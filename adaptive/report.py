@@ -372,7 +372,8 @@ def diagnostics_tables(group: list[dict], attacks: list[str]) -> dict[str, dict]
                                               + (f", starts: best of "
                                                  f"{b['settings']['start_images']} image "
                                                  "blends"
-                                                 if b["settings"].get("start_images") else ""),
+                                                 if b["settings"].get("start_images")
+                                                 and b["settings"]["restarts"] > 1 else ""),
                           "images used": b["used"], "skipped": b["images"] - b["used"],
                           "ASR binarised": b["attack_success_rate"],
                           "ASR random control": b["random_success_rate"],

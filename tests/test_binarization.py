@@ -151,6 +151,11 @@ def test_check_binarization_on_a_sweep_folder_and_in_its_report(tmp_path, capsys
     assert found["config"]["defense"] == "none" and found["summary"]["used"] == 2
     assert main(["check", "binarization", str(run), "--steps", "1", "--restarts", "1",
                  "--defense", "nope"]) == 2
+    # other restarts than the run's get their own file (not overwriting the run's setting's)
+    assert main(["check", "binarization", str(run), "--n-inner", "299", "--n-random", "50",
+                 "--steps", "20", "--restarts", "1"]) == 0
+    assert (run / "diagnostics" / "binarization_pgd_s20_r1.json").is_file()
+    assert json.loads((run / "diagnostics" / "binarization_pgd_s20.json").read_text()) == found
     assert main(["report", str(run), "--out", str(tmp_path / "rep")]) == 0
     table = (tmp_path / "rep" / "mnist_mnist-cnn_binarization.md").read_text()
     assert "| pgd | none | pgd | 20 x 3 | 2 | 0 | 100.0 %" in table

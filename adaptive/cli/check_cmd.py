@@ -116,6 +116,7 @@ def run_binarization(args: argparse.Namespace) -> int:
                         "command": getattr(args, "command_line", "")}
     out = Path(args.out) if args.out else (Path(args.run_dir) / "diagnostics" /
                                            f"binarization_{attack}_s{settings['steps']}"
+                                           f"{'' if settings['restarts'] == cfg.pgd.restarts else '_r%d' % settings['restarts']}"
                                            f"{'_cosine' if settings.get('schedule') == 'cosine' else ''}"
                                            f"{'_img%d' % settings['start_images'] if settings.get('start_images') else ''}"
                                            f"{'_task' if args.task_only else ''}.json")
