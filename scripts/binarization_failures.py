@@ -12,15 +12,11 @@ first N attacked images, the run's last defense, 299 inner points, 500 random po
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict
 
 import torch
 
-from adaptive.core.runtime import resolve_device, seed_everything
+from adaptive.cli.check_cmd import binarization_setup
 from adaptive.diagnostics.binarization import binarization_test
-from adaptive.sweep.config import bound_of
-from adaptive.sweep.reopen import reopen
-from adaptive.sweep.run import BOUNDED_ATTACKS
 
 
 def main() -> None:
@@ -34,21 +30,12 @@ def main() -> None:
     ap.add_argument("--n-inner", type=int, default=299)
     ap.add_argument("--n-random", type=int, default=500)
     args = ap.parse_args()
-    device = resolve_device("auto")
-    seed_everything(0)
-    run = reopen(args.run_dir, device, None)
-    cfg = run.cfg
-    defense = run.defenses[cfg.defenses[-1]]
-    settings = asdict(cfg.pgd)
-    for key in ("steps", "restarts", "schedule"):
-        if getattr(args, key) is not None:
-            settings[key] = getattr(args, key)
-    objective = run.objective(args.attack)
-    bound = bound_of(cfg)
-    method = BOUNDED_ATTACKS[args.attack.split("-")[0]]
+    setup = binarization_setup(argparse.Namespace(
+        **vars(args), defense=None, start_images=None, seed=0, device="auto", data_root=None))
+    cfg, defense = setup.run.cfg, setup.run.defenses[setup.defense]
 
     def make_attack():
-        attack = method(bound, 0.0, seed=0, norm=cfg.norm, **settings)
+        attack = setup.make_attack()
         plain_run = attack.run
 
         def run_and_tell(model, x, labels, penalty=None, **kw):
@@ -66,16 +53,13 @@ def main() -> None:
         attack.run = run_and_tell
         return attack
 
-    index = run.attacked[:args.n]
-    x, y = run.data.x()[index].to(device), run.data.labels[index]
-    others = torch.ones(len(run.data.labels), dtype=torch.bool)
-    others[run.attacked + run.calibration] = False
-    pool = run.data.x()[others.nonzero().squeeze(1)[:2000]]
-    print(f"{args.attack} {settings['steps']} steps x {settings['restarts']} restarts "
-          f"({settings['schedule']}) against {cfg.defenses[-1]}, {len(index)} images")
-    result = binarization_test(defense, objective.model, make_attack, x, y, bound, cfg.norm,
-                               penalty=objective.penalty(), index=index,
-                               n_inner=args.n_inner, n_random=args.n_random, seed=0, pool=pool)
+    s = setup.settings
+    print(f"{setup.attack} {s['steps']} steps x {s['restarts']} restarts ({s['schedule']}) "
+          f"against {setup.defense}, {len(setup.index)} images")
+    result = binarization_test(defense, setup.objective.model, make_attack, setup.x, setup.y,
+                               setup.bound, cfg.norm, penalty=setup.objective.penalty(),
+                               index=setup.index, n_inner=args.n_inner,
+                               n_random=args.n_random, seed=0, pool=setup.pool)
     print(result["summary"])
 
 

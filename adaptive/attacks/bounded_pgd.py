@@ -177,20 +177,21 @@ class BoundedPGD(FixedBudgetAttack):
         m, pool = self.start_images, self.start_pool
         picks = draws.sample(idx, (m,), lambda shape, g: torch.randint(
             0, len(pool), shape, generator=g)).view(-1)
-        xs = x[idx].repeat_interleave(m, dim=0)
-        cand = towards_images(xs, pool[picks].to(x), self._radius, self.norm)
-        ys = labels[idx].repeat_interleave(m)
+        rows = torch.arange(len(idx)).repeat_interleave(m)  # candidate -> its sample
+        xs, ys = x[idx], labels[idx]
         losses = []
-        for c, y in zip(cand.split(self.batch_size), ys.split(self.batch_size)):
+        # candidates a batch at a time: M per sample can be thousands of images
+        for r, p in zip(rows.split(self.batch_size), picks.split(self.batch_size)):
+            c = towards_images(xs[r], pool[p].to(x), self._radius, self.norm)
             with torch.enable_grad():  # a penalty may differentiate (A2D's cost surrogate)
                 c = c.detach().requires_grad_(True)
-                loss = torch.relu(kappa_margins(model(c), y, targeted) + self.kappa)
+                loss = torch.relu(kappa_margins(model(c), ys[r], targeted) + self.kappa)
                 if penalty is not None:
-                    loss = loss + penalty(c, y, targeted)
+                    loss = loss + penalty(c, ys[r], targeted)
             losses.append(loss.detach())
-        best = torch.cat(losses).view(len(idx), m).argmin(1)
-        rows = torch.arange(len(idx), device=best.device) * m + best
-        return (cand[rows] - x[idx]).detach()
+        best = torch.cat(losses).view(len(idx), m).argmin(1).cpu()
+        chosen = picks.view(len(idx), m)[torch.arange(len(idx)), best]
+        return (towards_images(xs, pool[chosen].to(x), self._radius, self.norm) - xs).detach()
 
     def _round(self, model, x, idx, delta, own_goal, goal, penalty, best: _Best,
                trace: Trace) -> None:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
+
+import torch
 
 from adaptive.attacks.bounded_pgd import SCHEDULES
 from adaptive.cli.common import add_run_options, nonnegative_int, positive_int
@@ -57,15 +61,30 @@ def register(sub) -> None:
     b.set_defaults(run=run_binarization)
 
 
-def run_binarization(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
+@dataclass
+class BinarizationSetup:
+    """What the binarization test of a sweep's folder runs on: the reopened run, the defense
+    tested, the bounded attack (name, settings, a factory of fresh ones), its objective, the
+    images and the pool of other test images the points (and image starts) go towards."""
 
-    import torch
+    run: object
+    defense: str
+    attack: str
+    settings: dict
+    make_attack: Callable
+    objective: object
+    bound: float
+    index: list
+    x: torch.Tensor
+    y: torch.Tensor
+    pool: torch.Tensor
 
-    from adaptive.core.checkpoint import write_json
+
+def binarization_setup(args: argparse.Namespace) -> BinarizationSetup:
+    """The setup of ``adaptive check binarization`` from its arguments (also used by
+    ``scripts/binarization_failures.py``)."""
     from adaptive.core.runtime import resolve_device, seed_everything
-    from adaptive.diagnostics.binarization import binarization_test
-    from adaptive.sweep.config import bound_of
+    from adaptive.sweep.config import bound_of, images_except
     from adaptive.sweep.reopen import reopen
     from adaptive.sweep.run import BOUNDED_ATTACKS
 
@@ -79,35 +98,41 @@ def run_binarization(args: argparse.Namespace) -> int:
                            f"{', '.join(run.defenses)}")
     attack = args.attack or (cfg.attack if cfg.attack in BINARIZATION_ATTACKS else "pgd-full")
     settings = asdict(cfg.pgd)
-    if args.steps:
-        settings["steps"] = args.steps
-    if args.restarts:
-        settings["restarts"] = args.restarts
-    if args.schedule:
-        settings["schedule"] = args.schedule
+    for key in ("steps", "restarts", "schedule"):
+        if getattr(args, key):
+            settings[key] = getattr(args, key)
     if args.start_images is not None:
         settings["start_images"] = args.start_images
-    objective = run.objective(attack)
     bound = bound_of(cfg)
     method = BOUNDED_ATTACKS[attack.split("-")[0]]
+    # other test images to draw directions towards: not attacked, not the run's calibration
+    pool = images_except(run.data.x(), run.attacked + run.calibration)
 
     def make_attack():  # (image starts draw from the same pool as the test's points)
         starts = {"start_pool": pool} if settings.get("start_images") else {}
         return method(bound, 0.0, seed=args.seed, norm=cfg.norm, **settings, **starts)
 
     index = run.attacked[:args.n] if args.n else run.attacked
-    x, y = run.data.x()[index].to(device), run.data.labels[index]
-    # other test images to draw directions towards: not attacked, not the run's calibration
-    others = torch.ones(len(run.data.labels), dtype=torch.bool)
-    others[run.attacked + run.calibration] = False
-    pool = run.data.x()[others.nonzero().squeeze(1)[:2000]]
+    return BinarizationSetup(run, name, attack, settings, make_attack, run.objective(attack),
+                             bound, index, run.data.x()[index].to(device),
+                             run.data.labels[index], pool)
+
+
+def run_binarization(args: argparse.Namespace) -> int:
+    from adaptive.core.checkpoint import write_json
+    from adaptive.diagnostics.binarization import binarization_test
+
+    setup = binarization_setup(args)
+    run, cfg, name, attack = setup.run, setup.run.cfg, setup.defense, setup.attack
+    settings, objective, bound, index = setup.settings, setup.objective, setup.bound, setup.index
     print(f"binarization test of {attack} ({settings['steps']} steps x "
           f"{settings['restarts']} restarts) against {name}, {cfg.norm} bound {bound:g}, "
           f"{len(index)} images")
-    result = binarization_test(run.defenses[name], objective.model, make_attack, x, y, bound,
-                               cfg.norm, penalty=objective.penalty(), index=index,
-                               n_inner=args.n_inner, n_random=args.n_random, seed=args.seed,
-                               pool=pool, directions=args.directions, task_only=args.task_only)
+    result = binarization_test(run.defenses[name], objective.model, setup.make_attack, setup.x,
+                               setup.y, bound, cfg.norm, penalty=objective.penalty(),
+                               index=index, n_inner=args.n_inner, n_random=args.n_random,
+                               seed=args.seed, pool=setup.pool, directions=args.directions,
+                               task_only=args.task_only)
     s = result["summary"]
     result["config"] = {"run": str(run.folder), "defense": name, "attack": attack,
                         "settings": settings, "norm": cfg.norm, "bound": bound,

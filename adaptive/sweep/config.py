@@ -327,15 +327,18 @@ def validate_config(cfg: SweepConfig, magnet=None) -> None:
 START_POOL = 2000  # natural images the pgd attacks' image starts draw from
 
 
+def images_except(x_all: torch.Tensor, exclude, limit: int = START_POOL) -> torch.Tensor:
+    """The first ``limit`` images of ``x_all`` whose positions are not in ``exclude``."""
+    others = torch.ones(len(x_all), dtype=torch.bool)
+    others[torch.as_tensor(exclude, dtype=torch.long)] = False
+    return x_all[others.nonzero().squeeze(1)[:limit]]
+
+
 def start_pool(cfg: SweepConfig, x_all: torch.Tensor, attacked: torch.Tensor):
     """The images the pgd attacks' restarts start towards (``--pgd-start-images``): the first
     ``START_POOL`` of the data set's images that the run does not attack (the attacker's own
     natural images; none of them is an attacked image), or None when the setting is off."""
-    if not cfg.pgd.start_images:
-        return None
-    others = torch.ones(len(x_all), dtype=torch.bool)
-    others[torch.as_tensor(attacked)] = False
-    return x_all[others.nonzero().squeeze(1)[:START_POOL]]
+    return images_except(x_all, attacked) if cfg.pgd.start_images else None
 
 
 def pgd_kwargs(cfg: SweepConfig, pool=None) -> dict:
