@@ -369,11 +369,14 @@ def diagnostics_tables(group: list[dict], attacks: list[str]) -> dict[str, dict]
                                               + (f" ({b['settings']['schedule']})"
                                                  if b["settings"].get("schedule", "constant")
                                                  != "constant" else "")
+                                              + (f", step {b['settings']['step_size']:g}"
+                                                 if b["settings"].get("step_size") else "")
                                               + (f", starts: best of "
                                                  f"{b['settings']['start_images']} image "
                                                  "blends"
                                                  if b["settings"].get("start_images")
                                                  and b["settings"]["restarts"] > 1 else ""),
+                          "inner points": b.get("n_inner", "–"),
                           "images used": b["used"], "skipped": b["images"] - b["used"],
                           "ASR binarised": b["attack_success_rate"],
                           "ASR random control": b["random_success_rate"],

@@ -156,6 +156,15 @@ def test_check_binarization_on_a_sweep_folder_and_in_its_report(tmp_path, capsys
                  "--steps", "20", "--restarts", "1"]) == 0
     assert (run / "diagnostics" / "binarization_pgd_s20_r1.json").is_file()
     assert json.loads((run / "diagnostics" / "binarization_pgd_s20.json").read_text()) == found
+    # truncated: 2 steps of a tenth of the run's step length cannot reach the bound
+    assert main(["check", "binarization", str(run), "--n-inner", "299", "--n-random", "50",
+                 "--steps", "2", "--restarts", "1", "--step-size", "0.025"]) == 0
+    assert "FAILED" in capsys.readouterr().out
+    cut = json.loads((run / "diagnostics" / "binarization_pgd_s2_r1_ss0.025.json").read_text())
+    assert cut["config"]["settings"]["step_size"] == 0.025
+    assert cut["summary"]["attack_success_rate"] == 0.0
+    assert main(["check", "binarization", str(run), "--step-size", "0"]) == 2
     assert main(["report", str(run), "--out", str(tmp_path / "rep")]) == 0
     table = (tmp_path / "rep" / "mnist_mnist-cnn_binarization.md").read_text()
-    assert "| pgd | none | pgd | 20 x 3 | 2 | 0 | 100.0 %" in table
+    assert "| pgd | none | pgd | 20 x 3 | 299 | 2 | 0 | 100.0 %" in table
+    assert "| pgd | none | pgd | 2 x 1, step 0.025 | 299 | 2 | 0 | 0.0 %" in table

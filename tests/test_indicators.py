@@ -190,5 +190,13 @@ def test_the_checklist_catches_an_attack_short_of_its_limit(tmp_path):
     assert set(weak) == {"more steps", "more restarts", "iterative beats one step",
                          "random noise", "gradient-free"}
     assert not weak["more steps"]["passed"], weak["more steps"]
+    # per example, in the records: the images only the variant broke, and no others
+    from adaptive.sweep import RECORDS, read_records
+    recs = read_records(tmp_path / "weak" / RECORDS)
+    assert recs and all("checklist" in r for r in recs)
+    flagged = {r["index"] for r in recs if r["checklist"]["more steps"] == ["none"]}
+    quiet_before = {r["index"] for r in recs if not r["defenses"]["none"]["success"]}
+    assert flagged and flagged == quiet_before & set(weak["more steps"]["broken"]["none"])
+    assert all(set(r["checklist"]) == set(weak) for r in recs)
     strong = checklist(60, "strong")
     assert strong["more steps"]["passed"] and strong["random noise"]["passed"]

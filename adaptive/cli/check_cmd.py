@@ -11,7 +11,8 @@ from typing import Callable
 import torch
 
 from adaptive.attacks.bounded_pgd import SCHEDULES
-from adaptive.cli.common import add_run_options, nonnegative_int, positive_int
+from adaptive.cli.common import (add_run_options, nonnegative_int, positive_int,
+                                 positive_number)
 from adaptive.core.errors import ToolkitError
 
 BINARIZATION_ATTACKS = ("pgd", "pgd-magnet", "pgd-a2d", "pgd-full", "spgd", "opgd")
@@ -38,6 +39,10 @@ def register(sub) -> None:
                         "else pgd-full)")
     b.add_argument("--steps", type=positive_int, help="steps per round (default: the run's)")
     b.add_argument("--restarts", type=positive_int, help="restarts (default: the run's)")
+    b.add_argument("--step-size", type=positive_number, metavar="S",
+                   help="step length in the run's norm (a cosine schedule's mean step; "
+                        "default: 2.5 x bound / steps): fewer --steps with the full attack's "
+                        "S make a truncated attack, rather than fewer longer steps")
     b.add_argument("--schedule", choices=SCHEDULES,
                    help="step lengths within a round (default: the run's)")
     b.add_argument("--start-images", type=nonnegative_int, metavar="M",
@@ -103,6 +108,8 @@ def binarization_setup(args: argparse.Namespace) -> BinarizationSetup:
             settings[key] = getattr(args, key)
     if args.start_images is not None:
         settings["start_images"] = args.start_images
+    if getattr(args, "step_size", None):
+        settings["step_size"] = args.step_size
     bound = bound_of(cfg)
     method = BOUNDED_ATTACKS[attack.split("-")[0]]
     # other test images to draw directions towards: not attacked, not the run's calibration
@@ -144,6 +151,7 @@ def run_binarization(args: argparse.Namespace) -> int:
                                            f"{'' if settings['restarts'] == cfg.pgd.restarts else '_r%d' % settings['restarts']}"
                                            f"{'_cosine' if settings.get('schedule') == 'cosine' else ''}"
                                            f"{'_img%d' % settings['start_images'] if settings.get('start_images') else ''}"
+                                           f"{'_ss%g' % settings['step_size'] if settings.get('step_size') else ''}"
                                            f"{'_task' if args.task_only else ''}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, result)

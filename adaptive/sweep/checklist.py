@@ -10,7 +10,9 @@ defense of the run,
 
 "No more" allows no extra image: a variant that breaks an image the attack did not says the
 attack is not at its limit (or, for noise and one step, that it is broken). Each item records
-the images each variant broke, so a reader can look at them.
+the images each variant broke, so a reader can look at them; :func:`example_flags` turns the
+items into one row per checked example (``checklist.jsonl`` beside the records, merged into
+them by :func:`adaptive.sweep.records.read_records`).
 """
 
 from __future__ import annotations
@@ -98,3 +100,24 @@ def run_checklist(cfg: SweepConfig, records: list[dict], judges, attack_model, p
         item("gradient-free", {n: (found[n] if n == last else set()) for n in names},
              f"HopSkipJump on {last}'s verdict")
     return items
+
+
+def example_flags(items: list[dict], records: list[dict], kappa: float) -> list[dict]:
+    """Per checked example (the records of ``kappa`` the checklist attacked again), which
+    defenses each item's variant broke although the attack did not: ``{"kappa", "index",
+    "target", "checklist": {item: [defense, ...]}}`` (an empty list: the item stayed quiet
+    there)."""
+    if not items:
+        return []
+    rows = []
+    for r in sorted((r for r in records if r["kappa"] == kappa), key=lambda r: r["index"]):
+        if len(rows) >= MAX_IMAGES:
+            break
+        flags = {}
+        for c in items:
+            flags[c["name"]] = sorted(n for n, images in c["broken"].items()
+                                      if r["index"] in images
+                                      and not r["defenses"][n]["success"])
+        rows.append({"kappa": r["kappa"], "index": r["index"], "target": r.get("target"),
+                     "checklist": flags})
+    return rows

@@ -19,6 +19,8 @@ from pathlib import Path
 from adaptive.core.records import RecordLog
 
 RECORDS = "records.jsonl"
+# the checklist's verdict per example it attacked again (``--checks full``), beside the records
+CHECKLIST_RECORDS = "checklist.jsonl"
 # old key -> attack-neutral key (records written before every attack shared the names)
 RENAMED = {"cw_success": "attack_success", "cw_steps": "attack_steps",
            "cw_confidence": "attack_confidence"}
@@ -53,8 +55,17 @@ def defense_view(r: dict, name: str) -> dict:
 
 def read_records(path: Path) -> list[dict]:
     """The records of a sweep folder's ``records.jsonl``, each (kappa, image, target) once,
-    under the current key names."""
-    return [upgrade_record(r) for r in RecordLog(path, record_key).read().records]
+    under the current key names; the examples the checklist attacked again (``--checks
+    full``) carry its verdict under ``checklist``: per item, the defenses its variant broke
+    although the attack did not (``checklist.jsonl`` beside the records)."""
+    records = [upgrade_record(r) for r in RecordLog(path, record_key).read().records]
+    checked = Path(path).with_name(CHECKLIST_RECORDS)
+    if checked.exists():
+        flags = {record_key(r): r["checklist"]
+                 for r in RecordLog(checked, record_key).read().records if "checklist" in r}
+        records = [{**r, "checklist": flags[record_key(r)]} if record_key(r) in flags else r
+                   for r in records]
+    return records
 
 
 def batch_records(kappa: float, index: list[int], labels, targets, result, l2, linf, ssim,

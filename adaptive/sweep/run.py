@@ -42,7 +42,8 @@ from adaptive.sweep.config import (AUTO, HARD_LABEL_ATTACKS, SweepConfig, aims_a
                                    pgd_kwargs, start_pool, validate_config)
 from adaptive.sweep.images import plan_images
 from adaptive.sweep.operating_points import operating_points
-from adaptive.sweep.records import RECORDS, batch_records, record_key, upgrade_record
+from adaptive.sweep.records import (CHECKLIST_RECORDS, RECORDS, batch_records, record_key,
+                                    upgrade_record)
 from adaptive.sweep.summary import asr_by_bound, summarize, write_summary
 from adaptive.core.checkpoint import sha256_file
 from defenses.a2d.presets import make_engine
@@ -387,16 +388,21 @@ def _attack_all(store: RunStore, records: Records, ctx: _UnitContext, identity: 
     finally:
         bar.close()
     if cfg.checks == "full" and store.get("checklist") is None:
-        from adaptive.sweep.checklist import run_checklist
+        from adaptive.sweep.checklist import example_flags, run_checklist
 
         log("checklist (--checks full): the attack again with more steps, more restarts, one "
             "step; random noise; a gradient-free attack")
         bounded = (BOUNDED_ATTACKS[cfg.attack.split("-")[0]]
                    if is_bounded(cfg.attack) and cfg.attack != AUTO else None)
         seed_everything(cfg.seed)
-        store.put("checklist", {"items": run_checklist(
-            cfg, records.read().records, ctx.judges, ctx.attack_model, ctx.penalty, bounded,
-            ctx.x_all, ctx.y_all, ctx.device, log, ctx.start_pool)})
+        found = records.read().records
+        items = run_checklist(cfg, found, ctx.judges, ctx.attack_model, ctx.penalty, bounded,
+                              ctx.x_all, ctx.y_all, ctx.device, log, ctx.start_pool)
+        # per example first, then the items (which mark the checklist done): a crash between
+        # the two reruns the checklist, and the per-example log counts each example once
+        store.records(CHECKLIST_RECORDS, record_key).append(
+            example_flags(items, found, min(cfg.kappas)))
+        store.put("checklist", {"items": items})
 
 
 def _clever_of(cfg: SweepConfig, model: nn.Module, device, x_adv: torch.Tensor,
