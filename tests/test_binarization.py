@@ -71,6 +71,38 @@ def test_points_a_detector_rejects_are_redrawn_towards_other_images():
         assert image["skipped"] or 1 < image["inner_points"] <= 499
 
 
+class Counting(Detector):
+    """Accepts everything and counts the points it judged."""
+
+    name, threshold = "counting", 0.5
+
+    def __init__(self):
+        self.judged = 0
+
+    def score(self, x):
+        self.judged += len(x)
+        return torch.zeros(len(x))
+
+    def fit(self, benign):
+        return self
+
+
+def test_unchecked_inner_points_are_not_judged_and_the_control_stops_at_its_first_hit():
+    model, _, x, y = _setup(1)
+    runs = {}
+    for check in (True, False):
+        det = Counting()
+        runs[check] = (_test(Defense("counted", model, {"counting": det}), model,
+                             lambda: BoundedPGD(2.0, steps=30), x, y, check_inner=check),
+                       det.judged)
+    (checked, n_checked), (unchecked, n_unchecked) = runs[True], runs[False]
+    assert checked["images"][0]["inner_points"] == unchecked["images"][0]["inner_points"] == 499
+    assert n_checked - n_unchecked == 498  # the drawn inner points, the image aside
+    # image, 8 boundary candidates, the attack's example, the control's first chunk at most
+    assert n_unchecked <= 1 + 8 + 1 + 16
+    assert checked["summary"] == unchecked["summary"]
+
+
 class ArmedDetector(Detector):
     """Accepts everything until armed, then rejects everything: a detector the attack's
     examples (made after arming) never get past."""
@@ -147,20 +179,22 @@ def test_check_binarization_on_a_sweep_folder_and_in_its_report(tmp_path, capsys
                  "--n-random", "50"]) == 0
     said = capsys.readouterr().out
     assert "PASSED" in said
-    found = json.loads((run / "diagnostics" / "binarization_pgd_s20.json").read_text())
+    found = json.loads((run / "diagnostics" / "binarization_pgd_s20_in299.json").read_text())
     assert found["config"]["defense"] == "none" and found["summary"]["used"] == 2
     assert main(["check", "binarization", str(run), "--steps", "1", "--restarts", "1",
                  "--defense", "nope"]) == 2
     # other restarts than the run's get their own file (not overwriting the run's setting's)
     assert main(["check", "binarization", str(run), "--n-inner", "299", "--n-random", "50",
                  "--steps", "20", "--restarts", "1"]) == 0
-    assert (run / "diagnostics" / "binarization_pgd_s20_r1.json").is_file()
-    assert json.loads((run / "diagnostics" / "binarization_pgd_s20.json").read_text()) == found
+    assert (run / "diagnostics" / "binarization_pgd_s20_r1_in299.json").is_file()
+    again = run / "diagnostics" / "binarization_pgd_s20_in299.json"
+    assert json.loads(again.read_text()) == found
     # truncated: 2 steps of a tenth of the run's step length cannot reach the bound
     assert main(["check", "binarization", str(run), "--n-inner", "299", "--n-random", "50",
                  "--steps", "2", "--restarts", "1", "--step-size", "0.025"]) == 0
     assert "FAILED" in capsys.readouterr().out
-    cut = json.loads((run / "diagnostics" / "binarization_pgd_s2_r1_ss0.025.json").read_text())
+    cut = run / "diagnostics" / "binarization_pgd_s2_r1_ss0.025_in299.json"
+    cut = json.loads(cut.read_text())
     assert cut["config"]["settings"]["step_size"] == 0.025
     assert cut["summary"]["attack_success_rate"] == 0.0
     assert main(["check", "binarization", str(run), "--step-size", "0"]) == 2

@@ -16,6 +16,7 @@ from adaptive.cli.common import (add_run_options, nonnegative_int, positive_int,
 from adaptive.core.errors import ToolkitError
 
 BINARIZATION_ATTACKS = ("pgd", "pgd-magnet", "pgd-a2d", "pgd-full", "spgd", "opgd")
+DEFAULT_INNER = 999  # inner points per image (the image included), as in the paper's tests
 
 
 def register(sub) -> None:
@@ -49,7 +50,7 @@ def register(sub) -> None:
                    help="restarts start at the best of M points towards other test images "
                         "(the pgd attacks' --pgd-start-images; default: the run's)")
     b.add_argument("--n", type=positive_int, help="images (default: all the run attacked)")
-    b.add_argument("--n-inner", type=positive_int, default=999,
+    b.add_argument("--n-inner", type=positive_int, default=DEFAULT_INNER,
                    help="inner points per image, the image included (default 999)")
     b.add_argument("--n-random", type=nonnegative_int, default=1000,
                    help="points of the random-sampling control per image (default 1000)")
@@ -57,6 +58,10 @@ def register(sub) -> None:
                    help="how inner and boundary points are drawn: noise (the paper's), "
                         "images (towards other test images: blends, for detectors that reject "
                         "noise at the bound), auto (noise, else images, per image; default)")
+    b.add_argument("--unchecked-inner", action="store_true",
+                   help="do not judge the inner points by the detectors (the boundary point "
+                        "always is: the guarantee rests on it); against A2D on a robust model "
+                        "judging them is most of the test's time")
     b.add_argument("--task-only", action="store_true",
                    help="a diagnosis: the same binarised tasks attacked with no detector term "
                         "and solved when the readout flips, whatever the detectors say (a "
@@ -125,6 +130,28 @@ def binarization_setup(args: argparse.Namespace) -> BinarizationSetup:
                              run.data.labels[index], pool)
 
 
+def _result_name(attack: str, settings: dict, run_restarts: int,
+                 args: argparse.Namespace) -> str:
+    """The result's file name: the attack and its steps, then whatever differs from the run's
+    and the test's defaults (so that one test never overwrites another)."""
+    parts = [f"binarization_{attack}_s{settings['steps']}"]
+    if settings["restarts"] != run_restarts:
+        parts.append(f"r{settings['restarts']}")
+    if settings.get("schedule") == "cosine":
+        parts.append("cosine")
+    if settings.get("start_images"):
+        parts.append(f"img{settings['start_images']}")
+    if settings.get("step_size"):
+        parts.append(f"ss{settings['step_size']:g}")
+    if args.n_inner != DEFAULT_INNER:
+        parts.append(f"in{args.n_inner}")
+    if args.unchecked_inner:
+        parts.append("unchecked")
+    if args.task_only:
+        parts.append("task")
+    return "_".join(parts) + ".json"
+
+
 def run_binarization(args: argparse.Namespace) -> int:
     from adaptive.core.checkpoint import write_json
     from adaptive.diagnostics.binarization import binarization_test
@@ -139,20 +166,18 @@ def run_binarization(args: argparse.Namespace) -> int:
                                setup.y, bound, cfg.norm, penalty=objective.penalty(),
                                index=index, n_inner=args.n_inner, n_random=args.n_random,
                                seed=args.seed, pool=setup.pool, directions=args.directions,
-                               task_only=args.task_only)
+                               task_only=args.task_only,
+                               check_inner=not args.unchecked_inner)
     s = result["summary"]
     result["config"] = {"run": str(run.folder), "defense": name, "attack": attack,
                         "settings": settings, "norm": cfg.norm, "bound": bound,
                         "n_inner": args.n_inner, "n_random": args.n_random, "seed": args.seed,
                         "directions": args.directions, "task_only": args.task_only,
+                        "check_inner": not args.unchecked_inner,
                         "command": getattr(args, "command_line", "")}
     out = Path(args.out) if args.out else (Path(args.run_dir) / "diagnostics" /
-                                           f"binarization_{attack}_s{settings['steps']}"
-                                           f"{'' if settings['restarts'] == cfg.pgd.restarts else '_r%d' % settings['restarts']}"
-                                           f"{'_cosine' if settings.get('schedule') == 'cosine' else ''}"
-                                           f"{'_img%d' % settings['start_images'] if settings.get('start_images') else ''}"
-                                           f"{'_ss%g' % settings['step_size'] if settings.get('step_size') else ''}"
-                                           f"{'_task' if args.task_only else ''}.json")
+                                           _result_name(attack, settings, cfg.pgd.restarts,
+                                                        args))
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, result)
     asr = "-" if s["attack_success_rate"] is None else f"{s['attack_success_rate']:.0%}"
