@@ -142,3 +142,26 @@ def test_rectifier_suppresses_suspect_pixels_and_classifies_flagged_inputs():
     with torch.no_grad():
         assert torch.equal(gcd(both)[:10], model(both[:10]))  # passed inputs: the model's
         assert (gcd(both)[10:].argmax(1) == 0).float().mean() > 0.8  # flagged: the rectifier's
+
+
+def test_the_white_box_script_breaks_gcd_with_its_rectifier_only_with_room(tmp_path):
+    """scripts/gcd_whitebox.py on 3 images: nothing at L2 0.01 (the images GCD gets right in
+    every draw stay right), everything at 6 (a bound where the rectifier has failed), each
+    example inside its ball (the script checks that)."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "gcd_whitebox.py"
+    spec = importlib.util.spec_from_file_location("gcd_whitebox", path)
+    gcd_whitebox = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gcd_whitebox)
+
+    out = tmp_path / "gw"
+    assert gcd_whitebox.main(["--n", "3", "--eps", "0.01,6", "--steps", "10", "--eot", "2",
+                              "--draws", "4", "--out", str(out)]) == 0
+    rows = json.loads(out.with_suffix(".json").read_text())["rows"]
+    assert [r["eps"] for r in rows] == [0.01, 6.0]
+    assert rows[0]["best_per_image"] == 0.0 and rows[1]["best_per_image"] == 1.0
+    assert all(rows[1][k]["flagged"] == 1.0 for k in ("system", "rectifier", "both paths"))
+    assert "| 6 |" in out.with_suffix(".md").read_text()
