@@ -10,6 +10,7 @@ from adaptive.attacks.bounded_pgd import SCHEDULES
 from adaptive.cli.common import (add_executor_options, add_run_options, executor_settings, bound_number, dataset_for_model,
                                  nonnegative_int, positive_int, positive_number)
 from adaptive.compositions import parse_defenses, uses_magnet as magnet_needed
+from defenses.magnet.defense import bundled_pool
 from adaptive.sweep.inputs import load_defense_inputs
 from adaptive.sweep import (ATTACKS, DATASET_DEFAULTS, CleverSettings, CWSettings,
                             HardLabelSettings, PGDSettings, SweepConfig, attacked_indices,
@@ -89,6 +90,10 @@ def register(sub) -> None:
                         "Figures 11-13 grids drawn by `adaptive report`)")
     p.add_argument("--magnet", help="MagNet defense: bundled name or magnet.json (default: "
                                     "mnist for MNIST)")
+    p.add_argument("--magnet-pool", metavar="POOL",
+                   help="rmagnet's pool of reformers: a bundled name or pool.json (default: "
+                        "the MagNet's bundled pool, e.g. mnist-pool, when there is one, else "
+                        "MagNet's own autoencoders)")
     p.add_argument("--cw-steps", type=positive_int, default=CW.steps,
                    help=f"C&W Adam steps per constant (default {CW.steps})")
     p.add_argument("--cw-binary-steps", type=positive_int, default=CW.binary_search_steps,
@@ -200,6 +205,8 @@ def run(args: argparse.Namespace) -> int:
                       cw=CWSettings(steps=args.cw_steps,
                                     binary_search_steps=args.cw_binary_steps, lr=args.cw_lr),
                       magnet=magnet_ref if uses_magnet else None,
+                      magnet_pool=(args.magnet_pool or bundled_pool(magnet_ref)
+                                   if any("rmagnet" in n.split("+") for n in names) else None),
                       defense_module=args.defense_module,
                       clever=(CleverSettings(**PRESETS[args.clever]) if args.clever else None),
                       attack=args.attack, a2d_factor=args.a2d_factor,

@@ -12,6 +12,7 @@ from adaptive.core.errors import ToolkitError
 from adaptive.core.models import ARCHITECTURES, DEFAULT_ARCH
 from adaptive.core.runtime import resolve_device
 from adaptive.core.training import TrainConfig, train_classifier
+from defenses.magnet.training import PoolTrainConfig
 
 # Recipes per data set; every flag overrides its entry.
 PRESETS = {
@@ -88,6 +89,39 @@ def register(sub) -> None:
     m.add_argument("--resume", action="store_true", help="continue the run in --out")
     add_run_options(m)
     m.set_defaults(run=run_magnet)
+
+    pool = what.add_parser(
+        "magnet-pool", help="train randomised MagNet's pool of diverse autoencoders",
+        description="Train K autoencoders of one architecture together (Meng & Chen's "
+                    "randomised MagNet: each reconstructs clean images from noisy ones, and a "
+                    "reward weighted by --diversity keeps their outputs apart) on the first "
+                    "--train-n training images (the last 5,000 held out), with per-epoch "
+                    "checkpoints. Writes OUT/pool.json; `--defenses rmagnet` draws its "
+                    "reformer from a bundled pool (scripts/bundle_magnet.py --pool).")
+    pool.add_argument("--dataset", default="mnist", choices=("mnist",))
+    pool.add_argument("--k", type=positive_int, default=PoolTrainConfig.k,
+                      help=f"autoencoders in the pool (default {PoolTrainConfig.k})")
+    pool.add_argument("--diversity", type=nonnegative_number,
+                      default=PoolTrainConfig.diversity,
+                      help=f"weight of the diversity reward (default {PoolTrainConfig.diversity})")
+    pool.add_argument("--train-n", type=positive_int, default=PoolTrainConfig.train_n,
+                      help=f"training images (default {PoolTrainConfig.train_n})")
+    pool.add_argument("--epochs", type=positive_int, default=PoolTrainConfig.epochs,
+                      help=f"epochs (default {PoolTrainConfig.epochs})")
+    pool.add_argument("--init", metavar="AE",
+                      help="start every member from this trained autoencoder (a zoo name, e.g. "
+                           "magnet-mnist-I), its weights perturbed (--init-noise) so that they "
+                           "differ (default: from scratch)")
+    pool.add_argument("--init-noise", type=nonnegative_number,
+                      default=PoolTrainConfig.init_noise,
+                      help="relative weight noise of --init (default "
+                           f"{PoolTrainConfig.init_noise})")
+    pool.add_argument("--lr", type=positive_number, default=PoolTrainConfig.lr,
+                      help=f"Adam's learning rate (default {PoolTrainConfig.lr})")
+    pool.add_argument("--out", help="output folder (default: runs/train-magnet-pool-DATASET)")
+    pool.add_argument("--resume", action="store_true", help="continue the run in --out")
+    add_run_options(pool)
+    pool.set_defaults(run=run_magnet_pool)
 
     d = what.add_parser(
         "detector", help="fit a bundled detector of known fate (fs, maha, kd, bu, lid)",
@@ -305,6 +339,23 @@ def _adversarial_config(args: argparse.Namespace, family: str):
     values = {k: getattr(args, k) if getattr(args, k) is not None else v
               for k, v in defaults.items()}
     return AdversarialConfig(method=args.adversarial, norm=args.norm, **values)
+
+
+def run_magnet_pool(args: argparse.Namespace) -> int:
+    from defenses.magnet.training import RECIPES, train_pool
+
+    device = resolve_device(args.device)
+    reformer = RECIPES[args.dataset]["autoencoders"][RECIPES[args.dataset]["reformer"]]
+    cfg = PoolTrainConfig(dataset=args.dataset, arch=reformer["arch"], noise=reformer["noise"],
+                          k=args.k, diversity=args.diversity, train_n=args.train_n,
+                          epochs=args.epochs, seed=args.seed, init=args.init,
+                          init_noise=args.init_noise, lr=args.lr)
+    if cfg.k < 2:
+        raise ToolkitError("a pool needs --k 2 or more autoencoders")
+    train = load_dataset(args.dataset, "train", args.data_root)
+    train_pool(cfg, train.x(), Path(args.out or f"runs/train-magnet-pool-{args.dataset}"),
+               device, args.resume, args.command_line, not args.no_progress)
+    return 0
 
 
 def run_magnet(args: argparse.Namespace) -> int:

@@ -155,6 +155,9 @@ class SweepConfig:
     a2d_engines: list = field(default_factory=lambda: ["bim_d"])
     h: float = DEFAULT_H
     magnet: str | None = "mnist"
+    # randomised MagNet's pool of reformers (a bundled name or pool.json); None: rmagnet draws
+    # from MagNet's own autoencoders
+    magnet_pool: str | None = None
     defense_module: str | None = None
     # CLEVER of every adversarial example the attack made, for mean_clever; None: not measured.
     clever: CleverSettings | None = None

@@ -19,6 +19,8 @@ def load_defense_inputs(cfg: SweepConfig, model: nn.Module, device, data_root=No
         from defenses.magnet.defense import MagNet
 
         magnet = MagNet.load(cfg.magnet, model, device, classifier_sha256=cfg.model_sha256)
+        if cfg.magnet_pool and any("rmagnet" in d.split("+") for d in cfg.defenses):
+            magnet.attach_pool(cfg.magnet_pool, device)
     extra = {}
     if cfg.defense_module:
         extra = make_plugin_defenses(cfg.defense_module, model=model, dataset=cfg.dataset,

@@ -63,6 +63,7 @@ def run_identity(cfg: SweepConfig, data: ImageSet, magnet=None,
     if magnet is not None:
         identity.update({f"model:magnet:{k}": v for k, v in magnet.autoencoder_sha256.items()})
         identity["magnet_spec"] = magnet.spec_sha256()
+        identity.update({f"model:magnet-pool:{k}": v for k, v in magnet.pool_sha256.items()})
     if cfg.defense_module:
         identity["defense_module"] = module_sha256(cfg.defense_module)
     for part in zoo_parts(cfg.defenses):  # the bundled detectors' files

@@ -24,6 +24,7 @@ from defenses.magnet.detectors import DivergenceDetector, ReconstructionDetector
 
 BUNDLED = Path(__file__).parent / "bundled"
 SPEC_TYPE = "magnet"
+POOL_TYPE = "magnet-pool"  # randomised MagNet's pool (adaptive train magnet-pool)
 
 
 class ReformedClassifier(nn.Module):
@@ -73,6 +74,38 @@ def load_autoencoder(ref: str, base: Path, device="cpu") -> tuple[nn.Module, dic
     """An autoencoder by zoo name or by checkpoint path (relative to ``base``)."""
     path = entry_path(ref) or base / ref
     return load_checkpoint(path, device, builder=build_autoencoder, fmt=AE_FORMAT)
+
+
+def bundled_pool(spec_ref: str | None) -> str | None:
+    """The bundled pool of a bundled MagNet (``mnist`` -> ``mnist-pool``), or None."""
+    if spec_ref and (BUNDLED / f"{spec_ref}-pool.json").is_file():
+        return f"{spec_ref}-pool"
+    return None
+
+
+def load_pool(ref: str, device="cpu") -> tuple[list[nn.Module], dict[str, str]]:
+    """(the autoencoders, their sha256 by name) of randomised MagNet's pool ``ref``: a bundled
+    name or the path of a pool.json (``adaptive train magnet-pool``)."""
+    path = BUNDLED / f"{ref}.json" if (BUNDLED / f"{ref}.json").is_file() \
+        else Path(ref).expanduser()
+    try:
+        spec = json.loads(path.read_text())
+    except FileNotFoundError:
+        known = ", ".join(p.stem for p in BUNDLED.glob("*-pool.json")) or "none"
+        raise ToolkitError(f"no MagNet pool {ref!r} (bundled: {known}; or give the path of a "
+                           "pool.json from 'adaptive train magnet-pool')") from None
+    except (OSError, ValueError) as e:
+        raise ToolkitError(f"cannot read MagNet pool {path}: {e}") from e
+    aes = spec.get("autoencoders") if isinstance(spec, dict) else None
+    if not isinstance(spec, dict) or spec.get("type") != POOL_TYPE:
+        raise ToolkitError(f"{path} is not a MagNet pool (expected type {POOL_TYPE!r})")
+    if not isinstance(aes, dict) or len(aes) < 2 or not all(
+            isinstance(v, str) and v for v in aes.values()):
+        raise ToolkitError(f"MagNet pool {path}: 'autoencoders' must name 2 or more "
+                           "checkpoints")
+    loaded = {k: load_autoencoder(r, path.parent, device) for k, r in aes.items()}
+    return ([ae.eval() for ae, _ in loaded.values()],
+            {k: meta["sha256"] for k, (_, meta) in loaded.items()})
 
 
 def make_detector(cfg: dict, ae: nn.Module, classifier: nn.Module):
@@ -146,6 +179,8 @@ class MagNet:
         self.detectors, self.reformer = list(detectors), reformer
         self.spec = spec or {}
         self.autoencoder_sha256: dict[str, str] = {}
+        self.pool: list[nn.Module] = []  # randomised MagNet's reformers (attach_pool)
+        self.pool_sha256: dict[str, str] = {}
 
     @property
     def name(self) -> str:
@@ -158,10 +193,17 @@ class MagNet:
         return ReformedClassifier(self.classifier, self.autoencoders[self.reformer]).eval()
 
     def randomized_classifier(self) -> nn.Module:
-        """Randomised MagNet's classifier: a reformer drawn per input from every autoencoder
-        of the defense (its detectors stay as they are)."""
-        return RandomizedReformedClassifier(self.classifier,
-                                            list(self.autoencoders.values())).eval()
+        """Randomised MagNet's classifier: a reformer drawn per input from the attached pool
+        (``attach_pool``), else from every autoencoder of the defense (its detectors stay as
+        they are)."""
+        aes = self.pool if self.pool else list(self.autoencoders.values())
+        return RandomizedReformedClassifier(self.classifier, aes).eval()
+
+    def attach_pool(self, ref: str, device="cpu") -> "MagNet":
+        """Draw randomised MagNet's reformer from the pool ``ref`` (a bundled name such as
+        ``mnist-pool``, or a pool.json path): its autoencoders and their hashes."""
+        self.pool, self.pool_sha256 = load_pool(ref, device)
+        return self
 
     def detect_each(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {d.name: d.detect(x) for d in self.detectors}
