@@ -76,6 +76,22 @@ def load_autoencoder(ref: str, base: Path, device="cpu") -> tuple[nn.Module, dic
     return load_checkpoint(path, device, builder=build_autoencoder, fmt=AE_FORMAT)
 
 
+def _read_spec(ref: str, kind: str, made_by: str) -> tuple[Path, object]:
+    """(path, parsed JSON) of a bundled MagNet ``kind`` (``defense`` or ``pool``) by name, or
+    of a file path; a clear error naming the bundled ones when there is neither."""
+    path = BUNDLED / f"{ref}.json" if (BUNDLED / f"{ref}.json").is_file() \
+        else Path(ref).expanduser()
+    try:
+        return path, json.loads(path.read_text())
+    except FileNotFoundError:
+        known = ", ".join(p.stem for p in sorted(BUNDLED.glob("*.json"))
+                          if p.stem.endswith("-pool") == (kind == "pool")) or "none"
+        raise ToolkitError(f"no MagNet {kind} {ref!r} (bundled: {known}; or give the path of "
+                           f"a {made_by})") from None
+    except (OSError, ValueError) as e:
+        raise ToolkitError(f"cannot read MagNet {kind} {path}: {e}") from e
+
+
 def bundled_pool(spec_ref: str | None) -> str | None:
     """The bundled pool of a bundled MagNet (``mnist`` -> ``mnist-pool``), or None."""
     if spec_ref and (BUNDLED / f"{spec_ref}-pool.json").is_file():
@@ -86,16 +102,7 @@ def bundled_pool(spec_ref: str | None) -> str | None:
 def load_pool(ref: str, device="cpu") -> tuple[list[nn.Module], dict[str, str]]:
     """(the autoencoders, their sha256 by name) of randomised MagNet's pool ``ref``: a bundled
     name or the path of a pool.json (``adaptive train magnet-pool``)."""
-    path = BUNDLED / f"{ref}.json" if (BUNDLED / f"{ref}.json").is_file() \
-        else Path(ref).expanduser()
-    try:
-        spec = json.loads(path.read_text())
-    except FileNotFoundError:
-        known = ", ".join(p.stem for p in BUNDLED.glob("*-pool.json")) or "none"
-        raise ToolkitError(f"no MagNet pool {ref!r} (bundled: {known}; or give the path of a "
-                           "pool.json from 'adaptive train magnet-pool')") from None
-    except (OSError, ValueError) as e:
-        raise ToolkitError(f"cannot read MagNet pool {path}: {e}") from e
+    path, spec = _read_spec(ref, "pool", "pool.json from 'adaptive train magnet-pool'")
     aes = spec.get("autoencoders") if isinstance(spec, dict) else None
     if not isinstance(spec, dict) or spec.get("type") != POOL_TYPE:
         raise ToolkitError(f"{path} is not a MagNet pool (expected type {POOL_TYPE!r})")
@@ -227,16 +234,7 @@ class MagNet:
         """From a bundled name (``mnist``) or a spec path. ``classifier_sha256``: the hash of
         the classifier's weights, checked against the one the spec was fitted with (its
         divergence detectors and reformer accuracy depend on it)."""
-        path = BUNDLED / f"{spec_ref}.json" if (BUNDLED / f"{spec_ref}.json").is_file() \
-            else Path(spec_ref).expanduser()
-        try:
-            spec = json.loads(path.read_text())
-        except FileNotFoundError:
-            known = ", ".join(p.stem for p in BUNDLED.glob("*.json")) or "none"
-            raise ToolkitError(f"no MagNet defense {spec_ref!r} (bundled: {known}; or give "
-                               "the path of a magnet.json)") from None
-        except (OSError, ValueError) as e:
-            raise ToolkitError(f"cannot read MagNet spec {path}: {e}") from e
+        path, spec = _read_spec(spec_ref, "defense", "magnet.json")
         check_spec(spec, path)
         fitted_for = spec.get("classifier_sha256")
         if classifier_sha256 and fitted_for and fitted_for != classifier_sha256:
