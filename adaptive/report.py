@@ -376,7 +376,9 @@ def diagnostics_tables(group: list[dict], attacks: list[str]) -> dict[str, dict]
                                                  "blends"
                                                  if b["settings"].get("start_images")
                                                  and b["settings"]["restarts"] > 1 else ""),
-                          "inner points": b.get("n_inner", "–"),
+                          "inner points": f"{b.get('n_inner', '–')}"
+                                          + (" (not judged)" if b.get("check_inner") is False
+                                             else ""),
                           "images used": b["used"], "skipped": b["images"] - b["used"],
                           "ASR binarised": b["attack_success_rate"],
                           "ASR random control": b["random_success_rate"],

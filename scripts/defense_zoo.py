@@ -55,7 +55,8 @@ CLAIMS = {
               "& Wagner 2017",
     "rmagnet": "Meng & Chen 2017 / the lecture: MagNet with the reformer drawn at random from "
                "a pool of autoencoders per input resists grey-box attacks that do not know the "
-               "draw (ours: a pool of the bundled MagNet's two autoencoders)",
+               "draw (ours: MagNet's detectors, the reformer drawn from a pool of 8 "
+               "autoencoders, the bundled mnist-pool)",
     "a2d+magnet": "A2D paper: 0 % ASR of its adaptive C&W at kappa 0-20 (MNIST)",
 }
 DEFAULT_DEFENSES = "fs,maha,kd+bu,lid,safetynet,gcd,rmagnet,distillation"
