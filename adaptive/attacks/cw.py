@@ -36,25 +36,29 @@ CWResult = AttackResult
 class CarliniWagnerL2(MinimumDistanceAttack):
     """C&W-L2 at confidence ``kappa`` (see the module docstring): ``steps`` Adam steps of size
     ``lr`` per constant, ``binary_search_steps`` constants from ``initial_const``, per-sample
-    early abort (``abort_early``), ``batch_size`` images at a time. ``run`` returns an
+    early abort (``abort_early``), ``batch_size`` images at a time. ``warm_start``: each
+    constant after the first starts from the sample's best example so far instead of from the
+    image (not C&W's algorithm, nor Foolbox's: off by default). ``run`` returns an
     :class:`AttackResult` with the smallest-L2 successful example per image."""
 
     name = "C&W"
 
     def __init__(self, kappa: float = 0.0, steps: int = 1000, binary_search_steps: int = 9,
                  lr: float = 0.01, initial_const: float = 1e-3, abort_early: bool = True,
-                 batch_size: int = 256):
+                 batch_size: int = 256, warm_start: bool = False):
         if kappa < 0 or steps < 1 or binary_search_steps < 1 or lr <= 0 or initial_const <= 0:
             raise ToolkitError("C&W needs kappa >= 0, steps >= 1, binary_search_steps >= 1, "
                                "lr > 0 and initial_const > 0")
         self.kappa, self.steps, self.bs_steps = float(kappa), int(steps), int(binary_search_steps)
         self.lr, self.initial_const, self.abort_early = float(lr), float(initial_const), abort_early
         self.batch_size = int(batch_size)
+        self.warm_start = bool(warm_start)
 
     def config(self) -> dict:
         return {"attack": "cw", "kappa": self.kappa, "steps": self.steps,
                 "binary_search_steps": self.bs_steps, "lr": self.lr,
-                "initial_const": self.initial_const, "abort_early": self.abort_early}
+                "initial_const": self.initial_const, "abort_early": self.abort_early,
+                **({"warm_start": True} if self.warm_start else {})}
 
     # run(model, x, labels, targeted, penalty): Attack.run. A ``penalty`` is added to the
     # classification loss (times the same constant) and must be exactly 0 for success.
@@ -76,7 +80,12 @@ class CarliniWagnerL2(MinimumDistanceAttack):
             # The state of the samples still running this constant, compacted: every step
             # works on these rows alone (no gather or scatter of the whole batch); a sample
             # that stalls leaves at the next check and its results go back to ``best``.
-            run = _Running.start(best, x, w0, labels, const)
+            start = w0
+            if self.warm_start and bs_step > 0:  # from the best example so far, where found
+                found = torch.isfinite(best.l2).view(-1, *[1] * (x.ndim - 1))
+                start = torch.where(found, torch.atanh((best.adv * 2 - 1).clamp(-1 + 1e-6,
+                                                                                 1 - 1e-6)), w0)
+            run = _Running.start(best, x, start, labels, const)
             losses = torch.full((self.steps, n), float("nan"), device=device)
             for step in range(1, self.steps + 1):
                 wa = run.w.detach().requires_grad_(True)
