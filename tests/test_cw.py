@@ -110,3 +110,15 @@ def test_warm_started_constants_find_smaller_examples_on_an_unconverged_budget(m
     with torch.no_grad():
         fooled = model(warm.adversarial).argmax(1) != y
     assert torch.equal(fooled, warm.success)
+
+
+def test_the_sweep_passes_warm_start_to_its_cw_and_records_it(tmp_path):
+    import json
+
+    from adaptive.cli.main import main
+
+    assert main(["sweep", "--n", "2", "--n-cal", "2", "--kappa", "0", "--cw-steps", "5",
+                 "--cw-binary-steps", "2", "--defenses", "none", "--no-progress",
+                 "--cw-warm-start", "--out", str(tmp_path / "w")]) == 0
+    cfg = json.loads((tmp_path / "w" / "config.json").read_text())["config"]
+    assert cfg["cw"]["warm_start"] is True

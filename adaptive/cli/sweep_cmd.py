@@ -99,6 +99,9 @@ def register(sub) -> None:
     p.add_argument("--cw-binary-steps", type=positive_int, default=CW.binary_search_steps,
                    help="C&W binary-search steps over the constant (default "
                         f"{CW.binary_search_steps})")
+    p.add_argument("--cw-warm-start", action="store_true",
+                   help="C&W: start each constant after the first from the best example so far "
+                        "(faster, not C&W's algorithm; default: from the image)")
     p.add_argument("--cw-lr", type=positive_number, default=CW.lr,
                    help=f"C&W Adam step size (default {CW.lr:g})")
     p.add_argument("--batch", type=positive_int, default=DEFAULT.batch,
@@ -203,7 +206,8 @@ def run(args: argparse.Namespace) -> int:
                       images=attacked_indices(args.images_from) if args.images_from else None,
                       seed=args.seed, batch=args.batch,
                       cw=CWSettings(steps=args.cw_steps,
-                                    binary_search_steps=args.cw_binary_steps, lr=args.cw_lr),
+                                    binary_search_steps=args.cw_binary_steps, lr=args.cw_lr,
+                                    warm_start=args.cw_warm_start),
                       magnet=magnet_ref if uses_magnet else None,
                       magnet_pool=(args.magnet_pool or bundled_pool(magnet_ref)
                                    if any("rmagnet" in n.split("+") for n in names) else None),
