@@ -12,6 +12,9 @@ from the true one, checked by us, not taken from the attack's own flag) are kept
 * ``deepfool``: Foolbox 3 ``L2DeepFoolAttack``.
 * ``cw``: Foolbox 3 ``L2CarliniWagnerAttack``, confidence 0, 9 binary-search steps; 300 Adam
   steps on a CPU (near convergence on MNIST; the comparison with 1,000 steps is in README).
+  With ``impl="ours"`` in its settings: our ``CarliniWagnerL2`` at the same settings (the same
+  mean L2 as Foolbox's at equal settings, faster: ``benchmarks/cw_vs_foolbox.py``); the
+  examples differ in their last digits, so it is a setting of its own, recorded with the run.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from defenses.a2d.bim import BIMCost
 from defenses.a2d.jsma import JSMACost
 
 ATTACKS = ("fgsm", "bim", "jsma", "deepfool", "cw")
+CW_IMPLS = ("foolbox", "ours")  # who makes the C&W set (settings["impl"]; default foolbox)
 
 SETTINGS = {
     "mnist": {
@@ -69,7 +73,18 @@ def make_adversarial(attack: str, model: nn.Module, x: torch.Tensor, y: torch.Te
     if attack not in ATTACKS:
         raise ToolkitError(f"unknown attack {attack!r}; choose from {', '.join(ATTACKS)}")
     s = dict(settings)
-    if attack in ("fgsm", "deepfool", "cw"):
+    impl = s.pop("impl", "foolbox")
+    if attack == "cw" and impl not in CW_IMPLS:
+        raise ToolkitError(f"unknown C&W implementation {impl!r}; choose from "
+                           f"{', '.join(CW_IMPLS)}")
+    if attack == "cw" and impl == "ours":
+        from adaptive.attacks.cw import CarliniWagnerL2
+
+        adv = CarliniWagnerL2(kappa=0, steps=s["steps"],
+                              binary_search_steps=s["binary_search_steps"], lr=s["stepsize"],
+                              initial_const=s["initial_const"]).run(model, x, y).adversarial
+        adv = adv.to(x.device)
+    elif attack in ("fgsm", "deepfool", "cw"):
         fmodel = fb.PyTorchModel(model, bounds=(0, 1))
         if attack == "fgsm":
             adv = fb.attacks.FGSM()(fmodel, x, y, epsilons=s["eps"])[1]

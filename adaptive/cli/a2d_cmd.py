@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from adaptive.a2d_eval import RESULT_FILE, A2DEvalConfig, run_a2d_evaluation
-from adaptive.adversarial_sets import ATTACKS
+from adaptive.adversarial_sets import ATTACKS, CW_IMPLS, attack_settings
 from adaptive.cli.common import (add_executor_options, add_run_options, dataset_for_model,
                                  executor_settings, number, positive_int)
 from adaptive.core.data import load_dataset
@@ -57,6 +57,10 @@ def register(sub) -> None:
     e.add_argument("--knn-scale", choices=SCALES, default="none",
                    help="standard: standardise each engine's costs before the K-NN ensemble "
                         "(not in the paper; keeps one engine's large costs from deciding)")
+    e.add_argument("--cw-impl", choices=CW_IMPLS, default="foolbox",
+                   help="who makes the C&W adversarial set at its settings: Foolbox's "
+                        "L2CarliniWagnerAttack (default, as the committed results) or ours "
+                        "(the same mean L2, faster)")
     e.add_argument("--out", help="output folder (default: runs/a2d-eval-MODEL)")
     e.add_argument("--resume", action="store_true", help="continue the run in --out")
     add_executor_options(e)
@@ -77,6 +81,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
                         n_cal=args.n_cal, engines=engines, attacks=attacks, h=args.h,
                         k=args.k, knn_k=args.knn_k, knn_scale=args.knn_scale,
                         seed=args.seed)
+    if args.cw_impl != "foolbox" and "cw" in attacks:
+        cfg.attack_settings["cw"] = {**attack_settings("cw", name), "impl": args.cw_impl}
     out = Path(args.out or f"runs/a2d-eval-{Path(args.model).stem}")
     result = run_a2d_evaluation(cfg, model, data, out, device, resume=args.resume,
                                 command=args.command_line, progress=not args.no_progress,
