@@ -7,7 +7,9 @@
 * ``at``: the given classifier, which should be adversarially trained (pass it as --model);
   structurally the same as ``none``, as the paper notes ("no defense is equivalent to AT").
 * ``rmagnet``: randomised MagNet (the grey-box variant): MagNet's detectors, and a reformer
-  drawn per input from all its autoencoders (random per call: attack it with ``--eot``).
+  drawn per input from its pool (``MagNet.attach_pool``: the sweep config's ``magnet_pool``;
+  the ``adaptive sweep`` command uses the bundled ``mnist-pool``), else from all its
+  autoencoders (random per call: attack it with ``--eot``).
 * ``fs``, ``maha``: bundled detectors of known fate (feature squeezing, Mahalanobis;
   ``defenses.detector_zoo``), fitted for the zoo model by ``adaptive train detector``.
 * ``a2d+...``: the union of the detectors; the classifier of the other part (MagNet's
