@@ -48,6 +48,11 @@ def uses_magnet(names: list[str]) -> bool:
     return any(p in MAGNET_PARTS for n in names for p in n.split("+"))
 
 
+def uses_randomized_magnet(names: list[str]) -> bool:
+    """Whether any composition of ``names`` is randomised MagNet (``rmagnet``)."""
+    return any("rmagnet" in n.split("+") for n in names)
+
+
 def parse_defenses(text: str) -> list[str]:
     names = [t.strip() for t in text.split(",") if t.strip()]
     bad = [n for n in names if not is_composition(n)]
@@ -89,7 +94,7 @@ def build_defenses(names: list[str], model: nn.Module, a2d: A2DDetector | None =
     # one reformed classifier for every composition with MagNet (judged and checked once)
     reformed = magnet.defended_classifier() if magnet is not None else None
     randomized = (magnet.randomized_classifier() if magnet is not None
-                  and any("rmagnet" in n.split("+") for n in names) else None)
+                  and uses_randomized_magnet(names) else None)
     for name in names:
         parts = name.split("+")
         classifier, detectors = model, {}

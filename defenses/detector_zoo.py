@@ -118,6 +118,17 @@ def load_gcd_rectifier(model_ref: str, device="cpu", path: str | Path | None = N
     return rec.eval(), float(meta["alpha"])
 
 
+def load_gcd_classifier(model: nn.Module, model_ref: str, model_sha256: str | None = None,
+                        device="cpu"):
+    """GCD as its paper deploys it (``defenses.gcd.GCDClassifier``): the bundled detector of
+    ``model_ref`` (refused for another model) and its rectifier around ``model``."""
+    from defenses.gcd import GCDClassifier
+
+    det = load_detector("gcd", model, model_ref, model_sha256)
+    rectifier, alpha = load_gcd_rectifier(model_ref, device)
+    return GCDClassifier(model, det, rectifier, alpha).eval()
+
+
 def save_detector(det: Detector, path: str | Path, meta: dict) -> None:
     """The detector's state (as ``Detector.save``) with ``meta`` beside it."""
     write_json(Path(path), {"type": det.kind, "version": 1, **det.to_dict(), "meta": meta})

@@ -238,15 +238,20 @@ class GCDClassifier(nn.Module):
         self.input_shape = getattr(model, "input_shape", None)
         self.num_classes = getattr(model, "num_classes", None)
 
+    def rectified(self, x: torch.Tensor, draws: int = 1) -> torch.Tensor:
+        """The rectifier's path for every input of ``x``, flagged or not: its suspect pixels
+        suppressed at random, then the rectifier; the logits averaged over ``draws``
+        suppressions (one: GCD's own; more: an attack's expectation over the randomness)."""
+        suspect = suspect_pixels(self.detector, x, self.alpha).repeat(draws, 1, 1, 1)
+        out = self.rectifier(suppress(x.repeat(draws, 1, 1, 1), suspect))
+        return out.view(draws, len(x), -1).mean(0)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.model(x)
         flagged = self.detector.detect(x.detach()).to(x.device)
         if flagged.any():
-            xf = x[flagged]
-            rectified = self.rectifier(suppress(xf, suspect_pixels(self.detector, xf,
-                                                                   self.alpha)))
             out = out.clone()
-            out[flagged] = rectified.to(out.dtype)
+            out[flagged] = self.rectified(x[flagged]).to(out.dtype)
         return out
 
 

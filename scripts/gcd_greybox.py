@@ -33,8 +33,7 @@ from adaptive.core.data import load_dataset
 from adaptive.core.evaluation import correct_subsets
 from adaptive.core.runtime import seed_everything
 from adaptive.core.zoo import load_model
-from defenses.detector_zoo import load_detector, load_gcd_rectifier
-from defenses.gcd import GCDClassifier
+from defenses.detector_zoo import load_gcd_classifier
 
 PAPER = {"fgsm": 1.00, "pgd": 1.00, "deepfool": 1.00, "cw": 1.00}  # Table 2, MNIST, "Our"
 # Table 5, MNIST, "Our": GCD's accuracy (detector + rectifier) on each attack's examples
@@ -63,7 +62,8 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     seed_everything(args.seed)
     model, meta = load_model("mnist-cnn")
-    det = load_detector("gcd", model, "mnist-cnn", meta["sha256"])
+    gcd = load_gcd_classifier(model, "mnist-cnn", meta["sha256"])
+    det, alpha = gcd.detector, gcd.alpha
     data = load_dataset("mnist-bundled")
     (idx,) = correct_subsets(model, data, [args.n], args.seed, "cpu")
     x, y = data.x()[idx], data.labels[idx]
@@ -74,8 +74,6 @@ def main(argv=None) -> int:
         m_org, m_is = torch.cat(m_org), torch.cat(m_is)
         return {"DET_org": m_org, "DET_IS": m_is, "GCD": det.decide(m_org, m_is)}
 
-    rectifier, alpha = load_gcd_rectifier("mnist-cnn")
-    gcd = GCDClassifier(model, det, rectifier, alpha)
 
     def accuracy(v, labels):  # GCD with its rectifier (random suppression: seeded)
         seed_everything(args.seed)

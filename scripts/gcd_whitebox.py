@@ -47,8 +47,8 @@ from adaptive.core.data import load_dataset
 from adaptive.core.evaluation import correct_subsets
 from adaptive.core.runtime import seed_everything
 from adaptive.core.zoo import load_model
-from defenses.detector_zoo import load_detector, load_gcd_rectifier
-from defenses.gcd import GCDClassifier, suppress, suspect_pixels
+from defenses.detector_zoo import load_gcd_classifier
+from defenses.gcd import GCDClassifier
 
 
 class RectifiedPath(nn.Module):
@@ -62,10 +62,7 @@ class RectifiedPath(nn.Module):
         self.gcd, self.draws = gcd, draws
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        g, n = self.gcd, len(x)
-        suspect = suspect_pixels(g.detector, x.detach(), g.alpha).repeat(self.draws, 1, 1, 1)
-        out = g.rectifier(suppress(x.repeat(self.draws, 1, 1, 1), suspect))
-        return out.view(self.draws, n, -1).mean(0)
+        return self.gcd.rectified(x, self.draws)
 
 
 def wrong_fraction(gcd: GCDClassifier, x: torch.Tensor, y: torch.Tensor,
@@ -88,9 +85,8 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     seed_everything(args.seed)
     model, meta = load_model("mnist-cnn")
-    det = load_detector("gcd", model, "mnist-cnn", meta["sha256"])
-    rectifier, alpha = load_gcd_rectifier("mnist-cnn")
-    gcd = GCDClassifier(model, det, rectifier, alpha).eval()
+    gcd = load_gcd_classifier(model, "mnist-cnn", meta["sha256"])
+    det, alpha = gcd.detector, gcd.alpha
     data = load_dataset("mnist-bundled")
     (idx,) = correct_subsets(model, data, [4 * args.n], args.seed, "cpu")
     x, y = data.x()[idx], data.labels[idx]

@@ -9,7 +9,8 @@ from pathlib import Path
 from adaptive.attacks.bounded_pgd import SCHEDULES
 from adaptive.cli.common import (add_executor_options, add_run_options, executor_settings, bound_number, dataset_for_model,
                                  nonnegative_int, positive_int, positive_number)
-from adaptive.compositions import parse_defenses, uses_magnet as magnet_needed
+from adaptive.compositions import (parse_defenses, uses_magnet as magnet_needed,
+                                   uses_randomized_magnet)
 from defenses.magnet.defense import bundled_pool
 from adaptive.sweep.inputs import load_defense_inputs
 from adaptive.sweep import (ATTACKS, DATASET_DEFAULTS, CleverSettings, CWSettings,
@@ -210,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
                                     warm_start=args.cw_warm_start),
                       magnet=magnet_ref if uses_magnet else None,
                       magnet_pool=(args.magnet_pool or bundled_pool(magnet_ref)
-                                   if any("rmagnet" in n.split("+") for n in names) else None),
+                                   if uses_randomized_magnet(names) else None),
                       defense_module=args.defense_module,
                       clever=(CleverSettings(**PRESETS[args.clever]) if args.clever else None),
                       attack=args.attack, a2d_factor=args.a2d_factor,

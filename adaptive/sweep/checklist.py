@@ -30,6 +30,12 @@ RANDOM_DRAWS = 10  # each costs a judgement of every defense (A2D attacks each p
 MAX_IMAGES = 50  # images of the smallest kappa the checklist attacks again
 
 
+def checked_records(records: list[dict], kappa: float) -> list[dict]:
+    """The records the checklist attacks again: kappa's, by image, the first MAX_IMAGES."""
+    return sorted((r for r in records if r["kappa"] == kappa),
+                  key=lambda r: r["index"])[:MAX_IMAGES]
+
+
 def _variants(cfg: SweepConfig, kappa: float, bounded_cls, start_pool=None) -> dict:
     """name -> a fresh attack: the run's attack with one setting changed."""
     if is_bounded(cfg.attack) and bounded_cls is not None:
@@ -52,8 +58,7 @@ def run_checklist(cfg: SweepConfig, records: list[dict], judges, attack_model, p
     """The checklist's items (``{"name", "passed", "detail", "broken"}``) for the sweep's
     untargeted attack at its smallest kappa."""
     kappa = min(cfg.kappas)
-    recs = sorted((r for r in records if r["kappa"] == kappa), key=lambda r: r["index"])
-    recs = recs[:MAX_IMAGES]
+    recs = checked_records(records, kappa)
     if cfg.targeted or not recs or cfg.attack in ("hsj", "auto"):
         return []
     index = torch.tensor([r["index"] for r in recs])
@@ -110,9 +115,7 @@ def example_flags(items: list[dict], records: list[dict], kappa: float) -> list[
     if not items:
         return []
     rows = []
-    for r in sorted((r for r in records if r["kappa"] == kappa), key=lambda r: r["index"]):
-        if len(rows) >= MAX_IMAGES:
-            break
+    for r in checked_records(records, kappa):
         flags = {}
         for c in items:
             flags[c["name"]] = sorted(n for n, images in c["broken"].items()

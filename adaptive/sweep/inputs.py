@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from adaptive.compositions import uses_randomized_magnet
 from adaptive.core.data import ImageSet, load_dataset
 from adaptive.defense import Defense, make_plugin_defenses
 from adaptive.sweep.config import SweepConfig
@@ -19,7 +20,7 @@ def load_defense_inputs(cfg: SweepConfig, model: nn.Module, device, data_root=No
         from defenses.magnet.defense import MagNet
 
         magnet = MagNet.load(cfg.magnet, model, device, classifier_sha256=cfg.model_sha256)
-        if cfg.magnet_pool and any("rmagnet" in d.split("+") for d in cfg.defenses):
+        if cfg.magnet_pool and uses_randomized_magnet(cfg.defenses):
             magnet.attach_pool(cfg.magnet_pool, device)
     extra = {}
     if cfg.defense_module:

@@ -24,7 +24,7 @@ from adaptive.attacks.hard_label import DecisionOracle, HopSkipJump
 from adaptive.attacks.objective import Objective
 from adaptive.clever import clever
 from adaptive.compositions import (build_a2d, build_defenses, is_composition,
-                                   load_zoo_detectors, zoo_parts)
+                                   load_zoo_detectors, uses_randomized_magnet, zoo_parts)
 from adaptive.core.data import ImageSet
 from adaptive.core.errors import ToolkitError
 from adaptive.core.evaluation import predict_logits
@@ -499,7 +499,7 @@ def attack_objective(cfg: SweepConfig, model: nn.Module, a2d, magnet,
     if parts & {"magnet", "rmagnet"} and magnet is not None:
         # randomised MagNet's reformer where the run defends with it (an attack on it averages
         # over its draws with --eot), else MagNet's own
-        randomized = any("rmagnet" in d.split("+") for d in cfg.defenses)
+        randomized = uses_randomized_magnet(cfg.defenses)
         objective.model = (magnet.randomized_classifier() if randomized
                            else magnet.defended_classifier())
         for d in magnet.detectors:

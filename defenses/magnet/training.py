@@ -150,7 +150,7 @@ POOL_SPEC_TYPE = "magnet-pool"
 
 
 @dataclass
-class PoolTrainConfig:
+class PoolTrainConfig(AETrainConfig):
     """A pool of ``k`` autoencoders of one architecture trained together (a resumed run must
     match it): each reconstructs clean images from noisy ones, and ``diversity`` weighs a
     reward for their outputs differing (MagNet's randomisation: the attacker knows the pool,
@@ -165,20 +165,11 @@ class PoolTrainConfig:
     magnet-pool --k 6 --train-n 20000 --epochs 3 --init magnet-mnist-I --lr 0.001
     --diversity D``). Hence the defaults: 1, from the trained reformer, a few epochs."""
 
-    dataset: str
-    arch: str
-    noise: float
     k: int = 8
     diversity: float = 1.0
     train_n: int = 20000
     epochs: int = 3
-    batch_size: int = 256
     lr: float = 1e-3
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    schedule: str = "cosine"
-    seed: int = 0
-    val_n: int = 5000
     # start every member from this trained autoencoder (a zoo name), its weights perturbed by
     # init_noise x their scale so that the members differ (identical members get no gradient
     # from the diversity reward); None: from scratch
