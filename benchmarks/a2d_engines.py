@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from adaptive.core.data import load_dataset
-from adaptive.core.runtime import resolve_device
+from adaptive.core.runtime import resolve_device, tune_cpu_allocator
 from adaptive.core.zoo import load_model
 from defenses.a2d.presets import ENGINE_NAMES, make_engine
 
@@ -63,6 +63,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--engines", default=",".join(ENGINE_NAMES))
     args = ap.parse_args()
+    tune_cpu_allocator()  # as the CLI does (benchmarks/allocator.py)
     device = resolve_device(args.device)
     model, _ = load_model("mnist-cnn", device)
     x = load_dataset("mnist-bundled").x()[:args.n].to(device)

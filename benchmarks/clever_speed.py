@@ -25,7 +25,7 @@ import torch
 
 from adaptive.clever import clever, sample_points
 from adaptive.core.data import load_dataset
-from adaptive.core.runtime import resolve_device
+from adaptive.core.runtime import resolve_device, tune_cpu_allocator
 from adaptive.core.zoo import load_model
 
 
@@ -66,6 +66,7 @@ def main() -> None:
                    help="also time ours with the model under bfloat16 autocast (not adopted: "
                         "prints how far its scores move)")
     args = p.parse_args()
+    tune_cpu_allocator()  # as the CLI does (benchmarks/allocator.py)
     import sys
     sys.path.insert(0, ".")  # the reference lives in tests/
     from tests.clever_reference import clever_reference

@@ -4,7 +4,8 @@
 
 Prints both run times, the speed ratio and both success rates and mean L2 (over images where
 both succeeded). Foolbox returns an all-zero image where it found nothing; those are not
-counted as successes.
+counted as successes. Then each attack's model passes and their cost at the model's own speed
+(``model_floor.py``): the time no implementation making the same passes can beat.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import time
 import foolbox as fb
 import torch
 
+from model_floor import CountingModel, floor_seconds  # benchmarks/ is the script's folder
+
 from adaptive.attacks.cw import CarliniWagnerL2
 from adaptive.core.data import load_dataset
-from adaptive.core.runtime import resolve_device
+from adaptive.core.runtime import resolve_device, tune_cpu_allocator
 from adaptive.core.zoo import load_model
 
 
@@ -33,14 +36,16 @@ def main() -> None:
                     help="also ours with warm-started constants (each from the best example so "
                          "far; not C&W's or Foolbox's algorithm)")
     args = ap.parse_args()
+    tune_cpu_allocator()  # as the CLI does (benchmarks/allocator.py)
     device = resolve_device(args.device)
     model, _ = load_model("mnist-cnn", device)
     d = load_dataset("mnist-bundled")
     x, y = d.x()[:args.n].to(device), d.labels[:args.n].to(device)
     settings = dict(steps=args.steps, binary_search_steps=args.binary_steps,
                     initial_const=args.initial_const)
+    ours_model, their_model = CountingModel(model), CountingModel(model)
     t0 = time.perf_counter()
-    ours = CarliniWagnerL2(kappa=0, lr=args.lr, **settings).run(model, x, y)
+    ours = CarliniWagnerL2(kappa=0, lr=args.lr, **settings).run(ours_model, x, y)
     t_ours = time.perf_counter() - t0
     warm = None
     if args.warm_start:
@@ -49,7 +54,7 @@ def main() -> None:
         t_warm = time.perf_counter() - t0
     t0 = time.perf_counter()
     theirs = fb.attacks.L2CarliniWagnerAttack(stepsize=args.lr, confidence=0, **settings)(
-        fb.PyTorchModel(model, bounds=(0, 1)), x, y, epsilons=None)[1]
+        fb.PyTorchModel(their_model, bounds=(0, 1)), x, y, epsilons=None)[1]
     t_theirs = time.perf_counter() - t0
     with torch.no_grad():
         their_ok = ((model(theirs).argmax(1) != y) & (theirs.flatten(1).abs().sum(1) > 0)).cpu()
@@ -64,6 +69,15 @@ def main() -> None:
     print(f"speed ratio (foolbox time / ours): {t_theirs / t_ours:.2f}x; L2 ratio (ours / "
           f"foolbox) {float(ours.l2[both].mean()) / float(their_l2[both].mean()):.3f} on "
           f"{int(both.sum())} images both attacks solved")
+    for who, counter, t in (("ours", ours_model, t_ours), ("foolbox", their_model, t_theirs)):
+        floor = floor_seconds(counter, x)
+        print(f"{who}: {counter.with_grad:,} image passes with gradient, {counter.without:,} "
+              f"without, batches up to {counter.largest_batch}: {floor:.1f} s at the model's "
+              f"speed; time / that floor {t / floor:.2f}")
+        if who == "ours":
+            our_floor = floor
+    print(f"foolbox time / our floor: {t_theirs / our_floor:.2f}x (the most any implementation "
+          f"making our passes could be faster than foolbox)")
     if warm is not None:
         all3 = both & warm.success
         print(f"ours, warm-started constants: {t_warm:7.1f} s  success "

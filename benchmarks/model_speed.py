@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from adaptive.core.models import build_model, count_parameters
-from adaptive.core.runtime import resolve_device
+from adaptive.core.runtime import resolve_device, tune_cpu_allocator
 
 EPOCH_IMAGES = {"mnist-cnn": 60000, "cifar-cnn": 50000}
 
@@ -25,6 +25,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--batches", type=int, default=20)
     args = ap.parse_args()
+    tune_cpu_allocator()  # as the CLI does (benchmarks/allocator.py)
     device = resolve_device(args.device)
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     for arch, n_epoch in EPOCH_IMAGES.items():

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from adaptive.core.errors import ToolkitError
+from adaptive.core.pooling import MaxPool2x2
 from adaptive.core.validation import check_images
 from defenses.detector import (Detector, float32_list, require_model, restore_threshold,
                                scores_in_batches)
@@ -45,8 +46,8 @@ class DetectorNet(nn.Module):
         super().__init__()
         c, h, w = shape
         self.net = nn.Sequential(
-            nn.Conv2d(c, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+            nn.Conv2d(c, 16, 3, padding=1), nn.ReLU(), MaxPool2x2(),
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), MaxPool2x2(), nn.Flatten(),
             nn.Linear(32 * (h // 4) * (w // 4), 64), nn.ReLU(), nn.Linear(64, 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

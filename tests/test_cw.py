@@ -122,3 +122,25 @@ def test_the_sweep_passes_warm_start_to_its_cw_and_records_it(tmp_path):
                  "--cw-warm-start", "--out", str(tmp_path / "w")]) == 0
     cfg = json.loads((tmp_path / "w" / "config.json").read_text())["config"]
     assert cfg["cw"]["warm_start"] is True
+
+
+def test_default_batch_is_the_devices_and_splitting_keeps_results(mnist, monkeypatch):
+    """batch_size=None takes attack_batch_size(device); pieces give each image its result."""
+    from adaptive.core import runtime
+
+    model, x, y = mnist
+    monkeypatch.setitem(runtime.ATTACK_BATCH, "cpu", 3)
+    attack = CarliniWagnerL2(kappa=0, steps=30, binary_search_steps=2, initial_const=0.1,
+                             lr=0.05)
+    sizes = []
+    original = attack._run_batch
+    monkeypatch.setattr(attack, "_run_batch", lambda m, xb, *a: sizes.append(len(xb)) or
+                        original(m, xb, *a))
+    split = attack.run(model, x, y)
+    assert sizes == [3, 3, 2]
+    whole = CarliniWagnerL2(kappa=0, steps=30, binary_search_steps=2, initial_const=0.1,
+                            lr=0.05, batch_size=8).run(model, x, y)
+    assert torch.equal(split.success, whole.success)
+    assert torch.allclose(split.l2, whole.l2, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ToolkitError, match="batch_size"):
+        CarliniWagnerL2(batch_size=0)

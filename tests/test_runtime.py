@@ -66,3 +66,25 @@ def test_cli_threads_flag(threads, capsys):
     assert torch.get_num_threads() == 1
     assert main(["--threads", "0", "zoo", "list"]) == 2
     assert "at least 1" in capsys.readouterr().err
+
+
+def test_attack_batch_size_and_model_device():
+    from adaptive.core.runtime import ATTACK_BATCH, attack_batch_size, model_device
+
+    assert attack_batch_size("cpu") == ATTACK_BATCH["cpu"]
+    assert attack_batch_size(torch.device("cuda", 0)) == ATTACK_BATCH["cuda"]
+    assert model_device(torch.nn.Linear(2, 2)) == torch.device("cpu")
+    assert model_device(lambda x: x) == torch.device("cpu")  # a plain function
+
+
+def test_tune_cpu_allocator_keeps_a_users_own_setting(monkeypatch):
+    import sys
+
+    from adaptive.core.runtime import tune_cpu_allocator
+
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "131072")
+    assert tune_cpu_allocator() is False
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    expected = sys.platform.startswith("linux")  # glibc here; elsewhere it does nothing
+    assert tune_cpu_allocator() is expected
+    assert tune_cpu_allocator() is expected  # and again: idempotent

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from adaptive.core.errors import ToolkitError
+from adaptive.core.runtime import attack_batch_size, model_device
 from adaptive.core.validation import check_images, check_labels
 
 # penalty(adv, labels, targeted) -> per-sample term >= 0 that must be 0 for success.
@@ -163,7 +164,8 @@ class Attack:
     ``config()``."""
 
     name: str = "attack"
-    batch_size: int = 256
+    # None: what suits the model's device (adaptive.core.runtime.attack_batch_size)
+    batch_size: int | None = 256
 
     def run(self, model: nn.Module, x: torch.Tensor, labels: torch.Tensor,
             targeted: bool = False, penalty: Penalty | None = None,
@@ -175,12 +177,11 @@ class Attack:
         check_labels(labels, len(x), n_classes or int(labels.max()) + 1, f"{self.name} labels")
         seeds = check_seeds(seeds, len(x))
         state = self._start() if seeds is None else None
+        size = self.batch_size or attack_batch_size(model_device(model))
         return AttackResult.cat([
-            self._run_batch(model, x[i:i + self.batch_size], labels[i:i + self.batch_size],
-                            targeted, penalty,
-                            state if seeds is None
-                            else self._start_samples(seeds[i:i + self.batch_size]))
-            for i in range(0, len(x), self.batch_size)])
+            self._run_batch(model, x[i:i + size], labels[i:i + size], targeted, penalty,
+                            state if seeds is None else self._start_samples(seeds[i:i + size]))
+            for i in range(0, len(x), size)])
 
     def _start(self) -> Any:
         return None

@@ -36,7 +36,8 @@ CWResult = AttackResult
 class CarliniWagnerL2(MinimumDistanceAttack):
     """C&W-L2 at confidence ``kappa`` (see the module docstring): ``steps`` Adam steps of size
     ``lr`` per constant, ``binary_search_steps`` constants from ``initial_const``, per-sample
-    early abort (``abort_early``), ``batch_size`` images at a time. ``warm_start``: each
+    early abort (``abort_early``), ``batch_size`` images at a time (None: what suits the
+    model's device, ``adaptive.core.runtime.attack_batch_size``). ``warm_start``: each
     constant after the first starts from the sample's best example so far instead of from the
     image (not C&W's algorithm, nor Foolbox's: off by default). ``run`` returns an
     :class:`AttackResult` with the smallest-L2 successful example per image."""
@@ -45,13 +46,15 @@ class CarliniWagnerL2(MinimumDistanceAttack):
 
     def __init__(self, kappa: float = 0.0, steps: int = 1000, binary_search_steps: int = 9,
                  lr: float = 0.01, initial_const: float = 1e-3, abort_early: bool = True,
-                 batch_size: int = 256, warm_start: bool = False):
+                 batch_size: int | None = None, warm_start: bool = False):
         if kappa < 0 or steps < 1 or binary_search_steps < 1 or lr <= 0 or initial_const <= 0:
             raise ToolkitError("C&W needs kappa >= 0, steps >= 1, binary_search_steps >= 1, "
                                "lr > 0 and initial_const > 0")
         self.kappa, self.steps, self.bs_steps = float(kappa), int(steps), int(binary_search_steps)
         self.lr, self.initial_const, self.abort_early = float(lr), float(initial_const), abort_early
-        self.batch_size = int(batch_size)
+        if batch_size is not None and batch_size < 1:
+            raise ToolkitError(f"C&W batch_size must be at least 1, got {batch_size}")
+        self.batch_size = None if batch_size is None else int(batch_size)
         self.warm_start = bool(warm_start)
 
     def config(self) -> dict:

@@ -14,7 +14,7 @@ from adaptive.cli import (a2d_cmd, check_cmd, clever_cmd, costs_cmd, data_cmd, e
                           magnet_cmd, report_cmd, sweep_cmd, train_cmd, zoo_cmd)
 from adaptive.cli.common import positive_int
 from adaptive.core.errors import ToolkitError
-from adaptive.core.runtime import set_threads
+from adaptive.core.runtime import set_threads, tune_cpu_allocator
 
 COMMAND_GROUPS = (sweep_cmd, zoo_cmd, data_cmd, train_cmd, evaluate_cmd, a2d_cmd, magnet_cmd,
                   clever_cmd, costs_cmd, check_cmd, report_cmd)
@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         args.command_line = "adaptive " + shlex.join(argv)  # recorded in results for reruns
         set_threads(args.threads)
+        tune_cpu_allocator()
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
         print("adaptive: interrupted (training and sweeps keep finished epochs and records; "

@@ -80,10 +80,11 @@ def _ray_unit(fn: UnitFn, threads: int, shared: Any, unit: Any) -> Any:
     last bits of floating-point sums)."""
     import torch
 
-    from adaptive.core.runtime import full_fp32_on_cuda
+    from adaptive.core.runtime import full_fp32_on_cuda, tune_cpu_allocator
 
     torch.set_num_threads(threads)
     full_fp32_on_cuda()
+    tune_cpu_allocator()
     return fn(shared, unit)
 
 

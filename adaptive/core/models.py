@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from adaptive.core.errors import ToolkitError
+from adaptive.core.pooling import MaxPool2x2
 
 
 class ImageClassifier(nn.Module):
@@ -67,8 +68,8 @@ class MnistCNN(ImageClassifier):
         # C&W fed [-0.5, 0.5]; the same shift here keeps their architecture's numerics.
         super().__init__((1, 28, 28), num_classes, mean=(0.5,), std=(1.0,))
         self.features = nn.Sequential(
-            nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3), nn.ReLU(), nn.Conv2d(64, 64, 3), nn.ReLU(), nn.MaxPool2d(2))
+            nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 32, 3), nn.ReLU(), MaxPool2x2(),
+            nn.Conv2d(32, 64, 3), nn.ReLU(), nn.Conv2d(64, 64, 3), nn.ReLU(), MaxPool2x2())
         self.classifier = nn.Sequential(
             nn.Flatten(), nn.Linear(64 * 4 * 4, 200), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(200, 200), nn.ReLU(), nn.Dropout(dropout), nn.Linear(200, num_classes))
@@ -95,7 +96,7 @@ class CifarCNN(ImageClassifier):
                 layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
                            nn.BatchNorm2d(c_out), nn.ReLU()]
                 c_in = c_out
-            layers.append(nn.MaxPool2d(2))
+            layers.append(MaxPool2x2())
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(c_in * 16, 256), nn.ReLU(),
                                         nn.Dropout(0.3), nn.Linear(256, num_classes))
@@ -115,7 +116,7 @@ class TinyCNN(ImageClassifier):
         c = input_shape[0]
         super().__init__(tuple(input_shape), num_classes, mean=(0.5,) * c, std=(0.5,) * c)
         self.net = nn.Sequential(
-            nn.Conv2d(c, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c, width, 3, padding=1), nn.ReLU(), MaxPool2x2(),
             nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4),
             nn.Flatten(), nn.Linear(2 * width * 16, num_classes))
 

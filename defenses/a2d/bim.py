@@ -25,8 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from adaptive.core.attacks.lp import check_norm, normalize_step, project
+from adaptive.core.runtime import model_device
 from defenses.a2d.batching import RunningBatch
-from defenses.a2d.cost import AttackCost, CostEngine, check_cap, model_device
+from defenses.a2d.cost import AttackCost, CostEngine, check_cap
 
 
 class BIMCost(CostEngine):

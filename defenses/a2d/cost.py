@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
@@ -78,8 +77,3 @@ def validate_inputs(model, x: torch.Tensor) -> torch.Tensor:
     return check_images(x, shape, what="inputs to the attack-cost engine")
 
 
-def model_device(model: nn.Module | Callable) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except (AttributeError, StopIteration):
-        return torch.device("cpu")

@@ -31,6 +31,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from adaptive.core.runtime import model_device
 from defenses.a2d.batching import RunningBatch
 from defenses.a2d.cost import AttackCost, CostEngine, check_cap
 
@@ -45,13 +46,6 @@ def labels_of(model: nn.Module | LabelFn) -> LabelFn:
             return model(x).argmax(1)
         return predict_labels
     return model
-
-
-def _device_of(model) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except (AttributeError, StopIteration):
-        return torch.device("cpu")
 
 
 class BoundaryCost(CostEngine):
@@ -83,7 +77,7 @@ class BoundaryCost(CostEngine):
     @torch.no_grad()
     def _run(self, model: nn.Module | LabelFn, x: torch.Tensor, cap: int) -> AttackCost:
         predict = labels_of(model)
-        device = _device_of(model)
+        device = model_device(model)
         n = len(x)
         result = AttackCost.empty(x, cap)
         gens: dict[int, torch.Generator] = {}

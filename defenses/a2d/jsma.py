@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from adaptive.core.runtime import model_device
 from defenses.a2d.batching import RunningBatch
-from defenses.a2d.cost import AttackCost, CostEngine, check_cap, model_device
+from defenses.a2d.cost import AttackCost, CostEngine, check_cap
 
 
 class JSMACost(CostEngine):

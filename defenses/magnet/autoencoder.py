@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from adaptive.core.errors import ToolkitError
+from adaptive.core.pooling import MaxPool2x2
 
 AE_FORMAT = "adaptive-toolkit/autoencoder-v1"
 
@@ -52,7 +53,7 @@ class MagNetAutoencoder(nn.Module):
         if item in ("average", "max"):
             if not encode:
                 return [nn.Upsample(scale_factor=2, mode="nearest")]
-            return [nn.AvgPool2d(2) if item == "average" else nn.MaxPool2d(2)]
+            return [nn.AvgPool2d(2) if item == "average" else MaxPool2x2()]
         raise ToolkitError(f"unknown autoencoder layer {item!r}: use an int, 'average' or 'max'")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
