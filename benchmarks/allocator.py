@@ -20,7 +20,7 @@ import hashlib, json, resource, sys, time
 import torch
 from adaptive.attacks.cw import CarliniWagnerL2
 from adaptive.core.data import load_dataset
-
+from adaptive.core.runtime import tune_cpu_allocator
 from adaptive.core.zoo import load_model
 n, steps, binary_steps, tune = json.loads(sys.argv[1])
 tuned = tune_cpu_allocator() if tune else False

@@ -96,7 +96,7 @@ class CifarCNN(ImageClassifier):
                 layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
                            nn.BatchNorm2d(c_out), nn.ReLU()]
                 c_in = c_out
-            layers.append(MaxPool2x2())
+            layers.append(MaxPool2x2(own_backward=False))
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(c_in * 16, 256), nn.ReLU(),
                                         nn.Dropout(0.3), nn.Linear(256, num_classes))

@@ -2,12 +2,12 @@
 
 PyTorch's NCHW ``max_pool2d`` on the CPU runs a scalar loop with an index per output: on this
 project's 2-core CPU it took 1.9 ms for one (50, 32, 24, 24) batch, 14 % of the MNIST CNN's
-forward + input-gradient pass, while the same maximum from four strided views takes 0.15 ms
-(``benchmarks/model_speed.py --pool``). ``MaxPool2x2`` computes that maximum and routes the
-gradient to the first maximal element of each window in row-major order, the element
-``max_pool2d`` records as its index, so outputs and gradients are bit-identical to
-``nn.MaxPool2d(2)`` (``tests/test_pooling.py``). It has no parameters, so checkpoints written
-with ``nn.MaxPool2d(2)`` in its place load unchanged.
+forward + input-gradient pass, while the same maximum from four strided views takes 0.15 ms;
+the zoo's forward passes run 1.1-1.5x faster with it (``benchmarks/attack_step.py``).
+``MaxPool2x2`` computes that maximum and routes the gradient to the first maximal element of
+each window in row-major order, the element ``max_pool2d`` records as its index, so outputs
+and gradients are bit-identical to ``nn.MaxPool2d(2)`` (``tests/test_pooling.py``). It has no
+parameters, so checkpoints written with ``nn.MaxPool2d(2)`` in its place load unchanged.
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ class _MaxPool2x2(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         x, out = ctx.saved_tensors
-        a, b, c, _ = _quarters(x)
         # max_pool2d keeps the first element that beats the running maximum: the first
         # maximal one of each window in row-major order gets the whole gradient, ties none.
         if torch.is_grad_enabled():
             # Double backward (create_graph=True, e.g. GCD's attack): built differentiably.
+            a, b, c, _ = _quarters(x)
             hit_a, hit_b, hit_c = a == out, b == out, c == out
             after_a = ~hit_a
             after_b = after_a & ~hit_b
@@ -52,17 +52,24 @@ class _MaxPool2x2(torch.autograd.Function):
         # Odd trailing rows or columns are outside every window: their gradient is zero.
         even = x.shape[-2] % 2 == 0 and x.shape[-1] % 2 == 0
         grad_x = torch.empty_like(x) if even else torch.zeros_like(x)
-        to_a, to_b, to_c, to_d = _quarters(grad_x)
-        # What is left of each window's gradient passes on to the next element unless an
-        # earlier one took it (exact: left - taken is left - left = 0 or left - 0 = left);
-        # ten whole-tensor operations, fewest at the small batches of an attack's tail.
-        torch.mul(grad, a == out, out=to_a)
-        left = grad - to_a
-        torch.mul(left, b == out, out=to_b)
-        left -= to_b
-        torch.mul(left, c == out, out=to_c)
-        torch.sub(left, to_c, out=to_d)
+        _route(x, out, grad, grad_x)
         return grad_x
+
+
+def _route(x, out, grad, grad_x) -> None:
+    """Write into ``grad_x`` each window's gradient at its first maximal element (``x``: the
+    pooled input, ``out``: its maxima, ``grad``: their gradient)."""
+    a, b, c, _ = _quarters(x)
+    to_a, to_b, to_c, to_d = _quarters(grad_x)
+    # What is left of each window's gradient passes on to the next element unless an
+    # earlier one took it (exact: left - taken is left - left = 0 or left - 0 = left);
+    # ten whole-tensor operations, fewest at the small batches of an attack's tail.
+    torch.mul(grad, a == out, out=to_a)
+    left = grad - to_a
+    torch.mul(left, b == out, out=to_b)
+    left -= to_b
+    torch.mul(left, c == out, out=to_c)
+    torch.sub(left, to_c, out=to_d)
 
 
 def max_pool_2x2(x: torch.Tensor) -> torch.Tensor:
@@ -72,7 +79,20 @@ def max_pool_2x2(x: torch.Tensor) -> torch.Tensor:
 
 class MaxPool2x2(nn.Module):
     """Drop-in for ``nn.MaxPool2d(2)`` (kernel 2, stride 2, no padding): same outputs and
-    input gradients, bit for bit, several times faster on a CPU."""
+    input gradients, bit for bit. The forward pass is always ours; the backward pass is ours
+    with ``own_backward`` (else the input goes through PyTorch's ``max_pool2d`` whenever a
+    gradient will be asked for). Ours is faster on the MNIST CNN's 24x24 and 8x8 maps, but on
+    the CIFAR CNN's 32x32 and 16x16 ones its strided passes took up to 1.8x PyTorch's time
+    (``benchmarks/attack_step.py``), so that model keeps PyTorch's backward."""
+
+    def __init__(self, own_backward: bool = True):
+        super().__init__()
+        self.own_backward = own_backward
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.own_backward and x.requires_grad and torch.is_grad_enabled():
+            return F.max_pool2d(x, 2)
         return max_pool_2x2(x)
+
+    def extra_repr(self) -> str:
+        return "" if self.own_backward else "own_backward=False"

@@ -42,10 +42,10 @@ def full_fp32_on_cuda() -> None:
     torch.backends.cuda.matmul.allow_tf32 = False
 
 
-# Images per forward + input-gradient pass that suit each kind of device. On a CPU the cost
-# per image of the zoo's classifiers is lowest at 32-64 images and grows past them (caches):
-# at 100, 1.4x that of 50 for the MNIST CNN on this project's 2-core CPU
-# (benchmarks/attack_step.py). A GPU wants large passes.
+# Images per forward + input-gradient pass that suit each kind of device. On a CPU the zoo's
+# classifiers cost the same per image from about 50 images to 256 and more below (MNIST CNN,
+# this project's 2-core CPU: 1.3x at 16, 1.5x at 8; benchmarks/attack_step.py): 64 is at
+# full speed and keeps an attack's memory small. A GPU wants large passes.
 ATTACK_BATCH = {"cpu": 64, "cuda": 1024}
 
 
