@@ -110,9 +110,11 @@ def tune_cpu_allocator() -> bool:
     glibc's malloc gives each allocation above its mmap threshold fresh pages from the kernel
     and unmaps them on free; an attack loop allocates and frees the same activation-sized
     tensors every step, so every step page-faults its memory in again. On this project's
-    2-core CPU, C&W on 100 MNIST images spent 4 of 11 s in the kernel (2 million page
-    faults); with the thresholds raised, 0.1 s and 8 s in all (``benchmarks/allocator.py``).
-    Raises the mmap threshold to 32 MiB (glibc's maximum) and the trim threshold to 256 MiB.
+    2-core CPU, C&W on 100 MNIST images (2 x 200 steps) spent 3.2-3.4 s in the kernel (1.4-1.9
+    million page faults) and 10.4-13.2 s in all; with the thresholds raised 0.1 s and 8.4-9.3 s,
+    with the same examples (``benchmarks/allocator.py``). The default sweep took as long as
+    before (130 s): glibc raises its threshold by itself once a process frees a large block,
+    which a long run soon does; short runs and benchmarks gain most. Raises the mmap threshold to 32 MiB (glibc's maximum) and the trim threshold to 256 MiB.
     Results are unchanged. Does nothing off glibc or where the user set glibc's own
     ``MALLOC_MMAP_THRESHOLD_``; returns whether it changed anything. Called by the CLI; a
     library user can call it once at start."""
