@@ -125,11 +125,12 @@ def test_the_sweep_passes_warm_start_to_its_cw_and_records_it(tmp_path):
 
 
 def test_default_batch_is_the_devices_and_splitting_keeps_results(mnist, monkeypatch):
-    """batch_size=None takes attack_batch_size(device); pieces give each image its result."""
+    """batch_size=None takes attack_batch_size(device) in equal pieces; pieces give each image
+    its result."""
     from adaptive.core import runtime
 
     model, x, y = mnist
-    monkeypatch.setitem(runtime.ATTACK_BATCH, "cpu", 3)
+    monkeypatch.setitem(runtime.ATTACK_BATCH, "cpu", 5)
     attack = CarliniWagnerL2(kappa=0, steps=30, binary_search_steps=2, initial_const=0.1,
                              lr=0.05)
     sizes = []
@@ -137,7 +138,7 @@ def test_default_batch_is_the_devices_and_splitting_keeps_results(mnist, monkeyp
     monkeypatch.setattr(attack, "_run_batch", lambda m, xb, *a: sizes.append(len(xb)) or
                         original(m, xb, *a))
     split = attack.run(model, x, y)
-    assert sizes == [3, 3, 2]
+    assert sizes == [4, 4]  # 8 images at most 5 at a time: two equal pieces, not 5 + 3
     whole = CarliniWagnerL2(kappa=0, steps=30, binary_search_steps=2, initial_const=0.1,
                             lr=0.05, batch_size=8).run(model, x, y)
     assert torch.equal(split.success, whole.success)

@@ -21,6 +21,7 @@ reports success within it.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -177,7 +178,10 @@ class Attack:
         check_labels(labels, len(x), n_classes or int(labels.max()) + 1, f"{self.name} labels")
         seeds = check_seeds(seeds, len(x))
         state = self._start() if seeds is None else None
-        size = self.batch_size or attack_batch_size(model_device(model))
+        size = self.batch_size
+        if size is None:  # the device's batch, in equal pieces (no small remainder)
+            cap = attack_batch_size(model_device(model))
+            size = max(1, math.ceil(len(x) / max(1, math.ceil(len(x) / cap))))
         return AttackResult.cat([
             self._run_batch(model, x[i:i + size], labels[i:i + size], targeted, penalty,
                             state if seeds is None else self._start_samples(seeds[i:i + size]))

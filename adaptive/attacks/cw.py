@@ -36,8 +36,9 @@ CWResult = AttackResult
 class CarliniWagnerL2(MinimumDistanceAttack):
     """C&W-L2 at confidence ``kappa`` (see the module docstring): ``steps`` Adam steps of size
     ``lr`` per constant, ``binary_search_steps`` constants from ``initial_const``, per-sample
-    early abort (``abort_early``), ``batch_size`` images at a time (None: what suits the
-    model's device, ``adaptive.core.runtime.attack_batch_size``). ``warm_start``: each
+    early abort (``abort_early``), ``batch_size`` images at a time (None: at most what suits
+    the model's device, ``adaptive.core.runtime.attack_batch_size``, in equal pieces).
+    ``warm_start``: each
     constant after the first starts from the sample's best example so far instead of from the
     image (not C&W's algorithm, nor Foolbox's: off by default). ``run`` returns an
     :class:`AttackResult` with the smallest-L2 successful example per image."""
