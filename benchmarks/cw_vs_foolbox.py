@@ -69,14 +69,13 @@ def main() -> None:
     print(f"speed ratio (foolbox time / ours): {t_theirs / t_ours:.2f}x; L2 ratio (ours / "
           f"foolbox) {float(ours.l2[both].mean()) / float(their_l2[both].mean()):.3f} on "
           f"{int(both.sum())} images both attacks solved")
+    floors = {}
     for who, counter, t in (("ours", ours_model, t_ours), ("foolbox", their_model, t_theirs)):
-        floor = floor_seconds(counter, x)
+        floors[who] = floor_seconds(counter, x)
         print(f"{who}: {counter.with_grad:,} image passes with gradient, {counter.without:,} "
-              f"without, batches up to {counter.largest_batch}: {floor:.1f} s at the model's "
-              f"speed; time / that floor {t / floor:.2f}")
-        if who == "ours":
-            our_floor = floor
-    print(f"foolbox time / our floor: {t_theirs / our_floor:.2f}x (the most any implementation "
+              f"without, batches up to {counter.largest_batch}: {floors[who]:.1f} s at the "
+              f"model's speed; time / that floor {t / floors[who]:.2f}")
+    print(f"foolbox time / our floor: {t_theirs / floors['ours']:.2f}x (the most any implementation "
           f"making our passes could be faster than foolbox)")
     if warm is not None:
         all3 = both & warm.success

@@ -74,7 +74,6 @@ def main(argv=None) -> int:
         m_org, m_is = torch.cat(m_org), torch.cat(m_is)
         return {"DET_org": m_org, "DET_IS": m_is, "GCD": det.decide(m_org, m_is)}
 
-
     def accuracy(v, labels):  # GCD with its rectifier (random suppression: seeded)
         seed_everything(args.seed)
         with torch.no_grad():

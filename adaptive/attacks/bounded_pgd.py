@@ -36,6 +36,7 @@ from adaptive.attacks.base import AttackResult, Draws, FixedBudgetAttack, Trace,
 from adaptive.core.attacks.lp import (check_norm, normalize_step, project, random_in_ball,
                                       towards_images)
 from adaptive.core.errors import ToolkitError
+from adaptive.core.runtime import model_device
 
 
 SCHEDULES = ("constant", "cosine")  # step lengths within a round (see _step_length)
@@ -132,7 +133,7 @@ class BoundedPGD(FixedBudgetAttack):
         return rounds if targeted else rounds + [(False, k) for k in range(self.target_classes)]
 
     def _run_batch(self, model, x, labels, targeted, penalty, draws: Draws) -> AttackResult:
-        device = next(model.parameters()).device
+        device = model_device(model)
         x, labels = x.to(device), labels.to(device)
         best = _Best.start(x)
         trace = Trace.start(self.steps + 1, len(x))

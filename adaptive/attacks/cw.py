@@ -27,6 +27,7 @@ import torch
 
 from adaptive.attacks.base import AttackResult, MinimumDistanceAttack, Trace, kappa_margins
 from adaptive.core.errors import ToolkitError
+from adaptive.core.runtime import model_device
 
 
 # The result type had C&W's name before every attack shared it.
@@ -38,9 +39,8 @@ class CarliniWagnerL2(MinimumDistanceAttack):
     ``lr`` per constant, ``binary_search_steps`` constants from ``initial_const``, per-sample
     early abort (``abort_early``), ``batch_size`` images at a time (None: at most what suits
     the model's device, ``adaptive.core.runtime.attack_batch_size``, in equal pieces).
-    ``warm_start``: each
-    constant after the first starts from the sample's best example so far instead of from the
-    image (not C&W's algorithm, nor Foolbox's: off by default). ``run`` returns an
+    ``warm_start``: each constant after the first starts from the sample's best example so far
+    instead of from the image (not C&W's algorithm, nor Foolbox's: off by default). ``run`` returns an
     :class:`AttackResult` with the smallest-L2 successful example per image."""
 
     name = "C&W"
@@ -68,7 +68,7 @@ class CarliniWagnerL2(MinimumDistanceAttack):
     # classification loss (times the same constant) and must be exactly 0 for success.
 
     def _run_batch(self, model, x, labels, targeted, penalty, state) -> AttackResult:
-        device = next(model.parameters()).device
+        device = model_device(model)
         x, labels = x.to(device), labels.to(device)
         n = len(x)
         # tanh space; inputs exactly at 0 or 1 are pulled in slightly so atanh stays finite.
