@@ -44,6 +44,7 @@ def test_evaluate_clean_on_the_bundled_subset(capsys, tmp_path):
     (["evaluate", "clean", "--model", "no-such-model"], "unknown model 'no-such-model'"),
     (["evaluate", "clean", "--dataset", "imagenet"], "unknown dataset 'imagenet'"),
     (["evaluate", "clean", "--dataset", "cifar10"], "trained on mnist"),
+    (["magnet", "evaluate", "--dataset", "cifar10", "--n", "1"], "trained on mnist"),
     (["evaluate", "clean", "--device", "tpu"], "unknown device 'tpu'"),
     (["train", "classifier", "--dataset", "mnist", "--data-root", "/nonexistent"],
      "MNIST train files not found"),

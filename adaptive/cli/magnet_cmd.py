@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from adaptive.cli.common import (add_run_options, nonnegative_number, positive_int,
-                                 positive_number)
+from adaptive.cli.common import (add_run_options, dataset_for_model, nonnegative_number,
+                                 positive_int, positive_number)
 from adaptive.magnet_eval import evaluate_magnet
 from adaptive.core.checkpoint import write_json
 from adaptive.core.data import load_dataset
@@ -46,8 +46,9 @@ def register(sub) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     classifier, meta = load_model(args.model, device)
+    dataset = dataset_for_model(args.dataset, args.model, meta, "mnist")
     magnet = MagNet.load(args.magnet, classifier, device, classifier_sha256=meta["sha256"])
-    data = load_dataset(args.dataset, "test", args.data_root)
+    data = load_dataset(dataset, "test", args.data_root)
     if args.n:
         data = data.subset(slice(0, args.n))
     cw = dict(steps=args.cw_steps, binary_search_steps=args.cw_binary_steps, lr=args.cw_lr,
@@ -55,7 +56,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     result = evaluate_magnet(magnet, data.x(), data.labels, args.n_cw, args.kappa, cw,
                              args.seed, device)
     result = {"command": args.command_line, "magnet": args.magnet, "model": args.model,
-              "model_sha256": meta["sha256"], "dataset": args.dataset, **result}
+              "model_sha256": meta["sha256"], "dataset": dataset, **result}
     out = Path(args.out)
     write_json(out / "magnet_eval.json", result)
     print(f"wrote {out / 'magnet_eval.json'}")
