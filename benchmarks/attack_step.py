@@ -74,7 +74,8 @@ def main() -> None:
         same = all(torch.equal(a, b) for a, b in zip(forward_grad(ours, x_all[:64]),
                                                        forward_grad(theirs, x_all[:64])))
         print(f"\n{arch}: logits and input gradients identical with both pools: {same}")
-        variants = {"F+G nn.MaxPool2d": (forward_grad, theirs), "F+G MaxPool2x2": (forward_grad, ours),
+        variants = {"F+G nn.MaxPool2d": (forward_grad, theirs),
+                    "F+G MaxPool2x2": (forward_grad, ours),
                     "F nn.MaxPool2d": (forward, theirs), "F MaxPool2x2": (forward, ours)}
         times = {(v, b): [] for v in variants for b in sizes}
         for _ in range(args.reps):

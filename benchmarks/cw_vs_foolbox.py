@@ -75,8 +75,8 @@ def main() -> None:
         print(f"{who}: {counter.with_grad:,} image passes with gradient, {counter.without:,} "
               f"without, batches up to {counter.largest_batch}: {floors[who]:.1f} s at the "
               f"model's speed; time / that floor {t / floors[who]:.2f}")
-    print(f"foolbox time / our floor: {t_theirs / floors['ours']:.2f}x (the most any implementation "
-          f"making our passes could be faster than foolbox)")
+    print(f"foolbox time / our floor: {t_theirs / floors['ours']:.2f}x (the most any "
+          f"implementation making our passes could be faster than foolbox)")
     if warm is not None:
         all3 = both & warm.success
         print(f"ours, warm-started constants: {t_warm:7.1f} s  success "

@@ -40,8 +40,8 @@ class CarliniWagnerL2(MinimumDistanceAttack):
     early abort (``abort_early``), ``batch_size`` images at a time (None: at most what suits
     the model's device, ``adaptive.core.runtime.attack_batch_size``, in equal pieces).
     ``warm_start``: each constant after the first starts from the sample's best example so far
-    instead of from the image (not C&W's algorithm, nor Foolbox's: off by default). ``run`` returns an
-    :class:`AttackResult` with the smallest-L2 successful example per image."""
+    instead of from the image (not C&W's algorithm, nor Foolbox's: off by default). ``run``
+    returns an :class:`AttackResult` with the smallest-L2 successful example per image."""
 
     name = "C&W"
 

@@ -115,9 +115,10 @@ def tune_cpu_allocator() -> bool:
     with the same examples (``benchmarks/allocator.py``). The default sweep took as long as
     before (130 s): glibc raises its threshold by itself once a process frees a large block,
     which a long run soon does; short runs and benchmarks gain most. Raises the mmap threshold
-    to 32 MiB (glibc's maximum) and the trim threshold to 256 MiB. Results are unchanged. Does nothing off glibc or where the user set glibc's own
-    ``MALLOC_MMAP_THRESHOLD_``; returns whether it changed anything. Called by the CLI; a
-    library user can call it once at start."""
+    to 32 MiB (glibc's maximum) and the trim threshold to 256 MiB. Results are unchanged.
+    Does nothing off glibc or where the user set glibc's own ``MALLOC_MMAP_THRESHOLD_``;
+    returns whether it changed anything. Called by the CLI; a library user can call it once
+    at start."""
     if not sys.platform.startswith("linux") or "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return False
     try:
