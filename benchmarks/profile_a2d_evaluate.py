@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from phases import Phases, profile_command  # (benchmarks/ is the script's folder)
 
-import adaptive.a2d_eval as a2d_eval
+import adaptive.evaluations.a2d as a2d_eval
 from adaptive.core.store import RunStore
 
 DEFAULT = ["--dataset", "mnist", "--n", "50", "--n-cal", "50"]

@@ -19,7 +19,6 @@ T_IMPORT = time.perf_counter()
 from model_floor import pass_costs  # noqa: E402  (benchmarks/ is the script's folder)
 from phases import Phases, profile_command  # noqa: E402
 
-import adaptive.figures  # noqa: E402
 import adaptive.sweep.run as sweep_run  # noqa: E402
 from adaptive.attacks.cw import CarliniWagnerL2  # noqa: E402
 from adaptive.core.data import load_dataset  # noqa: E402
@@ -55,7 +54,7 @@ def instrument(p: Phases) -> None:
     p.wrap(sweep_run, "bounded_attack_check", "bounded-attack sanity check")
     p.wrap(sweep_run, "diagnostics", "diagnostics (count indicators)")
     p.wrap(sweep_run, "model_flags", "model flags (AutoAttack's)")
-    p.wrap(adaptive.figures, "sweep_figures", "figures")
+    p.wrap(sweep_run, "sweep_figures", "figures")
     p.wrap(sweep_run, "run_sweep", "sweep (rest)")
 
 

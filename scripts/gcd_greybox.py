@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from adaptive.adversarial_sets import attack_settings, make_adversarial
+from adaptive.evaluations.adversarial_sets import attack_settings, make_adversarial
 from adaptive.core.data import load_dataset
 from adaptive.core.evaluation import correct_subsets
 from adaptive.core.runtime import seed_everything

@@ -1,6 +1,6 @@
 """A slow CLEVER reference: one image, one target class, one batch of points at a time.
 
-It draws the same random points as ``adaptive.clever`` (same per-image generator) but computes
+It draws the same random points as ``adaptive.evaluations.clever`` (same per-image generator) but computes
 each margin's gradient with its own forward and backward pass, as the original CLEVER code does,
 so the batched implementation can be checked against it point for point.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from adaptive.clever import fit_lipschitz, image_generator, sample_points
+from adaptive.evaluations.clever import fit_lipschitz, image_generator, sample_points
 
 
 def clever_reference(model, x0: torch.Tensor, index: int, *, norm: str = "l2",

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-import adaptive.a2d_eval as a2d_eval
-from adaptive.a2d_eval import A2DEvalConfig, run_a2d_evaluation, split_images
+import adaptive.evaluations.a2d as a2d_eval
+from adaptive.evaluations.a2d import A2DEvalConfig, run_a2d_evaluation, split_images
 from adaptive.cli.main import main
 from adaptive.core.data import load_dataset
 from adaptive.core.errors import ToolkitError

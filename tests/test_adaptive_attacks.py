@@ -3,7 +3,8 @@ import torch
 
 from adaptive.attacks.cw import CarliniWagnerL2
 from adaptive.attacks.magnet_aware import detector_penalty, magnet_aware_cw
-from adaptive.compositions import build_defenses
+from adaptive.defense.compositions import build_defenses
+from adaptive.core.threat import ThreatModel
 from adaptive.defense import judge
 from adaptive.core.errors import ToolkitError
 
@@ -62,8 +63,8 @@ def test_magnet_aware_cw_beats_plain_cw_against_magnet():
     torch.manual_seed(0)
     plain = attack.run(model, x, y)
     aware = magnet_aware_cw(attack, magnet, x, y)
-    v_plain = judge(defense, plain.adversarial, x, y, plain.success, max_l2=8.4)
-    v_aware = judge(defense, aware.adversarial, x, y, aware.success, max_l2=8.4)
+    v_plain = judge(defense, plain.adversarial, x, y, plain.success, ThreatModel("l2", 8.4))
+    v_aware = judge(defense, aware.adversarial, x, y, aware.success, ThreatModel("l2", 8.4))
     assert int(v_aware.success.sum()) > int(v_plain.success.sum())
     assert int(v_aware.success.sum()) >= 9  # measured: 10 of 10 (plain C&W: 6)
 

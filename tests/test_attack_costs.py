@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from adaptive.attack_costs import COST_ENGINES, per_image_costs
+from adaptive.evaluations.attack_costs import COST_ENGINES, per_image_costs
 from adaptive.cli.main import main
 from adaptive.core.errors import ToolkitError
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from adaptive.clever import clever, fit_lipschitz, fit_lipschitz_batch
+from adaptive.evaluations.clever import clever, fit_lipschitz, fit_lipschitz_batch
 from adaptive.core.errors import ToolkitError
 
 
@@ -174,7 +174,7 @@ def test_batched_clever_equals_the_per_image_per_target_reference(norm, target):
 
 
 def test_all_target_kinds_at_once_equal_each_kind_alone():
-    from adaptive.clever import TARGETS, clever_targets
+    from adaptive.evaluations.clever import TARGETS, clever_targets
     from adaptive.core.data import load_dataset
     from adaptive.core.zoo import load_model
 

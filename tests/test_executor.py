@@ -145,7 +145,7 @@ def test_costs_on_ray_count_the_same_iterations(ray_local, tmp_path):
 
 def test_a2d_evaluate_on_ray_gives_the_serial_results(ray_local, tmp_path):
     """Adversarial sets and cost chunks as units: every table of the evaluation the same."""
-    from adaptive.a2d_eval import run_a2d_evaluation
+    from adaptive.evaluations.a2d import run_a2d_evaluation
     from adaptive.core.data import load_dataset
     from adaptive.core.zoo import load_model
     from tests.test_a2d_eval import _cfg

@@ -7,6 +7,7 @@ from adaptive.attacks.bounded_pgd import BoundedPGD
 from adaptive.attacks.hard_label import DecisionOracle, HopSkipJump
 from adaptive.core.data import load_dataset
 from adaptive.core.zoo import load_model
+from adaptive.core.threat import ThreatModel
 from adaptive.defense import Defense, judge
 from defenses import Detector, is_differentiable
 
@@ -44,10 +45,10 @@ def test_hopskipjump_breaks_a_detector_without_gradients():
     assert not is_differentiable(defense.detectors["gap"])
     oracle = DecisionOracle(defense)
     r = HopSkipJump(iterations=12, evals=40, max_evals=150, eps=5.0).run(oracle, x, y)
-    hsj = judge(defense, r.adversarial, x, y, r.success, 5.0)
+    hsj = judge(defense, r.adversarial, x, y, r.success, ThreatModel("l2", 5.0))
     # PGD-L2 at kappa 0 stops at the decision boundary, where this detector fires
     p = BoundedPGD(5.0, steps=50, restarts=1).run(model, x, y)
-    pgd = judge(defense, p.adversarial, x, y, p.success, 5.0)
+    pgd = judge(defense, p.adversarial, x, y, p.success, ThreatModel("l2", 5.0))
     assert int(hsj.success.sum()) >= 3 and int(pgd.success.sum()) <= 1, (hsj.reasons,
                                                                           pgd.reasons)
     assert (r.gradient_steps > 0).all() and oracle.queries == int(r.gradient_steps.sum())

@@ -12,7 +12,7 @@ from scipy import ndimage
 from scipy.spatial.distance import mahalanobis
 from torch import nn
 
-from adaptive.compositions import build_defenses, is_composition, parse_defenses, zoo_parts
+from adaptive.defense.compositions import build_defenses, is_composition, parse_defenses, zoo_parts
 from adaptive.core.data import load_dataset
 from adaptive.core.errors import ToolkitError
 from adaptive.core.models import ImageClassifier

@@ -1,5 +1,7 @@
-"""The architecture in the import graph, module by module: adaptive.core -> defenses -> the rest
-of adaptive, never backwards; and only the two design packages are installed at the top."""
+"""The architecture in the import graph, module by module, counting imports inside functions
+too: data and models (adaptive.core) -> defenses -> attacks -> defended systems -> studies ->
+the harness -> reports -> the command line, never backwards, and no import cycle; and only the
+two design packages are installed at the top."""
 
 import ast
 import tomllib
@@ -8,16 +10,34 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-# (layer, its folder): each module may import only from its own layer and the layers before it
-LAYERS = [("adaptive.core", REPO / "adaptive" / "core"), ("defenses", REPO / "defenses"),
-          ("adaptive", REPO / "adaptive")]
+# The layers, lowest first; a module may import from its own package and from packages of lower
+# layers. Packages of one layer are independent of each other.
+LAYERS = [
+    ["adaptive.core"],
+    ["defenses"],
+    ["adaptive.attacks"],
+    ["adaptive.defense"],
+    ["adaptive.diagnostics", "adaptive.evaluations"],
+    ["adaptive.sweep"],
+    ["adaptive.report"],
+    ["adaptive"],  # the public face: lazy exports of everything below
+    ["adaptive.cli"],
+]
+PACKAGES = [p for layer in LAYERS for p in layer]
 
 
-def _layer_of(module: str) -> int | None:
-    for i, (name, _) in enumerate(LAYERS):
-        if module == name or module.startswith(name + "."):
-            return i
-    return None
+def _package_of(module: str) -> str | None:
+    """The most specific package of LAYERS that ``module`` belongs to."""
+    best = None
+    for name in PACKAGES:
+        if (module == name or module.startswith(name + ".")) and (
+                best is None or len(name) > len(best)):
+            best = name
+    return best
+
+
+def _rank(package: str) -> int:
+    return next(i for i, layer in enumerate(LAYERS) if package in layer)
 
 
 def _module_name(path: Path) -> str:
@@ -25,43 +45,92 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _imports(path: Path) -> set[str]:
-    """Modules imported at module level (not inside functions: lazy imports are allowed
-    to reach forward, e.g. a CLI command importing its harness on demand)."""
+def _modules() -> dict[str, Path]:
+    out = {}
+    for top in ("adaptive", "defenses"):
+        for path in sorted((REPO / top).rglob("*.py")):
+            out[_module_name(path)] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _imports(path: Path, module_level_only: bool = False) -> set[str]:
+    """Every module ``path`` imports (``from pkg import sub`` counts as ``pkg.sub`` where
+    that is a module), anywhere in the file or only at module level."""
     tree = ast.parse(path.read_text())
+    if module_level_only:
+        nodes = [sub for node in tree.body
+                 if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                 for sub in ast.walk(node)]
+    else:
+        nodes = list(ast.walk(tree))
     names = set()
-    for node in tree.body:
-        for sub in ast.walk(node) if not isinstance(node, (ast.FunctionDef,
-                                                            ast.AsyncFunctionDef,
-                                                            ast.ClassDef)) else []:
-            if isinstance(sub, ast.Import):
-                names |= {a.name for a in sub.names}
-            elif isinstance(sub, ast.ImportFrom) and sub.module and sub.level == 0:
-                names.add(sub.module)
+    for sub in nodes:
+        if isinstance(sub, ast.Import):
+            names |= {a.name for a in sub.names}
+        elif isinstance(sub, ast.ImportFrom) and sub.module and sub.level == 0:
+            for alias in sub.names:
+                full = f"{sub.module}.{alias.name}"
+                names.add(full if full in MODULES else sub.module)
     return names
 
 
-def _modules():
-    for path in sorted({p for _, folder in LAYERS for p in folder.rglob("*.py")}):
-        yield path, _module_name(path)
-
-
-@pytest.mark.parametrize("layer", [name for name, _ in LAYERS])
-def test_dependencies_run_one_way(layer):
-    index = [name for name, _ in LAYERS].index(layer)
-    for path, module in _modules():
-        if _layer_of(module) != index:
+@pytest.mark.parametrize("package", PACKAGES)
+def test_dependencies_run_one_way(package):
+    for module, path in MODULES.items():
+        if _package_of(module) != package:
             continue
         for imported in _imports(path):
-            target = _layer_of(imported)
-            assert target is None or target <= index, \
-                f"{module} imports {imported} at module level, against the layering"
+            target = _package_of(imported)
+            if target is None or target == package:
+                continue
+            assert _rank(target) < _rank(package), \
+                f"{module} imports {imported} ({target}), against the layering"
 
 
-@pytest.mark.parametrize("layer", [name for name, _ in LAYERS])
-def test_every_code_folder_is_a_package(layer):
+def _cycles(graph: dict[str, set[str]]) -> list[str]:
+    """The import cycles of ``graph`` (module -> modules it imports), one per back edge."""
+    state: dict[str, int] = {}
+    found: list[str] = []
+
+    def visit(m, stack):
+        state[m] = 1
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:
+                found.append(" -> ".join(stack[stack.index(n):] + [n]))
+            elif n not in state:
+                visit(n, stack + [n])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    return found
+
+
+def test_no_import_cycle_at_module_level():
+    """No module reaches itself through module-level imports (a cycle there fails or
+    half-initialises depending on which module is imported first)."""
+    graph = {m: {i for i in _imports(p, module_level_only=True) if i in MODULES and i != m}
+             for m, p in MODULES.items()}
+    assert not _cycles(graph), "import cycles: " + "; ".join(_cycles(graph))
+
+
+def test_no_import_cycle_even_inside_functions():
+    """Counting the imports inside functions too, no module of one package imports itself
+    back (adaptive.core's executor and zoo once did, through function-level imports)."""
+    graph = {m: {i for i in _imports(p) if i in MODULES and i != m
+                 and _package_of(i) == _package_of(m) and not MODULES[i].name == "__init__.py"}
+             for m, p in MODULES.items() if MODULES[m].name != "__init__.py"}
+    assert not _cycles(graph), "import cycles: " + "; ".join(_cycles(graph))
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_code_folder_is_a_package(package):
     """A folder of modules without __init__.py is dropped from wheels by setuptools."""
-    folder = dict(LAYERS)[layer]
+    folder = REPO.joinpath(*package.split("."))
     for sub in {p.parent for p in folder.rglob("*.py")}:
         assert (sub / "__init__.py").is_file(), f"{sub.relative_to(REPO)} lacks __init__.py"
 
@@ -78,3 +147,9 @@ def test_the_foundation_is_not_a_top_level_package():
 
     assert importlib.util.find_spec("adaptive.core") is not None
     assert importlib.util.find_spec("core") is None, "a top-level 'core' package is importable"
+
+
+def test_the_top_of_adaptive_holds_only_packages():
+    """Modules are grouped by what they are: nothing loose at the top but the package's face."""
+    loose = sorted(p.name for p in (REPO / "adaptive").glob("*.py") if p.name != "__init__.py")
+    assert not loose, f"loose modules at the top of adaptive/: {loose}"

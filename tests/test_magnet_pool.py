@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from adaptive.compositions import build_defenses
+from adaptive.defense.compositions import build_defenses
 from adaptive.core.data import load_dataset
 from adaptive.core.errors import ToolkitError
 from adaptive.core.zoo import load_model

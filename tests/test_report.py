@@ -3,7 +3,7 @@ import json
 import pytest
 
 from adaptive.cli.main import main
-from adaptive.report import make_report
+from adaptive.report.tables import make_report
 from adaptive.core.errors import ToolkitError
 
 
@@ -137,7 +137,7 @@ def test_report_a2d_cost_boxplots_from_a_run_folder(tmp_path):
 def test_parameter_study_on_separable_costs(tmp_path):
     import numpy as np
 
-    from adaptive.a2d_parameters import load_costs, parameter_study
+    from adaptive.evaluations.a2d_parameters import load_costs, parameter_study
 
     engines, attacks = ["bim_d", "jsma_d"], ["fgsm", "cw"]
     _fake_costs(tmp_path, engines, attacks, np.random.default_rng(0), 120)

@@ -7,6 +7,7 @@ from torch import nn
 import adaptive.sweep as sweep
 from adaptive.sweep import run as sweep_run
 from adaptive.cli.main import main
+from adaptive.core.threat import ThreatModel
 from adaptive.defense import Defense, judge
 from adaptive.sweep import SweepConfig, parse_kappas, run_sweep
 from adaptive.core.data import load_dataset
@@ -44,12 +45,13 @@ def test_success_accounting_on_hand_made_cases():
     labels = torch.zeros(5, dtype=torch.long)
     attack_ok = torch.tensor([True, False, True, True, True])
     d = Defense("toy", FixedClassifier(), {"det": FlagList([False, False, False, False, True])})
-    v = judge(d, adv, x, labels, attack_ok, max_l2=2.0)
+    v = judge(d, adv, x, labels, attack_ok, ThreatModel("l2", 2.0))
     assert v.success.tolist() == [True, False, False, False, False]
     assert v.reasons == [[], ["attack_failed"], ["not_misclassified"], ["bound_exceeded"],
                          ["detected:det"]]
     targets = torch.tensor([3, 3, 3, 3, 4])
-    vt = judge(Defense("none", FixedClassifier()), adv, x, labels, attack_ok, 2.0, targets)
+    vt = judge(Defense("none", FixedClassifier()), adv, x, labels, attack_ok,
+               ThreatModel("l2", 2.0), targets)
     assert vt.reasons[4] == ["not_target"] and vt.success.tolist()[0]
     with pytest.raises(ToolkitError, match="no detect"):
         Defense("bad", FixedClassifier(), {"x": object()})

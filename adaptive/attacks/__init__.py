@@ -1,12 +1,25 @@
 """Attacks of the harness, each an ``Attack`` with one ``run`` returning an ``AttackResult``
-(``base``): C&W-kappa (a minimum-distance attack), PGD-L2 at the bound on the same objective
-(a fixed-budget attack), the objective they take (``objective``: the classifier's margin and
-each detector's term, separately) and the adaptive penalties (``a2d_aware``, ``magnet_aware``)."""
+(``base``), one module each, registered by name (``registry``): C&W-kappa (``cw``, minimum
+distance), PGD at the bound and its Selective / Orthogonal variants (``bounded_pgd``),
+HopSkipJump on a defense's verdict (``hard_label``); the objective they take (``objective``:
+the classifier's margin and each detector's term, separately) and the adaptive penalties
+(``a2d_aware``, ``magnet_aware``).
+
+Importing this package registers every attack (the order of the imports is the order the
+registry lists them in)."""
 
 from adaptive.attacks.base import (Attack, AttackResult, FixedBudgetAttack,
-                                   MinimumDistanceAttack, kappa_margins)
-from adaptive.attacks.bounded_pgd import BoundedPGD
-from adaptive.attacks.cw import CarliniWagnerL2, CWResult
+                                   MinimumDistanceAttack, Trace, kappa_margins)
+from adaptive.attacks.registry import (ATTACK_SPECS, Access, AttackSetup, AttackSpec,
+                                       attack_spec, register_attack)
+from adaptive.attacks.cw import CarliniWagnerL2, CWResult, CWSettings  # noqa: I001 (order)
+from adaptive.attacks.bounded_pgd import (BoundedPGD, OrthogonalPGD, PGDSettings,
+                                          SelectivePGD)
+from adaptive.attacks.hard_label import DecisionOracle, HardLabelSettings, HopSkipJump
+from adaptive.attacks.objective import Objective
 
-__all__ = ["Attack", "AttackResult", "BoundedPGD", "CarliniWagnerL2", "CWResult",
-           "FixedBudgetAttack", "MinimumDistanceAttack", "kappa_margins"]
+__all__ = ["ATTACK_SPECS", "Access", "Attack", "AttackResult", "AttackSetup", "AttackSpec",
+           "BoundedPGD", "CWResult", "CWSettings", "CarliniWagnerL2", "DecisionOracle",
+           "FixedBudgetAttack", "HardLabelSettings", "HopSkipJump", "MinimumDistanceAttack",
+           "Objective", "OrthogonalPGD", "PGDSettings", "SelectivePGD", "Trace",
+           "attack_spec", "kappa_margins", "register_attack"]

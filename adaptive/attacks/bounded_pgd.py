@@ -33,13 +33,34 @@ from dataclasses import dataclass
 import torch
 
 from adaptive.attacks.base import AttackResult, Draws, FixedBudgetAttack, Trace, kappa_margins
+from adaptive.attacks.registry import (Access, AttackSetup, AttackSpec, register_attack,
+                                       settings_dict)
 from adaptive.core.attacks.lp import (check_norm, normalize_step, project, random_in_ball,
                                       towards_images)
 from adaptive.core.errors import ToolkitError
 from adaptive.core.runtime import model_device
+from adaptive.core.threat import Norm
 
 
 SCHEDULES = ("constant", "cosine")  # step lengths within a round (see _step_length)
+
+
+@dataclass
+class PGDSettings:
+    """Bounded PGD (the pgd attacks): ``steps`` per round of 2.5 x bound / steps, ``restarts``
+    rounds (the first from the image, the others from random points of the ball), then one
+    round towards each of the ``target_classes`` most likely other classes (untargeted); each
+    step's gradient averaged over ``eot`` evaluations (Expectation over Transformation); step
+    lengths ``constant`` or decaying along a ``cosine`` (same total length)."""
+
+    steps: int = 100
+    restarts: int = 3
+    target_classes: int = 3
+    eot: int = 1  # gradient samples per step (EOT) for defenses that are random per call
+    schedule: str = "constant"  # step lengths within a round: constant or cosine (decaying)
+    # > 0: each random restart starts at the best of this many points towards other test
+    # images (see BoundedPGD), for detectors that reject noise
+    start_images: int = 0
 
 
 @dataclass
@@ -326,3 +347,24 @@ class OrthogonalPGD(BoundedPGD):
         g_cls, g_pen = _term_gradients(delta, shortfall, penalty)
         on_classifier = (shortfall > 0).view(-1, *[1] * (delta.ndim - 1))
         return torch.where(on_classifier, _without(g_cls, g_pen), _without(g_pen, g_cls))
+
+
+def _builder(cls: type[BoundedPGD]):
+    def build(setup: AttackSetup) -> BoundedPGD:
+        settings = settings_dict(setup.settings, setup.overrides)
+        if settings.get("start_images"):  # image starts need the natural images to start at
+            settings["start_pool"] = setup.start_pool
+        return cls(setup.threat.eps, setup.kappa, seed=setup.seed,
+                   norm=setup.threat.norm.value, **settings)
+    return build
+
+
+for _name, _cls, _summary in (
+        ("pgd", BoundedPGD, "PGD at exactly the bound on C&W's margin plus the penalties"),
+        ("spgd", SelectivePGD, "Selective PGD: the classifier, then the detectors, apart"),
+        ("opgd", OrthogonalPGD, "Orthogonal PGD: each term's step orthogonal to the other's")):
+    register_attack(AttackSpec(
+        name=_name, cls=_cls, settings=PGDSettings, settings_key="pgd",
+        threat_models=(Norm.L2, Norm.LINF), access=Access.GRADIENTS, fixed_budget=True,
+        aims="chosen" if _cls is BoundedPGD else "all", build=_builder(_cls),
+        summary=_summary))

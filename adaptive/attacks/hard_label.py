@@ -18,12 +18,26 @@ The result's ``gradient_steps`` holds each image's oracle queries.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
 from adaptive.attacks.base import AttackResult, Draws, MinimumDistanceAttack
+from adaptive.attacks.registry import (Access, AttackSetup, AttackSpec, register_attack,
+                                       settings_dict)
 from adaptive.core.errors import ToolkitError
+from adaptive.core.threat import Norm
 from adaptive.core.validation import check_images
+
+
+@dataclass
+class HardLabelSettings:
+    """HopSkipJump (``--attack hsj``): ``iterations`` rounds, ``evals`` boundary probes in the
+    first (growing as sqrt(round) up to ``max_evals``); each image stops once within the bound."""
+
+    iterations: int = 20
+    evals: int = 50
+    max_evals: int = 300
 
 
 class DecisionOracle:
@@ -212,3 +226,14 @@ class HopSkipJump(MinimumDistanceAttack):
             pending[p[ok]] = False
             step = torch.where(pending, step / 2, step)
         return out
+
+
+def _build(setup: AttackSetup) -> HopSkipJump:
+    return HopSkipJump(eps=setup.threat.eps, seed=setup.seed,
+                       **settings_dict(setup.settings, setup.overrides))
+
+
+register_attack(AttackSpec(
+    name="hsj", cls=HopSkipJump, settings=HardLabelSettings, settings_key="hsj",
+    threat_models=(Norm.L2,), access=Access.LABELS, fixed_budget=False, aims="all",
+    build=_build, summary="HopSkipJump-L2 on one defense's verdict (no gradients, no scores)"))

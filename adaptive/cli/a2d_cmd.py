@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from adaptive.a2d_eval import RESULT_FILE, A2DEvalConfig, run_a2d_evaluation
-from adaptive.adversarial_sets import ATTACKS, CW_IMPLS, attack_settings
+from adaptive.evaluations.a2d import RESULT_FILE, A2DEvalConfig, run_a2d_evaluation
+from adaptive.evaluations.adversarial_sets import ATTACKS, CW_IMPLS, attack_settings
 from adaptive.cli.common import (add_executor_options, add_run_options, dataset_for_model,
                                  executor_settings, number, positive_int)
 from adaptive.core.data import load_dataset

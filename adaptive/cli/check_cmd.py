@@ -14,8 +14,11 @@ from adaptive.attacks.bounded_pgd import SCHEDULES
 from adaptive.cli.common import (add_run_options, nonnegative_int, positive_int,
                                  positive_number)
 from adaptive.core.errors import ToolkitError
+from adaptive.sweep.config import ATTACKS, parse_attack
 
-BINARIZATION_ATTACKS = ("pgd", "pgd-magnet", "pgd-a2d", "pgd-full", "spgd", "opgd")
+# the test needs an attack at exactly the bound (the registered fixed-budget attacks)
+BINARIZATION_ATTACKS = tuple(a for a in ATTACKS if not parse_attack(a).ensemble
+                             and parse_attack(a).spec.fixed_budget)
 DEFAULT_INNER = 999  # inner points per image (the image included), as in the paper's tests
 
 
@@ -94,9 +97,9 @@ def binarization_setup(args: argparse.Namespace) -> BinarizationSetup:
     """The setup of ``adaptive check binarization`` from its arguments (also used by
     ``scripts/binarization_failures.py``)."""
     from adaptive.core.runtime import resolve_device, seed_everything
+    from adaptive.attacks.registry import AttackSetup
     from adaptive.sweep.config import bound_of, images_except
     from adaptive.sweep.reopen import reopen
-    from adaptive.sweep.run import BOUNDED_ATTACKS
 
     device = resolve_device(args.device)
     seed_everything(args.seed)
@@ -116,13 +119,12 @@ def binarization_setup(args: argparse.Namespace) -> BinarizationSetup:
     if getattr(args, "step_size", None):
         settings["step_size"] = args.step_size
     bound = bound_of(cfg)
-    method = BOUNDED_ATTACKS[attack.split("-")[0]]
+    spec = parse_attack(attack).spec
     # other test images to draw directions towards: not attacked, not the run's calibration
     pool = images_except(run.data.x(), run.attacked + run.calibration)
 
     def make_attack():  # (image starts draw from the same pool as the test's points)
-        starts = {"start_pool": pool} if settings.get("start_images") else {}
-        return method(bound, 0.0, seed=args.seed, norm=cfg.norm, **settings, **starts)
+        return spec.make(AttackSetup(cfg.threat, 0.0, args.seed, cfg.pgd, pool, settings))
 
     index = run.attacked[:args.n] if args.n else run.attacked
     return BinarizationSetup(run, name, attack, settings, make_attack, run.objective(attack),

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from adaptive.adversarial_sets import ATTACKS
-from adaptive.attack_costs import COST_ENGINES
-from adaptive.clever import PRESETS, TARGETS
-from adaptive.clever_study import CleverStudy, adversarial_unit, score_unit
+from adaptive.evaluations.adversarial_sets import ATTACKS
+from adaptive.evaluations.attack_costs import COST_ENGINES
+from adaptive.evaluations.clever import PRESETS, TARGETS
+from adaptive.evaluations.clever_study import CleverStudy, adversarial_unit, score_unit
 from adaptive.cli.common import (add_executor_options, add_model_options, add_run_options,
                                  attack_list, executor_settings, model_and_dataset,
                                  positive_int, positive_number)

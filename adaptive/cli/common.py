@@ -130,7 +130,7 @@ def model_and_dataset(args: argparse.Namespace, device):
 
 def attack_list(text: str) -> list[str]:
     """--compare: comma-separated names of adversarial-set attacks, or none."""
-    from adaptive.adversarial_sets import ATTACKS
+    from adaptive.evaluations.adversarial_sets import ATTACKS
 
     names = [t.strip() for t in text.split(",") if t.strip()]
     if names == ["none"]:

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from adaptive.adversarial_sets import examples_for_study
-from adaptive.attack_costs import COST_ENGINES, CostUnits, cost_unit
+from adaptive.evaluations.adversarial_sets import examples_for_study
+from adaptive.evaluations.attack_costs import COST_ENGINES, CostUnits, cost_unit
 from adaptive.cli.common import (add_executor_options, add_model_options, add_run_options,
                                  attack_list, executor_settings, model_and_dataset)
 from adaptive.core.checkpoint import write_json

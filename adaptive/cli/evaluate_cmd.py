@@ -122,7 +122,7 @@ def run_robust(args: argparse.Namespace) -> int:
               "clean_accuracy": clean, "robust_accuracy": float(ok.float().mean()),
               "seconds": round(seconds, 1), "command": args.command_line}
     if args.foolbox_n > 0:
-        from adaptive.foolbox_check import foolbox_pgd_robust
+        from adaptive.evaluations.foolbox_check import foolbox_pgd_robust
 
         k = min(args.foolbox_n, len(data))
         fb_ok = foolbox_pgd_robust(model, x[:k], y[:k], args.eps, args.norm, args.steps,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from adaptive.cli.common import (add_run_options, dataset_for_model, nonnegative_number,
                                  positive_int, positive_number)
-from adaptive.magnet_eval import evaluate_magnet
+from adaptive.evaluations.magnet import evaluate_magnet
 from adaptive.core.checkpoint import write_json
 from adaptive.core.data import load_dataset
 from adaptive.core.runtime import resolve_device

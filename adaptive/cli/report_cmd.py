@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from adaptive.cli.common import add_data_root
-from adaptive.report import make_report
+from adaptive.report.tables import make_report
 
 
 def register(sub) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from adaptive.attacks.bounded_pgd import SCHEDULES
 from adaptive.cli.common import (add_executor_options, add_run_options, executor_settings, bound_number, dataset_for_model,
                                  nonnegative_int, positive_int, positive_number)
-from adaptive.compositions import (parse_defenses, uses_magnet as magnet_needed,
+from adaptive.defense.compositions import (parse_defenses, uses_magnet as magnet_needed,
                                    uses_randomized_magnet)
 from defenses.magnet.defense import bundled_pool
 from adaptive.sweep.inputs import load_defense_inputs
@@ -178,7 +178,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from adaptive.clever import PRESETS
+    from adaptive.evaluations.clever import PRESETS
 
     if args.resume and not args.out:
         raise ToolkitError("--resume needs --out (the folder of the run to continue)")

@@ -231,7 +231,7 @@ def _adversarial_training_set(name: str, model, family: str, train, n_train: int
     FGSM / BIM / DeepFool / C&W examples of 500 images each."""
     import torch
 
-    from adaptive.adversarial_sets import attack_settings, make_adversarial
+    from adaptive.evaluations.adversarial_sets import attack_settings, make_adversarial
     from adaptive.attacks.cw import CarliniWagnerL2
 
     need = 1000 if name == "safetynet" else GCD_PER_ATTACK * len(GCD_ATTACKS)

@@ -62,18 +62,6 @@ class ExecutorSettings:
         return ModelRef(name, sha256, self.unit_device)
 
 
-_WORKER_CACHE: dict = {}
-
-
-def worker_cached(key, build: Callable[[], Any]) -> Any:
-    """``build()`` once per process for ``key`` (a Ray worker serves unit after unit of a run:
-    it loads the model and defenses once); a new key drops what the last one built."""
-    if key not in _WORKER_CACHE:
-        _WORKER_CACHE.clear()
-        _WORKER_CACHE[key] = build()
-    return _WORKER_CACHE[key]
-
-
 def _ray_unit(fn: UnitFn, threads: int, shared: Any, unit: Any) -> Any:
     """A unit in a Ray worker, on as many torch threads as Ray reserved CPUs for it: then its
     results equal those of a serial run on that many threads (other thread counts change the

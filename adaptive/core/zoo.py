@@ -23,6 +23,7 @@ from adaptive.core.checkpoint import (FORMAT, load_checkpoint, load_state_dict, 
 from adaptive.core.data import cache_dir
 from adaptive.core.errors import ToolkitError
 from adaptive.core.models import ImageClassifier
+from adaptive.core.worker_cache import worker_cached
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"  # bundled entries
 
@@ -106,8 +107,6 @@ class ModelRef:
     def get(self) -> nn.Module:
         if self.model is not None:
             return self.model
-        from adaptive.core.executor import worker_cached
-
         return worker_cached(("model", self.name, self.sha256, self.device),
                              lambda: load_model_checked(self.name, self.sha256, self.device))
 

@@ -37,7 +37,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
-from adaptive import metrics
+from adaptive.core import metrics
 from adaptive.core.attacks.lp import along_rays, check_norm, random_in_ball
 from adaptive.core.errors import ToolkitError
 from adaptive.defense import Defense

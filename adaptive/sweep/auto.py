@@ -20,17 +20,15 @@ members ran on the image and their gradient steps / queries.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import torch
 
-from adaptive import metrics
+from adaptive.core import metrics
 from adaptive.attacks.base import AttackResult
-from adaptive.attacks.bounded_pgd import OrthogonalPGD, SelectivePGD, BoundedPGD
-from adaptive.attacks.cw import CarliniWagnerL2
-from adaptive.attacks.hard_label import DecisionOracle, HopSkipJump
+from adaptive.attacks.hard_label import DecisionOracle
 from adaptive.core.evaluation import predict_logits
-from adaptive.sweep.config import AUTO_MEMBERS, SweepConfig, bound_of, pgd_kwargs
+from adaptive.sweep.config import AUTO_MEMBERS, SweepConfig, make_attack, parse_attack
 from adaptive.sweep.diagnostics import attack_indicators
 from adaptive.sweep.records import PER_DEFENSE, batch_records
 
@@ -45,7 +43,9 @@ def image_seeds(seed: int, index: torch.Tensor) -> torch.Tensor:
 def members_for(cfg: SweepConfig, kappa: float) -> list[str]:
     """The members that run at ``kappa``: HopSkipJump only at kappa 0 of an L2 run."""
     return [m for m in AUTO_MEMBERS
-            if m != "hsj" or (kappa == 0 and cfg.norm == "l2" and math.isfinite(cfg.max_l2))]
+            if not parse_attack(m).hard_label
+            or (kappa == 0 and cfg.threat.norm in parse_attack(m).spec.threat_models
+                and math.isfinite(cfg.threat.eps))]
 
 
 @dataclass
@@ -65,18 +65,14 @@ def build_members(cfg: SweepConfig, kappa: float, model, objective_for, judges,
     ``start_pool``: the images the pgd members' restarts start towards (``--pgd-start-images``)."""
     out = []
     for name in members_for(cfg, kappa):
-        if name == "cw":
-            out.append(Member(name, CarliniWagnerL2(kappa=kappa, **asdict(cfg.cw)), model))
-        elif name == "hsj":
-            oracle = DecisionOracle(judges.defenses[cfg.defenses[-1]])
-            out.append(Member(name, HopSkipJump(eps=cfg.max_l2, seed=cfg.seed,
-                                                **asdict(cfg.hsj)), oracle))
+        attack = make_attack(cfg, name, kappa, start_pool)
+        if name == "cw":  # the paper's attack, on the bare classifier (transferred)
+            out.append(Member(name, attack, model))
+        elif parse_attack(name).hard_label:  # the oracle: the last defense's verdict
+            out.append(Member(name, attack, DecisionOracle(judges.defenses[cfg.defenses[-1]])))
         else:
-            cls = {"pgd-full": BoundedPGD, "spgd": SelectivePGD, "opgd": OrthogonalPGD}[name]
             objective = objective_for(name)
-            out.append(Member(name, cls(bound_of(cfg), kappa, seed=cfg.seed, norm=cfg.norm,
-                                        **pgd_kwargs(cfg, start_pool)),
-                              objective.model, objective.penalty()))
+            out.append(Member(name, attack, objective.model, objective.penalty()))
     return out
 
 
@@ -99,7 +95,7 @@ def auto_batch(cfg: SweepConfig, kappa: float, members: list[Member], model, jud
             todo = torch.arange(n)
         if len(todo) == 0:
             continue
-        kwargs = {"starts": x} if member.name == "hsj" else {}
+        kwargs = {"starts": x} if parse_attack(member.name).hard_label else {}
         r: AttackResult = member.attack.run(member.model, x[todo].to(device), labels[todo],
                                             targeted=cfg.targeted, penalty=member.penalty,
                                             seeds=seeds[todo], **kwargs)

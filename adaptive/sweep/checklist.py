@@ -17,14 +17,11 @@ them by :func:`adaptive.sweep.records.read_records`).
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import torch
 
-from adaptive.attacks.cw import CarliniWagnerL2
-from adaptive.attacks.hard_label import DecisionOracle, HopSkipJump
+from adaptive.attacks.hard_label import DecisionOracle
 from adaptive.core.attacks.lp import random_in_ball
-from adaptive.sweep.config import SweepConfig, bound_of, is_bounded, pgd_kwargs
+from adaptive.sweep.config import SweepConfig, bound_of, make_attack
 
 RANDOM_DRAWS = 10  # each costs a judgement of every defense (A2D attacks each point)
 MAX_IMAGES = 50  # images of the smallest kappa the checklist attacks again
@@ -36,30 +33,28 @@ def checked_records(records: list[dict], kappa: float) -> list[dict]:
                   key=lambda r: r["index"])[:MAX_IMAGES]
 
 
-def _variants(cfg: SweepConfig, kappa: float, bounded_cls, start_pool=None) -> dict:
+def _variants(cfg: SweepConfig, kappa: float, start_pool=None) -> dict:
     """name -> a fresh attack: the run's attack with one setting changed."""
-    if is_bounded(cfg.attack) and bounded_cls is not None:
-        pgd = pgd_kwargs(cfg, start_pool)
-
+    choice = cfg.attack_choice
+    if choice.spec.fixed_budget:
         def make(**change):
-            return bounded_cls(bound_of(cfg), kappa, seed=cfg.seed, norm=cfg.norm,
-                               **{**pgd, **change})
-        return {"more steps": make(steps=2 * pgd["steps"]),
-                "more restarts": make(restarts=2 * pgd["restarts"]),
+            return make_attack(cfg, cfg.attack, kappa, start_pool, **change)
+        pgd = getattr(cfg, choice.spec.settings_key)
+        return {"more steps": make(steps=2 * pgd.steps),
+                "more restarts": make(restarts=2 * pgd.restarts),
                 "iterative beats one step": make(steps=1, restarts=1, target_classes=0,
                                                  step_size=bound_of(cfg))}
-    cw = asdict(cfg.cw)
-    return {"more steps": CarliniWagnerL2(kappa=kappa, **{**cw, "steps": 2 * cw["steps"]})}
+    return {"more steps": make_attack(cfg, cfg.attack, kappa, steps=2 * cfg.cw.steps)}
 
 
 def run_checklist(cfg: SweepConfig, records: list[dict], judges, attack_model, penalty,
-                  bounded_cls, x_all, y_all, device, log=print,
-                  start_pool=None) -> list[dict]:
+                  x_all, y_all, device, log=print, start_pool=None) -> list[dict]:
     """The checklist's items (``{"name", "passed", "detail", "broken"}``) for the sweep's
     untargeted attack at its smallest kappa."""
     kappa = min(cfg.kappas)
     recs = checked_records(records, kappa)
-    if cfg.targeted or not recs or cfg.attack in ("hsj", "auto"):
+    choice = cfg.attack_choice
+    if cfg.targeted or not recs or choice.ensemble or choice.hard_label:
         return []
     index = torch.tensor([r["index"] for r in recs])
     x, y = x_all[index], y_all[index]
@@ -84,7 +79,7 @@ def run_checklist(cfg: SweepConfig, records: list[dict], judges, attack_model, p
                       "broken": {n: sorted(v) for n, v in broken.items()}})
         log(f"checklist: {name}: {'passed' if passed else 'FAILED'}: {items[-1]['detail']}")
 
-    for name, attack in _variants(cfg, kappa, bounded_cls, start_pool).items():
+    for name, attack in _variants(cfg, kappa, start_pool).items():
         r = attack.run(attack_model, x.to(device), y, penalty=penalty)
         item(name, judge_all(r.adversarial, r.success), attack.config())
     # random points at the bound: an image counts once any of its points breaks a defense
@@ -99,7 +94,7 @@ def run_checklist(cfg: SweepConfig, records: list[dict], judges, attack_model, p
     if cfg.norm == "l2":
         last = cfg.defenses[-1]
         oracle = DecisionOracle(judges.defenses[last])
-        hsj = HopSkipJump(eps=cfg.max_l2, seed=cfg.seed, **asdict(cfg.hsj))
+        hsj = make_attack(cfg, "hsj", 0.0)
         r = hsj.run(oracle, x, y)
         found = judge_all(r.adversarial, r.success)
         item("gradient-free", {n: (found[n] if n == last else set()) for n in names},

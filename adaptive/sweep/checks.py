@@ -13,8 +13,8 @@ from adaptive.core.attacks.pgd import pgd
 from adaptive.core.evaluation import predict_logits
 from adaptive.core.store import RunStore
 from adaptive.defense import Defense
-from adaptive.sweep.config import (HARD_LABEL_ATTACKS, SweepConfig, aims_at_plugins,
-                                   attacked_parts, bound_of, norm_label)
+from adaptive.sweep.config import (SweepConfig, aims_at_plugins, attacked_parts, bound_of,
+                                   norm_label)
 from defenses.detector_zoo import DETECTORS as ZOO_DETECTORS
 
 
@@ -55,7 +55,7 @@ def sanity_checks(records: list[dict], cfg: SweepConfig, by_bound: list[dict]) -
         parts, ok = [], True
         for name in recs[0]["transfer"]:
             if not white_box_against(cfg.attack, name) or (
-                    cfg.attack in HARD_LABEL_ATTACKS and name != cfg.defenses[-1]):
+                    cfg.attack_choice.hard_label and name != cfg.defenses[-1]):
                 continue  # a hard-label attack queries one defense's verdict only
             white = float(np.mean([r["defenses"][name]["success"] for r in recs]))
             moved = float(np.mean([r["transfer"][name] for r in recs]))

@@ -9,68 +9,140 @@ run folders still resume.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 
 import torch
 
+from adaptive.attacks import (ATTACK_SPECS, Attack, AttackSpec, CWSettings, HardLabelSettings,
+                              PGDSettings, attack_spec)
 from adaptive.attacks.bounded_pgd import SCHEDULES
+from adaptive.attacks.registry import Access, AttackSetup
+from adaptive.core.defaults import (FAMILY_DEFAULTS, family_defaults, model_family,
+                                    preset_family)
 from adaptive.core.errors import ToolkitError
+from adaptive.core.threat import Norm, ThreatModel
 from defenses.a2d.zscore import DEFAULT_H
 
-# An attack is a method and what it attacks besides the classifier: cw (C&W's minimum-distance
-# attack) or pgd (PGD-L2 at exactly the bound, on the same objective), plus -magnet, -a2d or
-# -full for the penalties against those defenses' detectors; spgd and opgd (Selective and
-# Orthogonal PGD at the bound) always aim at every detector they can, as -full does.
+# A sweep's attack is a registered attack (adaptive.attacks.registry) and, for those that aim at
+# the detectors a run names, what they aim at besides the classifier: -magnet, -a2d or -full for
+# the penalties against those defenses' detectors (cw-full, pgd-a2d). Attacks registered with
+# aims="all" (spgd, opgd: every detector they can; hsj: the whole defense's verdict) take no
+# suffix and aim as -full does.
 ATTACKED_PARTS = {"": set(), "-magnet": {"magnet", "rmagnet"}, "-a2d": {"a2d"},
                   "-full": {"a2d", "magnet", "rmagnet"}}
-DETECTOR_ATTACKS = ("spgd", "opgd")
-# hsj: HopSkipJump, a hard-label attack whose only oracle is one defense's verdict (the last of
-# the run's defenses): accepted by every detector and misclassified.
-HARD_LABEL_ATTACKS = ("hsj",)
 # auto: the per-image worst case over a fixed ensemble, as AutoAttack: each member in turn, only
 # on the images some defense still withstands (hsj: the last defense); records say which member
 # broke each image against each defense (adaptive.sweep.auto).
 AUTO = "auto"
 AUTO_MEMBERS = ("cw", "pgd-full", "spgd", "opgd", "hsj")
-ATTACKS = tuple(method + parts for method in ("cw", "pgd") for parts in ATTACKED_PARTS) \
-    + DETECTOR_ATTACKS + HARD_LABEL_ATTACKS + (AUTO,)
-BOUNDED = ("pgd", "spgd", "opgd")  # attacks that spend the ball at the bound
 MAX_KAPPAS = 1000  # values in one --kappa range: more is a typo, not a sweep
 
-# What a sweep defends and bounds by default, per data-set family of the model.
-DATASET_DEFAULTS = {
-    "mnist": dict(dataset="mnist-bundled", max_l2=8.4, max_linf=0.3,
-                  defenses="a2d,magnet,a2d+magnet", magnet="mnist"),
-    "cifar10": dict(dataset="cifar10", max_l2=1.6, max_linf=8 / 255, defenses="at,a2d+at",
-                    magnet=None),
-}
+# What a sweep defends and bounds by default, per data-set family (adaptive.core.defaults), in
+# the shape of SweepConfig's fields.
+DATASET_DEFAULTS = {family: dict(dataset=d.dataset, max_l2=d.max_l2, max_linf=d.max_linf,
+                                 defenses=",".join(d.defenses), magnet=d.magnet)
+                    for family, d in FAMILY_DEFAULTS.items()}
+# A SweepConfig field left at this value takes its family's default (SweepConfig.__post_init__).
+FAMILY_DEFAULT = "family-default"
+
+
+@dataclass(frozen=True)
+class AttackChoice:
+    """A sweep's ``--attack`` parsed once: the registered attack (``method``; None for the
+    ``auto`` ensemble) and the suffix naming what else it aims at."""
+
+    name: str
+    method: str | None
+    suffix: str = ""
+
+    @property
+    def spec(self) -> AttackSpec:
+        if self.method is None:
+            raise ToolkitError("auto is an ensemble of attacks, not one registered attack")
+        return attack_spec(self.method)
+
+    @property
+    def ensemble(self) -> bool:
+        return self.method is None
+
+    @property
+    def aims_at_all(self) -> bool:
+        return self.ensemble or self.spec.aims == "all"
+
+    @property
+    def hard_label(self) -> bool:
+        return not self.ensemble and self.spec.access is Access.LABELS
+
+    @property
+    def bounded(self) -> bool:
+        """Whether it runs at exactly the bound (auto does: its members include such)."""
+        return self.ensemble or self.spec.fixed_budget
+
+    @property
+    def aims_at_plugins(self) -> bool:
+        """Whether it also aims at the plug-in defenses' differentiable detectors."""
+        return self.suffix == "-full" or self.ensemble or (
+            self.spec.aims == "all" and self.spec.access is Access.GRADIENTS)
+
+    def parts(self, defenses: list[str] | None = None) -> set[str]:
+        """The defenses whose detectors it penalises (``cw-full`` -> a2d and magnet). The
+        attacks that aim at whatever the run defends with (-full, spgd, opgd, hsj, auto) aim,
+        given the run's ``defenses``, only at the parts among them: an A2D term in an attack
+        on feature squeezing alone would only weaken it."""
+        parts = ATTACKED_PARTS["-full"] if self.aims_at_all else ATTACKED_PARTS[self.suffix]
+        if defenses is not None and (self.aims_at_plugins or self.hard_label):
+            parts = parts & {p for d in defenses for p in d.split("+")}
+        return set(parts)
+
+
+def attack_names() -> tuple[str, ...]:
+    """Every name a sweep's ``--attack`` takes, in the registry's order, then ``auto``."""
+    names = []
+    for name, spec in ATTACK_SPECS.items():
+        names += [name + suffix for suffix in ATTACKED_PARTS] if spec.aims == "chosen" \
+            else [name]
+    return tuple(names) + (AUTO,)
+
+
+ATTACKS = attack_names()
+
+
+def parse_attack(name: str) -> AttackChoice:
+    """``pgd-full`` -> AttackChoice(method="pgd", suffix="-full"); unknown names refused."""
+    if name == AUTO:
+        return AttackChoice(name, None)
+    method, dash, rest = str(name).partition("-")
+    suffix = dash + rest
+    spec = ATTACK_SPECS.get(method)
+    if spec is None or suffix not in ATTACKED_PARTS or (suffix and spec.aims != "chosen"):
+        raise ToolkitError(f"unknown attack {name!r}; choose from {', '.join(attack_names())}")
+    return AttackChoice(name, method, suffix)
 
 
 def attacked_parts(attack: str, defenses: list[str] | None = None) -> set[str]:
-    """The defenses whose detectors ``attack`` penalises (``cw-full`` -> a2d and magnet). The
-    attacks that aim at whatever the run defends with (-full, spgd, opgd, hsj, auto) aim, given
-    the run's ``defenses``, only at the parts among them: an A2D term in an attack on feature
-    squeezing alone would only weaken it."""
-    if attack not in ATTACKS:
-        raise ToolkitError(f"unknown attack {attack!r}; choose from {', '.join(ATTACKS)}")
-    if attack in DETECTOR_ATTACKS or attack in HARD_LABEL_ATTACKS or attack == AUTO:
-        parts = ATTACKED_PARTS["-full"]
-    else:
-        parts = ATTACKED_PARTS[attack[attack.find("-"):] if "-" in attack else ""]
-    if defenses is not None and (aims_at_plugins(attack) or attack in HARD_LABEL_ATTACKS):
-        parts = parts & {p for d in defenses for p in d.split("+")}
-    return set(parts)
+    """The defenses whose detectors ``attack`` penalises (see :meth:`AttackChoice.parts`)."""
+    return parse_attack(attack).parts(defenses)
 
 
 def aims_at_plugins(attack: str) -> bool:
     """Whether ``attack`` also aims at the plug-in defenses' differentiable detectors."""
-    return attack.endswith("-full") or attack in DETECTOR_ATTACKS or attack == AUTO
+    return parse_attack(attack).aims_at_plugins
 
 
 def is_bounded(attack: str) -> bool:
     """Whether ``attack`` runs at exactly the bound (PGD and its detector-aware variants, and
     auto, whose members include them)."""
-    return attack.split("-")[0] in BOUNDED or attack == AUTO
+    return parse_attack(attack).bounded
+
+
+def make_attack(cfg: "SweepConfig", attack: str, kappa: float, start_pool=None,
+                **overrides) -> Attack:
+    """The registered attack of ``attack`` (a sweep attack name; its suffix does not change
+    the attack, only its objective) with ``cfg``'s threat model, seed and settings, at
+    ``kappa``; ``overrides``: single settings changed (the checklist's variants)."""
+    spec = parse_attack(attack).spec
+    return spec.make(AttackSetup(cfg.threat, kappa, cfg.seed, getattr(cfg, spec.settings_key),
+                                 start_pool, overrides))
 
 
 def _from_dict(cls, value, what: str):
@@ -87,49 +159,6 @@ def _from_dict(cls, value, what: str):
 
 
 @dataclass
-class CWSettings:
-    """C&W-L2: Adam ``steps`` per constant, ``binary_search_steps`` over the constant, Adam
-    step size ``lr``, first constant ``initial_const``. The defaults are a CPU budget (README,
-    The main job, says what they reach)."""
-
-    steps: int = 200
-    binary_search_steps: int = 5
-    lr: float = 0.05
-    initial_const: float = 0.1
-    # each constant after the first from the best example so far (not C&W's algorithm; README
-    # "Speed": 2.49x Foolbox at these settings, 1.1 % larger L2)
-    warm_start: bool = False
-
-
-@dataclass
-class PGDSettings:
-    """Bounded PGD (the pgd attacks): ``steps`` per round of 2.5 x bound / steps, ``restarts``
-    rounds (the first from the image, the others from random points of the ball), then one
-    round towards each of the ``target_classes`` most likely other classes (untargeted); each
-    step's gradient averaged over ``eot`` evaluations (Expectation over Transformation); step
-    lengths ``constant`` or decaying along a ``cosine`` (same total length)."""
-
-    steps: int = 100
-    restarts: int = 3
-    target_classes: int = 3
-    eot: int = 1  # gradient samples per step (EOT) for defenses that are random per call
-    schedule: str = "constant"  # step lengths within a round: constant or cosine (decaying)
-    # > 0: each random restart starts at the best of this many points towards other test
-    # images (see BoundedPGD), for detectors that reject noise
-    start_images: int = 0
-
-
-@dataclass
-class HardLabelSettings:
-    """HopSkipJump (``--attack hsj``): ``iterations`` rounds, ``evals`` boundary probes in the
-    first (growing as sqrt(round) up to ``max_evals``); each image stops once within the bound."""
-
-    iterations: int = 20
-    evals: int = 50
-    max_evals: int = 300
-
-
-@dataclass
 class CleverSettings:
     """CLEVER (untargeted, L2) of each adversarial example: ``n_batches`` x ``n_samples``
     gradient samples in the ball of ``radius``."""
@@ -143,21 +172,24 @@ class CleverSettings:
 class SweepConfig:
     """Everything that defines a sweep's results (see ``adaptive sweep --help``)."""
 
-    dataset: str = "mnist-bundled"
+    # dataset, defenses, max_l2 and magnet: when not given, the defaults of the family of the
+    # data set or else of the model (adaptive.core.defaults): SweepConfig(model="cifar-cnn")
+    # attacks CIFAR-10 at L2 1.6 against at, a2d+at
+    dataset: str = FAMILY_DEFAULT
     model: str = "mnist-cnn"
     model_sha256: str = ""
-    defenses: list = field(default_factory=lambda: ["none", "a2d", "magnet", "a2d+magnet"])
+    defenses: list | None = None  # "none" first, then the family's compositions
     kappas: list = field(default_factory=lambda: [0.0, 5.0, 10.0, 15.0, 20.0])
     n: int = 100
     n_cal: int = 200
-    max_l2: float = 8.4
+    max_l2: float | None = None  # L2 runs: the family's; L-inf runs: inf (unused)
     targeted: bool = False
     seed: int = 0
     batch: int = 50
     cw: CWSettings = field(default_factory=CWSettings)
     a2d_engines: list = field(default_factory=lambda: ["bim_d"])
     h: float = DEFAULT_H
-    magnet: str | None = "mnist"
+    magnet: str | None = FAMILY_DEFAULT
     # randomised MagNet's pool of reformers (a bundled name or pool.json); None: rmagnet draws
     # from MagNet's own autoencoders
     magnet_pool: str | None = None
@@ -184,7 +216,7 @@ class SweepConfig:
     # The threat model: "l2" (the bound is max_l2) or "linf" (the bound is max_linf, and the
     # bounded attacks step and project in the L-inf box). Runs made before it existed are L2.
     norm: str = "l2"
-    max_linf: float | None = None
+    max_linf: float | None = None  # L-inf runs: the family's when not given
     hsj: HardLabelSettings = field(default_factory=HardLabelSettings)
     # Each attacked image draws its random numbers (restarts, probes) from its own seed, so its
     # result does not depend on its batch; auto always does. Runs made before it: per batch.
@@ -194,30 +226,62 @@ class SweepConfig:
     checks: str = "cheap"
 
     def __post_init__(self):
+        self._family_defaults()
         self.cw = _from_dict(CWSettings, self.cw, "cw")
         self.pgd = _from_dict(PGDSettings, self.pgd, "pgd")
         self.clever = _from_dict(CleverSettings, self.clever, "clever")
         self.hsj = _from_dict(HardLabelSettings, self.hsj, "hsj")
 
+    def _family_defaults(self) -> None:
+        """Settings left unset take the defaults of the data set's family, else the model's."""
+        if self.dataset != FAMILY_DEFAULT:
+            family = preset_family(self.dataset)
+        else:
+            family = model_family(self.model) if isinstance(self.model, str) else None
+        d = family_defaults(family or "mnist")
+        if self.dataset == FAMILY_DEFAULT:
+            self.dataset = d.dataset
+        if self.defenses is None:
+            self.defenses = ["none", *d.defenses]
+        if self.magnet == FAMILY_DEFAULT:
+            self.magnet = d.magnet
+        if self.max_l2 is None:
+            self.max_l2 = float("inf") if self.norm == "linf" else d.max_l2
+        if self.norm == "linf" and self.max_linf is None:
+            self.max_linf = d.max_linf
 
-NORM_LABEL = {"l2": "L2", "linf": "L∞"}
+    @property
+    def threat(self) -> ThreatModel:
+        """The run's threat model: its norm and bound."""
+        return threat_of(self)
+
+    @property
+    def attack_choice(self) -> AttackChoice:
+        """``attack`` parsed (see :func:`parse_attack`)."""
+        return parse_attack(self.attack)
+
+
+def threat_of(cfg) -> ThreatModel:
+    """The threat model of a sweep (``cfg``: a SweepConfig or the dict a run folder's
+    config.json holds; runs made before L-inf sweeps existed are L2)."""
+    get = cfg.get if isinstance(cfg, dict) else lambda k, d=None: getattr(cfg, k, d)
+    norm = Norm.of(get("norm", "l2") or "l2")
+    return ThreatModel(norm, get("max_linf") if norm is Norm.LINF else get("max_l2"))
 
 
 def bound_of(cfg) -> float:
     """The sweep's distortion bound in its own norm (``cfg``: a SweepConfig or its dict)."""
-    get = cfg.get if isinstance(cfg, dict) else lambda k, d=None: getattr(cfg, k, d)
-    return get("max_linf") if get("norm", "l2") == "linf" else get("max_l2")
+    return threat_of(cfg).eps
 
 
 def distance_key(cfg) -> str:
     """The record field holding each example's distance in the sweep's norm (l2 or linf)."""
-    get = cfg.get if isinstance(cfg, dict) else lambda k, d=None: getattr(cfg, k, d)
-    return get("norm", "l2") or "l2"
+    return threat_of(cfg).norm.value
 
 
 def norm_label(cfg) -> str:
     """"L2" or "L∞", for titles and check names."""
-    return NORM_LABEL[distance_key(cfg)]
+    return threat_of(cfg).norm.label
 
 
 def parse_kappas(text: str) -> list[float]:
@@ -270,8 +334,7 @@ def validate_config(cfg: SweepConfig, magnet=None) -> None:
     numbers must be finite, counts >= 1, a bounded kappa list, and settings that need each
     other (``magnet``: whether the run has a MagNet defense). Raises ``ToolkitError`` naming
     the setting."""
-    if cfg.attack not in ATTACKS:
-        raise ToolkitError(f"unknown attack {cfg.attack!r}; choose from {', '.join(ATTACKS)}")
+    choice = parse_attack(cfg.attack)
     if not isinstance(cfg.kappas, list) or not cfg.kappas:
         raise ToolkitError("kappa: give at least one value")
     if len(cfg.kappas) > MAX_KAPPAS:
@@ -283,8 +346,7 @@ def validate_config(cfg: SweepConfig, magnet=None) -> None:
     if not isinstance(cfg.max_l2, (int, float)) or math.isnan(cfg.max_l2) or cfg.max_l2 <= 0:
         raise ToolkitError(f"max_l2 (the L2 bound) must be a number > 0 (inf: no bound), got "
                            f"{cfg.max_l2!r}")
-    if cfg.norm not in NORM_LABEL:
-        raise ToolkitError(f"norm must be l2 or linf, got {cfg.norm!r}")
+    Norm.of(cfg.norm)
     if cfg.norm == "linf":
         _finite(cfg.max_linf, "max_linf (the L-inf bound, e.g. 8/255)")
         if cfg.max_linf > 1:
@@ -313,7 +375,7 @@ def validate_config(cfg: SweepConfig, magnet=None) -> None:
     _count(cfg.hsj.iterations, "hsj iterations")
     _count(cfg.hsj.evals, "hsj evals", 2)
     _count(cfg.hsj.max_evals, "hsj max evals", cfg.hsj.evals)
-    if cfg.attack in HARD_LABEL_ATTACKS:
+    if choice.hard_label:
         if cfg.kappas != [0.0]:
             raise ToolkitError(f"--attack {cfg.attack} sees only the defense's verdict, no "
                                "logits: a confidence margin means nothing to it; use --kappa 0")
@@ -323,9 +385,9 @@ def validate_config(cfg: SweepConfig, magnet=None) -> None:
         raise ToolkitError(f"checks must be cheap or full, got {cfg.checks!r}")
     if cfg.pairs and not cfg.targeted:
         raise ToolkitError("a --pairs sweep is targeted (set targeted=True)")
-    if cfg.attack.endswith("-magnet") and magnet is None:
+    if choice.suffix == "-magnet" and magnet is None:
         raise ToolkitError(f"--attack {cfg.attack} needs a MagNet defense in the run")
-    if is_bounded(cfg.attack) and not math.isfinite(bound_of(cfg)):
+    if choice.bounded and not math.isfinite(bound_of(cfg)):
         raise ToolkitError(f"--attack {cfg.attack} attacks at the bound; give a finite "
                            "--max-l2")
 
@@ -345,12 +407,3 @@ def start_pool(cfg: SweepConfig, x_all: torch.Tensor, attacked: torch.Tensor):
     ``START_POOL`` of the data set's images that the run does not attack (the attacker's own
     natural images; none of them is an attacked image), or None when the setting is off."""
     return images_except(x_all, attacked) if cfg.pgd.start_images else None
-
-
-def pgd_kwargs(cfg: SweepConfig, pool=None) -> dict:
-    """The bounded attacks' settings of ``cfg`` as keyword arguments, with ``pool`` (from
-    :func:`start_pool`) as ``start_pool`` when image starts are on."""
-    out = asdict(cfg.pgd)
-    if cfg.pgd.start_images:
-        out["start_pool"] = pool
-    return out

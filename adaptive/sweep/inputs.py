@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from adaptive.compositions import uses_randomized_magnet
+from adaptive.defense.compositions import uses_randomized_magnet
 from adaptive.core.data import ImageSet, load_dataset
 from adaptive.defense import Defense, make_plugin_defenses
 from adaptive.sweep.config import SweepConfig

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from adaptive.compositions import (build_a2d, build_defenses, is_composition,
+from adaptive.defense.compositions import (build_a2d, build_defenses, is_composition,
                                    load_zoo_detectors, uses_magnet)
 from adaptive.core.data import ImageSet, load_dataset
 from adaptive.core.errors import ToolkitError

@@ -16,30 +16,28 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from adaptive import metrics
+from adaptive.core import metrics
 from adaptive.diagnostics.indicators import model_flags
-from adaptive.attacks.bounded_pgd import BoundedPGD, OrthogonalPGD, SelectivePGD
-from adaptive.attacks.cw import CarliniWagnerL2
-from adaptive.attacks.hard_label import DecisionOracle, HopSkipJump
+from adaptive.attacks.hard_label import DecisionOracle
 from adaptive.attacks.objective import Objective
-from adaptive.clever import clever
-from adaptive.compositions import (build_a2d, build_defenses, is_composition,
+from adaptive.evaluations.clever import clever
+from adaptive.defense.compositions import (build_a2d, build_defenses, is_composition,
                                    load_zoo_detectors, uses_randomized_magnet, zoo_parts)
 from adaptive.core.data import ImageSet
 from adaptive.core.errors import ToolkitError
 from adaptive.core.evaluation import predict_logits
-from adaptive.core.executor import (ExecutorSettings, LocalExecutor, make_executor,
-                                    worker_cached)
+from adaptive.core.executor import ExecutorSettings, LocalExecutor, make_executor
 from adaptive.core.runtime import environment_info, seed_everything
 from adaptive.core.store import Records, RunStore
 from adaptive.core.validation import check_labels_fit_model
+from adaptive.core.worker_cache import worker_cached
 from adaptive.defense import Defense, detector_flags, judge, module_sha256
 from adaptive.sweep.checks import bounded_attack_check, sanity_checks
 from adaptive.sweep.auto import auto_batch, build_members, image_seeds
 from adaptive.sweep.diagnostics import attack_indicators, diagnostics
-from adaptive.sweep.config import (AUTO, HARD_LABEL_ATTACKS, SweepConfig, aims_at_plugins,
-                                   attacked_parts, bound_of, is_bounded, norm_label,
-                                   pgd_kwargs, start_pool, validate_config)
+from adaptive.sweep.config import (SweepConfig, attacked_parts, bound_of, make_attack,
+                                   norm_label, start_pool, validate_config)
+from adaptive.sweep.figures import sweep_figures
 from adaptive.sweep.images import plan_images
 from adaptive.sweep.operating_points import operating_points
 from adaptive.sweep.records import (CHECKLIST_RECORDS, RECORDS, batch_records, record_key,
@@ -49,9 +47,6 @@ from adaptive.core.checkpoint import sha256_file
 from defenses.a2d.presets import make_engine
 from defenses.detector_zoo import DETECTORS as ZOO_DETECTORS, bundled_path
 from defenses.detector import Detector, is_differentiable
-
-
-BOUNDED_ATTACKS = {"pgd": BoundedPGD, "spgd": SelectivePGD, "opgd": OrthogonalPGD}
 
 
 def run_identity(cfg: SweepConfig, data: ImageSet, magnet=None,
@@ -159,9 +154,8 @@ class _Judges:
                 flags[name] = scores[name] > det.threshold  # the contract's detect, one pass
             else:
                 flags[name] = detector_flags(name, det, adv.to(self.device))
-        max_linf = cfg.max_linf if cfg.norm == "linf" else None
-        verdicts = {name: judge(d, adv, x, y, attack_ok, cfg.max_l2, targets,
-                                {k: flags[k] for k in d.detectors}, max_linf)
+        verdicts = {name: judge(d, adv, x, y, attack_ok, cfg.threat, targets,
+                                {k: flags[k] for k in d.detectors})
                     for name, d in self.defenses.items()}
         return costs, flags, verdicts, scores
 
@@ -272,7 +266,7 @@ def _unit_context(cfg: SweepConfig, model: nn.Module, data: ImageSet, device, at
     plugin_detectors.update({k: v for k, v in judges.detectors.items() if k in ZOO_DETECTORS})
     objective = attack_objective(cfg, model, judges.a2d, magnet, plugin_detectors, log)
     attack_model, penalty = objective.model, objective.penalty()
-    if cfg.attack in HARD_LABEL_ATTACKS:  # the oracle is one defense's verdict, nothing else
+    if cfg.attack_choice.hard_label:  # the oracle is one defense's verdict, nothing else
         target = cfg.defenses[-1]
         log(f"{cfg.attack}: a hard-label attack on the verdict of {target!r}")
         attack_model, penalty = DecisionOracle(judges.defenses[target]), None
@@ -322,25 +316,20 @@ def _run_unit(source: _UnitContext | _UnitRecipe, unit: tuple) -> tuple[list[dic
     labels = targets if cfg.targeted else y
     seed_everything(cfg.seed)
     adv = {"x": None, "index": idx, **({"target": targets} if targets is not None else {})}
-    if cfg.attack == AUTO:  # the per-image worst case over the ensemble
+    choice = cfg.attack_choice
+    if choice.ensemble:  # the per-image worst case over the ensemble
         members = build_members(cfg, kappa, model, lambda _: ctx.objective, judges,
                                 ctx.start_pool)
         adv["x"], rows_ = auto_batch(cfg, kappa, members, model, judges, device, idx, x, y,
                                      targets)
         _clever_of(cfg, model, device, adv["x"], rows_)
         return rows_, adv
-    paper_attack = CarliniWagnerL2(kappa=kappa, **asdict(cfg.cw))
-    attack = paper_attack
-    if cfg.attack in HARD_LABEL_ATTACKS:
-        attack = HopSkipJump(eps=cfg.max_l2, seed=cfg.seed, **asdict(cfg.hsj))
-    elif is_bounded(cfg.attack):
-        attack = BOUNDED_ATTACKS[cfg.attack.split("-")[0]](
-            bound_of(cfg), kappa, seed=cfg.seed, norm=cfg.norm,
-            **pgd_kwargs(cfg, ctx.start_pool))
+    paper_attack = make_attack(cfg, "cw", kappa)
+    attack = make_attack(cfg, cfg.attack, kappa, ctx.start_pool)
     extra = {}
     if cfg.image_seeds:  # (HopSkipJump then starts from the whole batch's images)
         extra = {"seeds": image_seeds(cfg.seed, idx),
-                 **({"starts": x} if cfg.attack in HARD_LABEL_ATTACKS else {})}
+                 **({"starts": x} if choice.hard_label else {})}
     r = attack.run(ctx.attack_model, x.to(device), labels, targeted=cfg.targeted,
                    penalty=ctx.penalty, **extra)
     x_adv = adv["x"] = r.adversarial
@@ -393,11 +382,9 @@ def _attack_all(store: RunStore, records: Records, ctx: _UnitContext, identity: 
 
         log("checklist (--checks full): the attack again with more steps, more restarts, one "
             "step; random noise; a gradient-free attack")
-        bounded = (BOUNDED_ATTACKS[cfg.attack.split("-")[0]]
-                   if is_bounded(cfg.attack) and cfg.attack != AUTO else None)
         seed_everything(cfg.seed)
         found = records.read().records
-        items = run_checklist(cfg, found, ctx.judges, ctx.attack_model, ctx.penalty, bounded,
+        items = run_checklist(cfg, found, ctx.judges, ctx.attack_model, ctx.penalty,
                               ctx.x_all, ctx.y_all, ctx.device, log, ctx.start_pool)
         # per example first, then the items (which mark the checklist done): a crash between
         # the two reruns the checklist, and the per-example log counts each example once
@@ -475,8 +462,6 @@ def _finish(store: RunStore, records: Records, cfg: SweepConfig, model: nn.Modul
         if row["fired"]:
             log(f"indicator of attack failure: {name} on {row['fired']} of {row['of']} "
                 f"examples: {row['meaning']}")
-    from adaptive.figures import sweep_figures
-
     sweep_figures(store.out, summary, store, cfg, data, checks)
     log(f"done in {time.perf_counter() - t_start:.0f} s; results: {store.out}/summary.json, "
         f"summary.csv, {RECORDS}, figures *.png")
@@ -506,7 +491,7 @@ def attack_objective(cfg: SweepConfig, model: nn.Module, a2d, magnet,
             objective.terms[f"magnet:{d.name}"] = detector_penalty([d])
     if "a2d" in parts and a2d is not None:
         objective.terms["a2d"] = a2d_penalty(a2d, cfg.a2d_factor)
-    if aims_at_plugins(cfg.attack) and plugin_detectors:
+    if cfg.attack_choice.aims_at_plugins and plugin_detectors:
         aimed = {k: d for k, d in plugin_detectors.items() if is_differentiable(d)}
         for name, d in aimed.items():
             objective.terms[name] = detector_penalty([d])

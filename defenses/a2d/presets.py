@@ -8,6 +8,7 @@ for CIFAR-10, 0.002 (our choice: CIFAR-10 adversarial distances are ~10x smaller
 
 from __future__ import annotations
 
+from adaptive.core.defaults import preset_family
 from adaptive.core.errors import ToolkitError
 from defenses.a2d.bim import BIMCost
 from defenses.a2d.dba import BoundaryCost
@@ -34,7 +35,7 @@ PRESETS = {
 def engine_settings(name: str, dataset: str) -> dict:
     if name not in ENGINE_NAMES:
         raise ToolkitError(f"unknown A2D engine {name!r}; choose from {', '.join(ENGINE_NAMES)}")
-    family = "cifar10" if dataset.startswith("cifar10") else "mnist"
+    family = preset_family(dataset)
     return dict(PRESETS[family][name])
 
 

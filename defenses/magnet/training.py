@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from adaptive.core.checkpoint import save_checkpoint, write_json
+from adaptive.core.defaults import preset_family
 from adaptive.core.errors import ToolkitError
 from adaptive.core.runtime import seed_everything
 from adaptive.core.training import fit
@@ -110,7 +111,7 @@ def train_magnet(dataset: str, x_all_train: torch.Tensor, classifier, classifier
     held-out validation images and write ``OUT/magnet.json``; returns the MagNet defense."""
     from defenses.magnet.defense import MagNet, load_autoencoder, make_detector
 
-    family = "cifar10" if dataset.startswith("cifar10") else "mnist"
+    family = preset_family(dataset)
     recipe = RECIPES[family]
     if len(x_all_train) <= val_n:
         raise ToolkitError(f"need more than {val_n} training images (the last {val_n} are "

@@ -109,7 +109,7 @@ def cost_rows(result: dict) -> list[dict]:
 def cost_figures(result: dict, out: Path, name: str) -> list[Path]:
     """Figures 4 and 5 (time and iteration boxes per engine) from a costs.json, Figure 10
     (time vs iterations) from either kind, Figure 2 (CLEVER vs time) from a clever.json."""
-    from adaptive.figures import cost_boxplots, scatter_by_kind
+    from adaptive.report.figures import cost_boxplots, scatter_by_kind
 
     rows = cost_rows(result)
     if not rows:

@@ -26,7 +26,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from tqdm.auto import tqdm
 
-from adaptive.adversarial_sets import AdversarialSet, attack_settings, make_adversarial
+from adaptive.evaluations.adversarial_sets import AdversarialSet, attack_settings, make_adversarial
 from adaptive.core.checkpoint import write_json
 from adaptive.core.data import ImageSet
 from adaptive.core.errors import ToolkitError

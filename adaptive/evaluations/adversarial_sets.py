@@ -19,12 +19,13 @@ from the true one, checked by us, not taken from the attack's own flag) are kept
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import foolbox as fb
 import torch
 from torch import nn
 
+from adaptive.core.defaults import preset_family
 from adaptive.core.errors import ToolkitError
 from defenses.a2d.bim import BIMCost
 from defenses.a2d.jsma import JSMACost
@@ -64,7 +65,7 @@ class AdversarialSet:
 def attack_settings(attack: str, dataset: str) -> dict:
     if attack not in ATTACKS:
         raise ToolkitError(f"unknown attack {attack!r}; choose from {', '.join(ATTACKS)}")
-    return dict(SETTINGS["cifar10" if dataset.startswith("cifar10") else "mnist"][attack])
+    return dict(SETTINGS[preset_family(dataset)][attack])
 
 
 def make_adversarial(attack: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -115,10 +116,10 @@ def examples_for_study(attack: str, model: nn.Module, x: torch.Tensor, y: torch.
     as Foolbox's, faster); the others as in ``make_adversarial`` with the data set's settings."""
     device = next(model.parameters()).device
     if attack == "cw":
-        from adaptive.attacks.cw import CarliniWagnerL2
+        from adaptive.attacks.cw import CarliniWagnerL2, CWSettings
 
-        r = CarliniWagnerL2(kappa=0, steps=200, binary_search_steps=5, lr=0.05,
-                            initial_const=0.1).run(model, x.to(device), y.to(device))
+        r = CarliniWagnerL2(kappa=0, **asdict(CWSettings())).run(model, x.to(device),
+                                                                 y.to(device))
         keep = r.success.nonzero().squeeze(1).cpu()
         return r.adversarial[keep].cpu(), keep
     s = make_adversarial(attack, model, x.to(device), y.to(device),

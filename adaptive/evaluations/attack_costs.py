@@ -13,12 +13,13 @@ iteration count kept. Besides the four A2D engines (``bim_d``, ``bim2_d``, ``jsm
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
-from adaptive.attacks.cw import CarliniWagnerL2
+from adaptive.attacks.cw import CarliniWagnerL2, CWSettings
+from adaptive.core.defaults import preset_family
 from adaptive.core.errors import ToolkitError
 from adaptive.core.runtime import seed_everything
 from adaptive.core.zoo import ModelRef
@@ -28,17 +29,13 @@ COST_ENGINES = ENGINE_NAMES + ("fgsm_d", "cw_d")
 FGSM_EPS = {"mnist": 0.3, "cifar10": 8 / 255}
 
 
-def _family(dataset: str) -> str:
-    return "cifar10" if dataset.startswith("cifar10") else "mnist"
-
-
 def one_image_runner(engine: str, dataset: str):
     """``run(model, x1) -> iterations`` for one image ``x1`` (shape 1xCxHxW)."""
     if engine in ENGINE_NAMES:
         e = make_engine(engine, dataset)
         return lambda model, x1: int(e.run(model, x1).costs[0])
     if engine == "fgsm_d":
-        eps = FGSM_EPS[_family(dataset)]
+        eps = FGSM_EPS[preset_family(dataset)]
 
         def fgsm(model, x1):
             x1 = x1.clone().requires_grad_(True)
@@ -51,8 +48,7 @@ def one_image_runner(engine: str, dataset: str):
 
         return fgsm
     if engine == "cw_d":
-        cw = CarliniWagnerL2(kappa=0, steps=200, binary_search_steps=5, lr=0.05,
-                             initial_const=0.1)
+        cw = CarliniWagnerL2(kappa=0, **asdict(CWSettings()))  # the sweep's CPU budget
 
         def cw_run(model, x1):
             with torch.no_grad():

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from adaptive.core.data import dataset_label
-from adaptive.figures import _save, plt
+from adaptive.core.plotting import plt, save_figure as _save
 from adaptive.sweep.config import bound_of, distance_key, norm_label
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",

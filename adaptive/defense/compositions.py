@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from adaptive.defense import Defense
+from adaptive.defense.system import Defense
 from adaptive.core.errors import ToolkitError
 from defenses.a2d.detector import A2DDetector
 from defenses.a2d.presets import make_engine

@@ -119,7 +119,7 @@ def a2d_cost_figure(result: dict, folder: Path, out: Path) -> Path:
     """Box plots of the per-image attack costs an A2D evaluation cached (evaluation split)."""
     import torch
 
-    from adaptive.figures import cost_boxplots
+    from adaptive.report.figures import cost_boxplots
 
     costs: dict = {}
     for engine in result["engines"]:
@@ -158,7 +158,7 @@ PAPER_PARAMETERS = {
 
 def a2d_parameter_table(result: dict, folder: Path) -> dict[str, dict]:
     """Table 7 analogue from an A2D evaluation's cached costs (needs several engines)."""
-    from adaptive.a2d_parameters import load_costs, parameter_study
+    from adaptive.evaluations.a2d_parameters import load_costs, parameter_study
 
     engines, attacks = list(result["engines"]), list(result["attacks"])
     if len(engines) < 2:
@@ -255,7 +255,7 @@ def sweep_report_figures(sweeps: list[dict], pair_runs: list[dict], out: Path,
                          data_root: str | None, log=print) -> list[Path]:
     """Figures 7a/7b, ASR vs bound, Figure 8 (per run), Figure 9 (across the runs of one data
     set at kappa 0) and Figures 11-13 (``--pairs`` runs)."""
-    from adaptive import report_figures as rf
+    from adaptive.report import paper_figures as rf
     from adaptive.core.data import load_dataset
 
     written: list[Path] = []
@@ -588,7 +588,7 @@ def make_report(folders: list[str | Path], out: str | Path, data_root: str | Non
         elif (f / "robust.json").is_file():  # an `adaptive evaluate robust` result in a folder
             references.append({**_read_json(f / "robust.json"), "file": str(f / "robust.json")})
         elif (f / "clever.json").is_file() or (f / "costs.json").is_file():
-            from adaptive.robustness_report import clever_table, cost_figures
+            from adaptive.report.robustness import clever_table, cost_figures
 
             for kind in ("clever", "costs"):
                 path = f / f"{kind}.json"
