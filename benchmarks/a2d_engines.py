@@ -93,7 +93,8 @@ def main() -> None:
                 f"mean queries {batched.queries.float().mean():.0f}")
         if name in ("bim_d", "bim2_d"):
             flops = flops_per_query(model, x[:8]) * float(batched.queries.sum())
-            line += f"  {flops / t_batched / 1e9:.1f} GFLOP/s = {flops / t_batched / peak:.0%} of peak"
+            line += (f"  {flops / t_batched / 1e9:.1f} GFLOP/s = "
+                     f"{flops / t_batched / peak:.0%} of peak")
         print(line, flush=True)
 
 

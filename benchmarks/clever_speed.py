@@ -23,10 +23,10 @@ import time
 import numpy as np
 import torch
 
-from adaptive.evaluations.clever import clever, sample_points
 from adaptive.core.data import load_dataset
 from adaptive.core.runtime import resolve_device, tune_cpu_allocator
 from adaptive.core.zoo import load_model
+from adaptive.evaluations.clever import clever, sample_points
 
 
 def timed(fn):

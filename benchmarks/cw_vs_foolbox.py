@@ -15,7 +15,6 @@ import time
 
 import foolbox as fb
 import torch
-
 from model_floor import CountingModel, floor_seconds  # benchmarks/ is the script's folder
 
 from adaptive.attacks.cw import CarliniWagnerL2

@@ -18,13 +18,12 @@ import time
 
 import foolbox as fb
 import torch
-
 from model_floor import CountingModel, floor_seconds  # benchmarks/ is the script's folder
 
 from adaptive.attacks.bounded_pgd import BoundedPGD
 from adaptive.core.data import load_dataset
-from adaptive.core.zoo import load_model
 from adaptive.core.runtime import tune_cpu_allocator
+from adaptive.core.zoo import load_model
 
 
 def _fooled(model, adv, x, y, eps) -> torch.Tensor:
@@ -60,7 +59,8 @@ def main() -> None:
         t_theirs = time.perf_counter() - t0
         ok_ours = _fooled(model, ours.adversarial, x, y, args.eps)
         ok_theirs = _fooled(model, theirs, x, y, args.eps)
-        print(f"{threads} thread(s): ours {t_ours:6.2f} s success {float(ok_ours.float().mean()):.2f}"
+        print(f"{threads} thread(s): ours {t_ours:6.2f} s success "
+              f"{float(ok_ours.float().mean()):.2f}"
               f" (mean steps {float(ours.gradient_steps.float().mean()):.1f}); foolbox "
               f"{t_theirs:6.2f} s success {float(ok_theirs.float().mean()):.2f}; speed ratio "
               f"(foolbox / ours) {t_theirs / t_ours:.2f}x; foolbox / our floor "

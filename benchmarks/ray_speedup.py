@@ -74,9 +74,11 @@ def main() -> None:
     # 2 threads sum in another order (the last bits of scores differ), compared by summary
     same = all(found[k] == found["serial, 1 thread"] for k in found if k != "serial, 2 threads")
     print(f"\n{n_units} units ({args.kappa} x {-(-args.n // args.batch)} batches of "
-          f"{args.batch}), {args.n} images; every Ray way the records of the serial run on 1 thread: {same}; "
-          f"every way the same ASR: {all(_asr(r) == _asr(rows['serial, 1 thread']) for r in rows.values())}")
-    print(f"speed-up of 2 Ray workers over 1: {times['ray, 1 worker'] / times['ray, 2 workers']:.2f}x")
+          f"{args.batch}), {args.n} images; every Ray way the records of the serial run on 1 "
+          f"thread: {same}; every way the same ASR: "
+          f"{all(_asr(r) == _asr(rows['serial, 1 thread']) for r in rows.values())}")
+    speedup = times["ray, 1 worker"] / times["ray, 2 workers"]
+    print(f"speed-up of 2 Ray workers over 1: {speedup:.2f}x")
     print(f"2 Ray workers vs serial on 2 threads: "
           f"{times['serial, 2 threads'] / times['ray, 2 workers']:.2f}x")
     print(f"1 Ray worker vs serial on 1 thread: "

@@ -34,7 +34,7 @@ class NotFittedError(ToolkitError):
 
 
 # "type" in a saved detector -> its class (filled by Detector.__init_subclass__)
-DETECTOR_TYPES: dict[str, type["Detector"]] = {}
+DETECTOR_TYPES: dict[str, type[Detector]] = {}
 
 
 class Detector:
@@ -56,7 +56,7 @@ class Detector:
 
     # -- to implement -------------------------------------------------------------------------
 
-    def fit(self, benign: torch.Tensor, *args, **kwargs) -> "Detector":
+    def fit(self, benign: torch.Tensor, *args, **kwargs) -> Detector:
         """Fit on benign inputs (and whatever else the method needs); returns ``self``."""
         raise NotImplementedError
 
@@ -75,7 +75,7 @@ class Detector:
         raise NotImplementedError
 
     @classmethod
-    def from_dict(cls, d: dict, **context) -> "Detector":
+    def from_dict(cls, d: dict, **context) -> Detector:
         """Rebuild a fitted detector from :meth:`to_dict`; ``context`` carries what is not
         saved with it (e.g. ``model=``, the network it attacks or reconstructs with)."""
         raise NotImplementedError
@@ -104,12 +104,12 @@ class Detector:
         write_json(Path(path), {"type": self.kind, "version": 1, **self.to_dict()})
 
     @classmethod
-    def load(cls, path: str | Path, **context) -> "Detector":
+    def load(cls, path: str | Path, **context) -> Detector:
         """A saved detector of any registered kind (or of ``cls``'s kind)."""
         return cls.from_saved(read_saved(path), path, **context)
 
     @classmethod
-    def from_saved(cls, d: dict, path, **context) -> "Detector":
+    def from_saved(cls, d: dict, path, **context) -> Detector:
         """As :meth:`load`, from the object already read from ``path`` (``read_saved``)."""
         kind = d.get("type")
         target = DETECTOR_TYPES.get(kind) if cls is Detector else cls
@@ -168,7 +168,7 @@ def require_model(model, what: str):
     return model
 
 
-def restore_threshold(det: "Detector", d: dict) -> "Detector":
+def restore_threshold(det: Detector, d: dict) -> Detector:
     """``det`` with the threshold and false-positive rate of its saved form ``d``."""
     det.threshold, det.fpr = float(d["threshold"]), d.get("fpr")
     return det

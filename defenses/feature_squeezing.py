@@ -29,8 +29,14 @@ from torch import nn
 
 from adaptive.core.errors import ToolkitError
 from adaptive.core.validation import check_images
-from defenses.detector import (Detector, log_relative, require_model, restore_threshold,
-                               scores_in_batches, threshold_at)
+from defenses.detector import (
+    Detector,
+    log_relative,
+    require_model,
+    restore_threshold,
+    scores_in_batches,
+    threshold_at,
+)
 
 
 def bit_depth(x: torch.Tensor, bits: int, straight_through: bool = False) -> torch.Tensor:
@@ -103,7 +109,7 @@ class FeatureSqueezingDetector(Detector):
         return scores_in_batches(self._score, x, next(self.model.parameters()).device,
                                  batch_size)
 
-    def fit(self, x_benign: torch.Tensor, fpr: float = 0.05) -> "FeatureSqueezingDetector":
+    def fit(self, x_benign: torch.Tensor, fpr: float = 0.05) -> FeatureSqueezingDetector:
         """The threshold: a fraction ``fpr`` of these benign images scores above it."""
         self.threshold, self.fpr = threshold_at(self.score(x_benign), fpr), float(fpr)
         return self
@@ -120,6 +126,6 @@ class FeatureSqueezingDetector(Detector):
                 "threshold": self.threshold, "fpr": self.fpr}
 
     @classmethod
-    def from_dict(cls, d: dict, model: nn.Module = None, **context) -> "FeatureSqueezingDetector":
+    def from_dict(cls, d: dict, model: nn.Module = None, **context) -> FeatureSqueezingDetector:
         det = cls(require_model(model, "feature-squeezing"), d["bits"], d["median"], d["name"])
         return restore_threshold(det, d)

@@ -34,8 +34,13 @@ from torch import nn
 from adaptive.core.errors import ToolkitError
 from adaptive.core.pooling import MaxPool2x2
 from adaptive.core.validation import check_images
-from defenses.detector import (Detector, float32_list, require_model, restore_threshold,
-                               scores_in_batches)
+from defenses.detector import (
+    Detector,
+    float32_list,
+    require_model,
+    restore_threshold,
+    scores_in_batches,
+)
 
 
 class DetectorNet(nn.Module):
@@ -128,7 +133,7 @@ class GCDDetector(Detector):
 
     def fit(self, x_benign_train: torch.Tensor, x_adversarial_train: torch.Tensor,
             x_benign: torch.Tensor, epochs: int = 10, batch_size: int = 128, lr: float = 1e-3,
-            seed: int = 0) -> "GCDDetector":
+            seed: int = 0) -> GCDDetector:
         """Train DET_IS and DET_org on benign (label 0) against adversarial (label 1) training
         images, ``epochs`` of Adam each, seeded; the threshold 0 (the paper's p+ >= p- rule)
         and its false-positive rate on the held-out benign ``x_benign``."""
@@ -178,7 +183,7 @@ class GCDDetector(Detector):
                 "det_org": {k: float32_list(v) for k, v in self.det_org.state_dict().items()}}
 
     @classmethod
-    def from_dict(cls, d: dict, model: nn.Module = None, **context) -> "GCDDetector":
+    def from_dict(cls, d: dict, model: nn.Module = None, **context) -> GCDDetector:
         det = cls(require_model(model, "GCD"), d["name"])
         if tuple(d["shape"]) != det.shape:
             raise ValueError(f"fitted for inputs {tuple(d['shape'])}, the model takes "

@@ -30,8 +30,16 @@ from torch import nn
 
 from adaptive.core.errors import ToolkitError
 from adaptive.core.validation import check_images
-from defenses.detector import (Detector, float32_list, log_relative, require_features,
-                               require_model, restore_threshold, scores_in_batches, threshold_at)
+from defenses.detector import (
+    Detector,
+    float32_list,
+    log_relative,
+    require_features,
+    require_model,
+    restore_threshold,
+    scores_in_batches,
+    threshold_at,
+)
 
 
 class KernelDensityDetector(Detector):
@@ -69,7 +77,7 @@ class KernelDensityDetector(Detector):
                                  batch_size)
 
     def fit(self, x_train: torch.Tensor, y_train: torch.Tensor, x_benign: torch.Tensor,
-            fpr: float = 0.05, per_class: int = 100) -> "KernelDensityDetector":
+            fpr: float = 0.05, per_class: int = 100) -> KernelDensityDetector:
         threshold_at(torch.zeros(1), fpr)  # a bad rate fails before the work
         device = next(self.model.parameters()).device
         predicted = scores_in_batches(lambda b: self.model(b).argmax(1), x_train, device)
@@ -96,7 +104,7 @@ class KernelDensityDetector(Detector):
                 "fpr": self.fpr, "reference": float32_list(self.reference)}
 
     @classmethod
-    def from_dict(cls, d: dict, model: nn.Module = None, **context) -> "KernelDensityDetector":
+    def from_dict(cls, d: dict, model: nn.Module = None, **context) -> KernelDensityDetector:
         det = cls(require_model(model, "kernel-density"), d["sigma"], d["name"])
         det.reference = torch.tensor(d["reference"], dtype=torch.float32)
         if det.reference.ndim != 3:
@@ -147,7 +155,7 @@ class BayesianUncertaintyDetector(Detector):
         return scores_in_batches(self._score, x, next(self.model.parameters()).device,
                                  batch_size)
 
-    def fit(self, x_benign: torch.Tensor, fpr: float = 0.05) -> "BayesianUncertaintyDetector":
+    def fit(self, x_benign: torch.Tensor, fpr: float = 0.05) -> BayesianUncertaintyDetector:
         self.threshold, self.fpr = threshold_at(self.score(x_benign), fpr), float(fpr)
         return self
 
@@ -162,6 +170,6 @@ class BayesianUncertaintyDetector(Detector):
 
     @classmethod
     def from_dict(cls, d: dict, model: nn.Module = None,
-                  **context) -> "BayesianUncertaintyDetector":
+                  **context) -> BayesianUncertaintyDetector:
         det = cls(require_model(model, "Bayesian-uncertainty"), int(d["passes"]), d["name"])
         return restore_threshold(det, d)

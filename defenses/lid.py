@@ -19,8 +19,15 @@ from torch import nn
 
 from adaptive.core.errors import ToolkitError
 from adaptive.core.validation import check_images
-from defenses.detector import (Detector, float32_list, require_features, require_model,
-                               restore_threshold, scores_in_batches, threshold_at)
+from defenses.detector import (
+    Detector,
+    float32_list,
+    require_features,
+    require_model,
+    restore_threshold,
+    scores_in_batches,
+    threshold_at,
+)
 
 
 def lid_mle(distances: torch.Tensor) -> torch.Tensor:
@@ -58,7 +65,7 @@ class LIDDetector(Detector):
                                  batch_size)
 
     def fit(self, x_reference: torch.Tensor, x_benign: torch.Tensor,
-            fpr: float = 0.05) -> "LIDDetector":
+            fpr: float = 0.05) -> LIDDetector:
         threshold_at(torch.zeros(1), fpr)  # a bad rate fails before the work
         if len(x_reference) <= self.k:
             raise ToolkitError(f"LID needs more than k = {self.k} reference images, got "
@@ -78,7 +85,7 @@ class LIDDetector(Detector):
                 "reference": float32_list(self.reference)}
 
     @classmethod
-    def from_dict(cls, d: dict, model: nn.Module = None, **context) -> "LIDDetector":
+    def from_dict(cls, d: dict, model: nn.Module = None, **context) -> LIDDetector:
         det = cls(require_model(model, "LID"), int(d["k"]), d["name"])
         det.reference = torch.tensor(d["reference"], dtype=torch.float32)
         if det.reference.ndim != 2 or len(det.reference) <= det.k:

@@ -20,8 +20,15 @@ from torch import nn
 
 from adaptive.core.errors import ToolkitError
 from adaptive.core.validation import check_images
-from defenses.detector import (Detector, float32_list, require_features, require_model,
-                               restore_threshold, scores_in_batches, threshold_at)
+from defenses.detector import (
+    Detector,
+    float32_list,
+    require_features,
+    require_model,
+    restore_threshold,
+    scores_in_batches,
+    threshold_at,
+)
 
 
 def class_gaussians(features: np.ndarray, labels: np.ndarray,
@@ -77,7 +84,7 @@ class MahalanobisDetector(Detector):
                                  batch_size).double().numpy()
 
     def fit(self, x_train: torch.Tensor, y_train: torch.Tensor,
-            x_benign: torch.Tensor | None = None, fpr: float = 0.05) -> "MahalanobisDetector":
+            x_benign: torch.Tensor | None = None, fpr: float = 0.05) -> MahalanobisDetector:
         """Class means and shared precision from ``x_train`` (labels ``y_train``); threshold
         such that a fraction ``fpr`` of ``x_benign`` (default ``x_train``) scores above it."""
         threshold_at(torch.zeros(1), fpr)  # a bad rate fails before the work
@@ -101,7 +108,7 @@ class MahalanobisDetector(Detector):
                 "means": float32_list(self.means), "precision": float32_list(self.precision)}
 
     @classmethod
-    def from_dict(cls, d: dict, model: nn.Module = None, **context) -> "MahalanobisDetector":
+    def from_dict(cls, d: dict, model: nn.Module = None, **context) -> MahalanobisDetector:
         det = cls(require_model(model, "Mahalanobis"), d["name"])
         det.means = torch.tensor(d["means"], dtype=torch.float32)
         det.precision = torch.tensor(d["precision"], dtype=torch.float32)

@@ -22,8 +22,15 @@ from torch import nn
 
 from adaptive.core.errors import ToolkitError
 from adaptive.core.validation import check_images
-from defenses.detector import (Detector, float32_list, require_features, require_model,
-                               restore_threshold, scores_in_batches, threshold_at)
+from defenses.detector import (
+    Detector,
+    float32_list,
+    require_features,
+    require_model,
+    restore_threshold,
+    scores_in_batches,
+    threshold_at,
+)
 
 
 class SafetyNetDetector(Detector):
@@ -65,7 +72,7 @@ class SafetyNetDetector(Detector):
                                  next(self.model.parameters()).device, batch_size)
 
     def fit(self, x_benign_train: torch.Tensor, x_adversarial_train: torch.Tensor,
-            x_benign: torch.Tensor, fpr: float = 0.05, C: float = 1.0) -> "SafetyNetDetector":
+            x_benign: torch.Tensor, fpr: float = 0.05, C: float = 1.0) -> SafetyNetDetector:
         """The SVM on benign (label 0) against adversarial (label 1) codes; the threshold at
         ``fpr`` on ``x_benign``."""
         from sklearn.svm import SVC
@@ -96,7 +103,7 @@ class SafetyNetDetector(Detector):
                 "dual": float32_list(self.dual), "support": float32_list(self.support)}
 
     @classmethod
-    def from_dict(cls, d: dict, model: nn.Module = None, **context) -> "SafetyNetDetector":
+    def from_dict(cls, d: dict, model: nn.Module = None, **context) -> SafetyNetDetector:
         det = cls(require_model(model, "SafetyNet"), d["temperature"], d["name"])
         det.support = torch.tensor(d["support"], dtype=torch.float32)
         det.dual = torch.tensor(d["dual"], dtype=torch.float32)

@@ -28,11 +28,11 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from adaptive.evaluations.adversarial_sets import attack_settings, make_adversarial
 from adaptive.core.data import load_dataset
 from adaptive.core.evaluation import correct_subsets
 from adaptive.core.runtime import seed_everything
 from adaptive.core.zoo import load_model
+from adaptive.evaluations.adversarial_sets import attack_settings, make_adversarial
 from defenses.detector_zoo import load_gcd_classifier
 
 PAPER = {"fgsm": 1.00, "pgd": 1.00, "deepfool": 1.00, "cw": 1.00}  # Table 2, MNIST, "Our"

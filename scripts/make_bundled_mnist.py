@@ -1,4 +1,5 @@
-"""Write adaptive/core/assets/mnist_test_2000.npz: the first N MNIST test images, from the original files.
+"""Write adaptive/core/assets/mnist_test_2000.npz: the first N MNIST test images, from the
+original files.
 
     python scripts/make_bundled_mnist.py --data-root ../shared/data [--n 2000]
 

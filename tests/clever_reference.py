@@ -1,6 +1,7 @@
 """A slow CLEVER reference: one image, one target class, one batch of points at a time.
 
-It draws the same random points as ``adaptive.evaluations.clever`` (same per-image generator) but computes
+It draws the same random points as ``adaptive.evaluations.clever`` (same per-image generator)
+but computes
 each margin's gradient with its own forward and backward pass, as the original CLEVER code does,
 so the batched implementation can be checked against it point for point.
 """

@@ -7,7 +7,8 @@ import os
 import signal
 from pathlib import Path
 
-from tests.plugin_defense import LowConfidenceDetector, make_defense as _make_defense
+from tests.plugin_defense import LowConfidenceDetector
+from tests.plugin_defense import make_defense as _make_defense
 
 
 class DyingOnceDetector(LowConfidenceDetector):

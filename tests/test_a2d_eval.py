@@ -3,11 +3,11 @@ import json
 import pytest
 
 import adaptive.evaluations.a2d as a2d_eval
-from adaptive.evaluations.a2d import A2DEvalConfig, run_a2d_evaluation, split_images
 from adaptive.cli.main import main
 from adaptive.core.data import load_dataset
 from adaptive.core.errors import ToolkitError
 from adaptive.core.zoo import load_model
+from adaptive.evaluations.a2d import A2DEvalConfig, run_a2d_evaluation, split_images
 
 FAST_ENGINES = {"bim_d": dict(eps=0.3, step=0.006, max_iter=60),
                 "jsma_d": dict(theta=0.1, max_per_pixel=7, max_iter=60),

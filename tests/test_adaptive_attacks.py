@@ -3,10 +3,10 @@ import torch
 
 from adaptive.attacks.cw import CarliniWagnerL2
 from adaptive.attacks.magnet_aware import detector_penalty, magnet_aware_cw
-from adaptive.defense.compositions import build_defenses
+from adaptive.core.errors import ToolkitError
 from adaptive.core.threat import ThreatModel
 from adaptive.defense import judge
-from adaptive.core.errors import ToolkitError
+from adaptive.defense.compositions import build_defenses
 
 
 class BrightnessDetector:

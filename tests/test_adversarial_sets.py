@@ -5,10 +5,10 @@ for it), every kept example is misclassified, and an unknown implementation is r
 import pytest
 import torch
 
-from adaptive.evaluations.adversarial_sets import attack_settings, make_adversarial
 from adaptive.core.data import load_dataset
 from adaptive.core.errors import ToolkitError
 from adaptive.core.zoo import load_model
+from adaptive.evaluations.adversarial_sets import attack_settings, make_adversarial
 
 
 def test_our_cw_set_matches_foolboxs_at_equal_settings():

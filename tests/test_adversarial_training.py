@@ -10,8 +10,12 @@ from adaptive.core.attacks import pgd
 from adaptive.core.errors import ToolkitError
 from adaptive.core.evaluation import accuracy, robust_correct
 from adaptive.core.training import train_classifier
-from defenses.adversarial_training import (AdversarialConfig, frozen_batchnorm_stats,
-                                           make_perturbation, robustness_monitor)
+from defenses.adversarial_training import (
+    AdversarialConfig,
+    frozen_batchnorm_stats,
+    make_perturbation,
+    robustness_monitor,
+)
 from tests.test_training import _cfg, _toy_data
 
 QUIET = dict(progress=False, log=lambda s: None)

@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from adaptive.evaluations.attack_costs import COST_ENGINES, per_image_costs
 from adaptive.cli.main import main
 from adaptive.core.errors import ToolkitError
+from adaptive.evaluations.attack_costs import COST_ENGINES, per_image_costs
 
 
 def tiny_model():

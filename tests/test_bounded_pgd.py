@@ -137,7 +137,8 @@ def test_cosine_schedule_spends_the_same_length_and_settles():
     eps, steps = 0.08, 50
     cos = BoundedPGD(eps, steps=steps, schedule="cosine")
     lengths = [cos._step_length(t) for t in range(steps)]
-    assert lengths[0] == pytest.approx(2 * cos.step_size, rel=1e-3) and lengths[-1] < 0.01 * cos.step_size
+    assert lengths[0] == pytest.approx(2 * cos.step_size, rel=1e-3)
+    assert lengths[-1] < 0.01 * cos.step_size
     assert sum(lengths) == pytest.approx(steps * cos.step_size, rel=1e-9)
     assert all(a >= b for a, b in zip(lengths, lengths[1:]))
     r = cos.run(model, x, y)

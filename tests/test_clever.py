@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from adaptive.evaluations.clever import clever, fit_lipschitz, fit_lipschitz_batch
 from adaptive.core.errors import ToolkitError
+from adaptive.evaluations.clever import clever, fit_lipschitz, fit_lipschitz_batch
 
 
 class Linear(nn.Module):
@@ -164,7 +164,8 @@ def test_batched_clever_equals_the_per_image_per_target_reference(norm, target):
         assert s.target == j
         assert s.score == pytest.approx(score, rel=1e-4), (i, s.score, score)
     alone = clever(model, x[2:3], **kw)[0]  # image 2 alone draws other points (index 0) ...
-    again = clever(model, x, chunk_points=4096, fit="scipy", **kw)[2]  # ... but chunking changes nothing
+    # ... but chunking changes nothing
+    again = clever(model, x, chunk_points=4096, fit="scipy", **kw)[2]
     assert again.score == pytest.approx(batched[2].score, rel=1e-5) and alone.score > 0
     # A sample batch split over several passes (chunks of 12 and 4 of 16 samples) is the same.
     split = clever(model, x, chunk_points=12, fit="scipy", **kw)
@@ -174,9 +175,9 @@ def test_batched_clever_equals_the_per_image_per_target_reference(norm, target):
 
 
 def test_all_target_kinds_at_once_equal_each_kind_alone():
-    from adaptive.evaluations.clever import TARGETS, clever_targets
     from adaptive.core.data import load_dataset
     from adaptive.core.zoo import load_model
+    from adaptive.evaluations.clever import TARGETS, clever_targets
 
     model, _ = load_model("mnist-cnn")
     x = load_dataset("mnist-bundled").x()[:2]

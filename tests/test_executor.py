@@ -145,9 +145,9 @@ def test_costs_on_ray_count_the_same_iterations(ray_local, tmp_path):
 
 def test_a2d_evaluate_on_ray_gives_the_serial_results(ray_local, tmp_path):
     """Adversarial sets and cost chunks as units: every table of the evaluation the same."""
-    from adaptive.evaluations.a2d import run_a2d_evaluation
     from adaptive.core.data import load_dataset
     from adaptive.core.zoo import load_model
+    from adaptive.evaluations.a2d import run_a2d_evaluation
     from tests.test_a2d_eval import _cfg
 
     model, meta = load_model("mnist-cnn")

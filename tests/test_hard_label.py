@@ -6,8 +6,8 @@ import torch
 from adaptive.attacks.bounded_pgd import BoundedPGD
 from adaptive.attacks.hard_label import DecisionOracle, HopSkipJump
 from adaptive.core.data import load_dataset
-from adaptive.core.zoo import load_model
 from adaptive.core.threat import ThreatModel
+from adaptive.core.zoo import load_model
 from adaptive.defense import Defense, judge
 from defenses import Detector, is_differentiable
 

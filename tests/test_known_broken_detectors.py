@@ -12,11 +12,11 @@ from scipy import ndimage
 from scipy.spatial.distance import mahalanobis
 from torch import nn
 
-from adaptive.defense.compositions import build_defenses, is_composition, parse_defenses, zoo_parts
 from adaptive.core.data import load_dataset
 from adaptive.core.errors import ToolkitError
 from adaptive.core.models import ImageClassifier
 from adaptive.core.zoo import load_model
+from adaptive.defense.compositions import build_defenses, is_composition, parse_defenses, zoo_parts
 from adaptive.sweep import SweepConfig, run_sweep
 from defenses.detector import Detector
 from defenses.detector_zoo import load_detector, save_detector

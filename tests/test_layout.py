@@ -4,10 +4,10 @@ the harness -> reports -> the command line, never backwards, and no import cycle
 two design packages are installed at the top."""
 
 import ast
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 # The layers, lowest first; a module may import from its own package and from packages of lower
@@ -153,3 +153,18 @@ def test_the_top_of_adaptive_holds_only_packages():
     """Modules are grouped by what they are: nothing loose at the top but the package's face."""
     loose = sorted(p.name for p in (REPO / "adaptive").glob("*.py") if p.name != "__init__.py")
     assert not loose, f"loose modules at the top of adaptive/: {loose}"
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_function_is_longer_than_80_lines():
+    """Long functions hide their steps; split them into named ones."""
+    long = []
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{module}.{node.name} ({lines} lines)")
+    assert not long, "functions over 80 lines: " + ", ".join(long)

@@ -7,8 +7,13 @@ from torch import nn
 from adaptive.core.data import load_dataset
 from adaptive.core.errors import ToolkitError
 from adaptive.core.zoo import load_model
-from defenses.magnet import (DivergenceDetector, MagNet, MagNetAutoencoder, ReconstructionDetector,
-                             build_autoencoder)
+from defenses.magnet import (
+    DivergenceDetector,
+    MagNet,
+    MagNetAutoencoder,
+    ReconstructionDetector,
+    build_autoencoder,
+)
 from defenses.magnet.detectors import jensen_shannon
 from defenses.magnet.training import AETrainConfig, train_autoencoder
 
@@ -74,7 +79,8 @@ def test_autoencoder_training_lowers_the_loss(tmp_path):
                         batch_size=64, lr=3e-3)
     ae, meta = train_autoencoder(cfg, x[:448], x[448:], tmp_path / "ae", "cpu", progress=False,
                                  log=lambda s: None)
-    history = [json.loads(line) for line in (tmp_path / "ae/history.jsonl").read_text().splitlines()]
+    lines = (tmp_path / "ae/history.jsonl").read_text().splitlines()
+    history = [json.loads(line) for line in lines]
     assert history[-1]["val_mse"] < history[0]["val_mse"]
     assert meta["format"] == "adaptive-toolkit/autoencoder-v1"
 

@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from adaptive.defense.compositions import build_defenses
 from adaptive.core.data import load_dataset
 from adaptive.core.errors import ToolkitError
 from adaptive.core.zoo import load_model
+from adaptive.defense.compositions import build_defenses
 from adaptive.sweep import SweepConfig
 from adaptive.sweep.run import run_identity
 from defenses.magnet.defense import MagNet, bundled_pool, load_pool

@@ -2,23 +2,23 @@
 runs on the inputs it started with. Tiny data, no training."""
 
 import json
-from dataclasses import asdict
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+from dataclasses import asdict
 
 import pytest
 import torch
 
-from adaptive.sweep import run as sweep_run
-from adaptive.sweep import SweepConfig, read_records, record_key, run_sweep
 from adaptive.core.data import ImageSet, load_dataset
 from adaptive.core.errors import ToolkitError
 from adaptive.core.records import RecordLog
 from adaptive.core.store import RunStore
 from adaptive.core.zoo import load_model
+from adaptive.sweep import SweepConfig, read_records, record_key, run_sweep
+from adaptive.sweep import run as sweep_run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUIET = dict(progress=False, log=lambda s: None)

@@ -3,8 +3,8 @@ import json
 import pytest
 
 from adaptive.cli.main import main
-from adaptive.report.tables import make_report
 from adaptive.core.errors import ToolkitError
+from adaptive.report.tables import make_report
 
 
 def _fake_sweep(folder, attack, success_l2, model="mnist-cnn", pairs=False):
@@ -19,7 +19,7 @@ def _fake_sweep(folder, attack, success_l2, model="mnist-cnn", pairs=False):
            "kappas": [0.0, 20.0], "max_l2": 8.4, "attack": attack, "n": len(success_l2),
            "pairs": pairs}
     records, rows = [], []
-    for b, kappa in enumerate(cfg["kappas"]):
+    for kappa in cfg["kappas"]:
         index, targets = [], []
         for i, l2 in enumerate(success_l2):
             ok = l2 is not None

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from adaptive.attacks.bounded_pgd import BoundedPGD, OrthogonalPGD, SelectivePGD
 from adaptive.attacks.base import kappa_margins
+from adaptive.attacks.bounded_pgd import BoundedPGD, OrthogonalPGD, SelectivePGD
 
 
 class TwoPixels(nn.Module):

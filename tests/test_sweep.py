@@ -5,14 +5,14 @@ import torch
 from torch import nn
 
 import adaptive.sweep as sweep
-from adaptive.sweep import run as sweep_run
 from adaptive.cli.main import main
-from adaptive.core.threat import ThreatModel
-from adaptive.defense import Defense, judge
-from adaptive.sweep import SweepConfig, parse_kappas, run_sweep
 from adaptive.core.data import load_dataset
 from adaptive.core.errors import ToolkitError
+from adaptive.core.threat import ThreatModel
 from adaptive.core.zoo import load_model
+from adaptive.defense import Defense, judge
+from adaptive.sweep import SweepConfig, parse_kappas, run_sweep
+from adaptive.sweep import run as sweep_run
 from defenses.magnet.defense import MagNet
 
 
@@ -304,8 +304,8 @@ def test_white_box_weaker_than_transfer_is_flagged():
 def test_an_attack_weaker_than_pgd_at_the_bound_is_flagged(tmp_path):
     """A minimum-distance attack that stops short of the bound understates the ASR there;
     PGD at the bound on the same images exposes it, on classifier-only defenses at kappa 0."""
-    from adaptive.sweep import bounded_attack_check
     from adaptive.core.store import RunStore
+    from adaptive.sweep import bounded_attack_check
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3)).eval()

@@ -8,15 +8,29 @@ the classifier's margin and each detector's term, separately) and the adaptive p
 Importing this package registers every attack (the order of the imports is the order the
 registry lists them in)."""
 
-from adaptive.attacks.base import (Attack, AttackResult, FixedBudgetAttack,
-                                   MinimumDistanceAttack, Trace, kappa_margins)
-from adaptive.attacks.registry import (ATTACK_SPECS, Access, AttackSetup, AttackSpec,
-                                       attack_spec, register_attack)
-from adaptive.attacks.cw import CarliniWagnerL2, CWResult, CWSettings  # noqa: I001 (order)
-from adaptive.attacks.bounded_pgd import (BoundedPGD, OrthogonalPGD, PGDSettings,
-                                          SelectivePGD)
+# isort: off  (the registry lists the attacks in the order their modules are imported)
+from adaptive.attacks.base import (
+                                   Attack,
+                                   AttackResult,
+                                   FixedBudgetAttack,
+                                   MinimumDistanceAttack,
+                                   Trace,
+                                   kappa_margins,
+)
+from adaptive.attacks.bounded_pgd import BoundedPGD, OrthogonalPGD, PGDSettings, SelectivePGD
+from adaptive.attacks.cw import CarliniWagnerL2, CWResult, CWSettings
 from adaptive.attacks.hard_label import DecisionOracle, HardLabelSettings, HopSkipJump
 from adaptive.attacks.objective import Objective
+from adaptive.attacks.registry import (
+                                   ATTACK_SPECS,
+                                   Access,
+                                   AttackSetup,
+                                   AttackSpec,
+                                   attack_spec,
+                                   register_attack,
+)
+
+# isort: on
 
 __all__ = ["ATTACK_SPECS", "Access", "Attack", "AttackResult", "AttackSetup", "AttackSpec",
            "BoundedPGD", "CWResult", "CWSettings", "CarliniWagnerL2", "DecisionOracle",

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -53,7 +54,7 @@ class Trace:
     returned_met: torch.Tensor | None = None
 
     @classmethod
-    def start(cls, evaluations: int, n: int) -> "Trace":
+    def start(cls, evaluations: int, n: int) -> Trace:
         return cls(torch.full((evaluations, n), float("nan")),
                    torch.zeros(n, dtype=torch.bool), torch.full((n,), -1.0))
 
@@ -75,7 +76,7 @@ class Trace:
                 self.first_grad_norm[idx[first]] = norms[first]
 
     @classmethod
-    def cat(cls, parts: list["Trace"]) -> "Trace":
+    def cat(cls, parts: list[Trace]) -> Trace:
         length = max(len(p.loss) for p in parts)
         pad = [torch.cat([p.loss, torch.full((length - len(p.loss), p.loss.shape[1]),
                                              float("nan"))]) for p in parts]
@@ -100,7 +101,7 @@ class AttackResult:
     trace: Trace | None = None  # the iterations, for the indicators of attack failure
 
     @classmethod
-    def cat(cls, parts: list["AttackResult"]) -> "AttackResult":
+    def cat(cls, parts: list[AttackResult]) -> AttackResult:
         """The results of consecutive batches as one."""
         def joined(name):
             values = [getattr(p, name) for p in parts]
@@ -132,11 +133,11 @@ class Draws:
         self.shared, self.per_sample = shared, per_sample
 
     @classmethod
-    def seeded(cls, seed: int) -> "Draws":
+    def seeded(cls, seed: int) -> Draws:
         return cls(shared=torch.Generator().manual_seed(int(seed)))
 
     @classmethod
-    def for_samples(cls, seeds) -> "Draws":
+    def for_samples(cls, seeds) -> Draws:
         return cls(per_sample=[torch.Generator().manual_seed(int(s)) for s in seeds])
 
     def sample(self, rows: torch.Tensor, rest: tuple, draw: Callable) -> torch.Tensor:

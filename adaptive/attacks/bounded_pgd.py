@@ -33,14 +33,23 @@ from dataclasses import dataclass
 import torch
 
 from adaptive.attacks.base import AttackResult, Draws, FixedBudgetAttack, Trace, kappa_margins
-from adaptive.attacks.registry import (Access, AttackSetup, AttackSpec, register_attack,
-                                       settings_dict)
-from adaptive.core.attacks.lp import (check_norm, normalize_step, project, random_in_ball,
-                                      towards_images)
+from adaptive.attacks.registry import (
+    Access,
+    AttackSetup,
+    AttackSpec,
+    register_attack,
+    settings_dict,
+)
+from adaptive.core.attacks.lp import (
+    check_norm,
+    normalize_step,
+    project,
+    random_in_ball,
+    towards_images,
+)
 from adaptive.core.errors import ToolkitError
 from adaptive.core.runtime import model_device
 from adaptive.core.threat import Norm
-
 
 SCHEDULES = ("constant", "cosine")  # step lengths within a round (see _step_length)
 
@@ -75,7 +84,7 @@ class _Best:
     reached: torch.Tensor  # the highest confidence (-margin) of any iterate
 
     @classmethod
-    def start(cls, x: torch.Tensor) -> "_Best":
+    def start(cls, x: torch.Tensor) -> _Best:
         n, dev = len(x), x.device
         return cls(x.clone(), torch.full((n,), float("inf"), device=dev),
                    torch.full((n,), float("nan"), device=dev),
@@ -336,7 +345,8 @@ class OrthogonalPGD(BoundedPGD):
     gradient first loses its component along the other term's gradient where that component
     would undo the other term, so (to first order) a classification step never raises the
     detectors' penalty and a detector step never raises the classification term (a component
-    that lowers the other term too is kept: see ``_without``). Exact projections onto the L2 ball or the L-inf box (the
+    that lowers the other term too is kept: see ``_without``). Exact projections onto the L2
+    ball or the L-inf box (the
     public code's L2 option still clipped to a box); the step descends the penalty, whose sign
     is fixed by construction (0 = every detector passed)."""
 

@@ -26,12 +26,16 @@ from dataclasses import dataclass
 import torch
 
 from adaptive.attacks.base import AttackResult, MinimumDistanceAttack, Trace, kappa_margins
-from adaptive.attacks.registry import (Access, AttackSetup, AttackSpec, register_attack,
-                                       settings_dict)
+from adaptive.attacks.registry import (
+    Access,
+    AttackSetup,
+    AttackSpec,
+    register_attack,
+    settings_dict,
+)
 from adaptive.core.errors import ToolkitError
 from adaptive.core.runtime import model_device
 from adaptive.core.threat import Norm
-
 
 # The result type had C&W's name before every attack shared it.
 CWResult = AttackResult
@@ -40,7 +44,8 @@ CWResult = AttackResult
 @dataclass
 class CWSettings:
     """C&W-L2: Adam ``steps`` per constant, ``binary_search_steps`` over the constant, Adam
-    step size ``lr``, first constant ``initial_const``. The defaults are a CPU budget (what they reach: reports/sweep-mnist)."""
+    step size ``lr``, first constant ``initial_const``. The defaults are a CPU budget (what
+    they reach: reports/sweep-mnist)."""
 
     steps: int = 200
     binary_search_steps: int = 5
@@ -170,7 +175,7 @@ class _Best:
     succeeded: torch.Tensor
 
     @classmethod
-    def start(cls, x: torch.Tensor) -> "_Best":
+    def start(cls, x: torch.Tensor) -> _Best:
         n, dev = len(x), x.device
         inf = torch.full((n,), float("inf"), device=dev)
         return cls(x.clone(), inf, inf.clone(), torch.full((n,), float("-inf"), device=dev),
@@ -194,7 +199,7 @@ class _Running:
     best: _Best
 
     @classmethod
-    def start(cls, best: _Best, x, w0, labels, const) -> "_Running":
+    def start(cls, best: _Best, x, w0, labels, const) -> _Running:
         n = len(x)
         mine = _Best(best.adv.clone(), best.l2.clone(), best.margin.clone(),
                      best.reached.clone(), torch.zeros_like(best.steps),

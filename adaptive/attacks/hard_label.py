@@ -23,8 +23,13 @@ from dataclasses import dataclass
 import torch
 
 from adaptive.attacks.base import AttackResult, Draws, MinimumDistanceAttack
-from adaptive.attacks.registry import (Access, AttackSetup, AttackSpec, register_attack,
-                                       settings_dict)
+from adaptive.attacks.registry import (
+    Access,
+    AttackSetup,
+    AttackSpec,
+    register_attack,
+    settings_dict,
+)
 from adaptive.core.errors import ToolkitError
 from adaptive.core.threat import Norm
 from adaptive.core.validation import check_images

@@ -5,14 +5,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from adaptive.evaluations.a2d import RESULT_FILE, A2DEvalConfig, run_a2d_evaluation
-from adaptive.evaluations.adversarial_sets import ATTACKS, CW_IMPLS, attack_settings
-from adaptive.cli.common import (add_executor_options, add_run_options, dataset_for_model,
-                                 executor_settings, number, positive_int)
+from adaptive.cli.common import (
+    add_executor_options,
+    add_run_options,
+    dataset_for_model,
+    executor_settings,
+    number,
+    positive_int,
+)
 from adaptive.core.data import load_dataset
 from adaptive.core.errors import ToolkitError
 from adaptive.core.runtime import resolve_device
 from adaptive.core.zoo import load_model
+from adaptive.evaluations.a2d import RESULT_FILE, A2DEvalConfig, run_a2d_evaluation
+from adaptive.evaluations.adversarial_sets import ATTACKS, CW_IMPLS, attack_settings
 from defenses.a2d.knn import SCALES
 from defenses.a2d.presets import ENGINE_NAMES
 from defenses.a2d.zscore import DEFAULT_H
@@ -44,7 +50,8 @@ def register(sub) -> None:
                                      "cifar10 for CIFAR-10 ones)")
     e.add_argument("--n", type=positive_int, default=200, help="evaluation images (default 200)")
     e.add_argument("--n-cal", type=positive_int, default=200,
-                   help="benign calibration images, disjoint from the evaluation ones (default 200)")
+                   help="benign calibration images, disjoint from the evaluation ones "
+                        "(default 200)")
     e.add_argument("--engines", default=",".join(ENGINE_NAMES),
                    help=f"comma-separated engines (default: {','.join(ENGINE_NAMES)})")
     e.add_argument("--attacks", default=",".join(ATTACKS),

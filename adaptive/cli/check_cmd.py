@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from adaptive.attacks.bounded_pgd import SCHEDULES
-from adaptive.cli.common import (add_run_options, nonnegative_int, positive_int,
-                                 positive_number)
+from adaptive.cli.common import add_run_options, nonnegative_int, positive_int, positive_number
 from adaptive.core.errors import ToolkitError
 from adaptive.sweep.config import ATTACKS, parse_attack
 
@@ -96,8 +95,8 @@ class BinarizationSetup:
 def binarization_setup(args: argparse.Namespace) -> BinarizationSetup:
     """The setup of ``adaptive check binarization`` from its arguments (also used by
     ``scripts/binarization_failures.py``)."""
-    from adaptive.core.runtime import resolve_device, seed_everything
     from adaptive.attacks.registry import AttackSetup
+    from adaptive.core.runtime import resolve_device, seed_everything
     from adaptive.sweep.config import bound_of, images_except
     from adaptive.sweep.reopen import reopen
 

@@ -11,18 +11,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from adaptive.evaluations.adversarial_sets import ATTACKS
-from adaptive.evaluations.attack_costs import COST_ENGINES
-from adaptive.evaluations.clever import PRESETS, TARGETS
-from adaptive.evaluations.clever_study import CleverStudy, adversarial_unit, score_unit
-from adaptive.cli.common import (add_executor_options, add_model_options, add_run_options,
-                                 attack_list, executor_settings, model_and_dataset,
-                                 positive_int, positive_number)
+from adaptive.cli.common import (
+    add_executor_options,
+    add_model_options,
+    add_run_options,
+    attack_list,
+    executor_settings,
+    model_and_dataset,
+    positive_int,
+    positive_number,
+)
 from adaptive.core.checkpoint import write_json
 from adaptive.core.data import load_dataset
 from adaptive.core.evaluation import correct_subsets
 from adaptive.core.executor import make_executor
 from adaptive.core.runtime import environment_info, resolve_device
+from adaptive.evaluations.adversarial_sets import ATTACKS
+from adaptive.evaluations.attack_costs import COST_ENGINES
+from adaptive.evaluations.clever import PRESETS, TARGETS
+from adaptive.evaluations.clever_study import CleverStudy, adversarial_unit, score_unit
 
 
 def register(sub) -> None:

@@ -11,17 +11,23 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from adaptive.evaluations.adversarial_sets import examples_for_study
-from adaptive.evaluations.attack_costs import COST_ENGINES, CostUnits, cost_unit
-from adaptive.cli.common import (add_executor_options, add_model_options, add_run_options,
-                                 attack_list, executor_settings, model_and_dataset)
+from adaptive.cli.common import (
+    add_executor_options,
+    add_model_options,
+    add_run_options,
+    attack_list,
+    executor_settings,
+    model_and_dataset,
+)
 from adaptive.core.checkpoint import write_json
 from adaptive.core.data import load_dataset
 from adaptive.core.errors import ToolkitError
-from adaptive.core.executor import make_executor
 from adaptive.core.evaluation import correct_subsets
+from adaptive.core.executor import make_executor
 from adaptive.core.runtime import environment_info, resolve_device, seed_everything
 from adaptive.core.store import RunStore
+from adaptive.evaluations.adversarial_sets import examples_for_study
+from adaptive.evaluations.attack_costs import COST_ENGINES, CostUnits, cost_unit
 
 DEFAULT_ENGINES = "bim_d,bim2_d,jsma_d,dba_d,fgsm_d,cw_d"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from adaptive.cli.common import add_data_root
-from adaptive.core.data import dataset_names, data_root, load_dataset
+from adaptive.core.data import data_root, dataset_names, load_dataset
 from adaptive.core.errors import ToolkitError
 
 

@@ -6,8 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
-from adaptive.cli.common import (add_data_root, add_device, add_run_options, dataset_for_model,
-                                 positive_int, positive_number)
+from adaptive.cli.common import (
+    add_data_root,
+    add_device,
+    add_run_options,
+    dataset_for_model,
+    positive_int,
+    positive_number,
+)
 from adaptive.core.checkpoint import write_json
 from adaptive.core.data import load_dataset
 from adaptive.core.errors import ToolkitError

@@ -5,13 +5,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from adaptive.cli.common import (add_run_options, dataset_for_model, nonnegative_number,
-                                 positive_int, positive_number)
-from adaptive.evaluations.magnet import evaluate_magnet
+from adaptive.cli.common import (
+    add_run_options,
+    dataset_for_model,
+    nonnegative_number,
+    positive_int,
+    positive_number,
+)
 from adaptive.core.checkpoint import write_json
 from adaptive.core.data import load_dataset
 from adaptive.core.runtime import resolve_device
 from adaptive.core.zoo import load_model
+from adaptive.evaluations.magnet import evaluate_magnet
 from defenses.magnet.defense import MagNet
 
 

@@ -10,8 +10,19 @@ import sys
 import zlib
 
 from adaptive import __version__
-from adaptive.cli import (a2d_cmd, check_cmd, clever_cmd, costs_cmd, data_cmd, evaluate_cmd,
-                          magnet_cmd, report_cmd, sweep_cmd, train_cmd, zoo_cmd)
+from adaptive.cli import (
+    a2d_cmd,
+    check_cmd,
+    clever_cmd,
+    costs_cmd,
+    data_cmd,
+    evaluate_cmd,
+    magnet_cmd,
+    report_cmd,
+    sweep_cmd,
+    train_cmd,
+    zoo_cmd,
+)
 from adaptive.cli.common import positive_int
 from adaptive.core.errors import ToolkitError
 from adaptive.core.runtime import set_threads, tune_cpu_allocator

@@ -7,19 +7,37 @@ import time
 from pathlib import Path
 
 from adaptive.attacks.bounded_pgd import SCHEDULES
-from adaptive.cli.common import (add_executor_options, add_run_options, executor_settings, bound_number, dataset_for_model,
-                                 nonnegative_int, positive_int, positive_number)
-from adaptive.defense.compositions import (parse_defenses, uses_magnet as magnet_needed,
-                                   uses_randomized_magnet)
-from defenses.magnet.defense import bundled_pool
-from adaptive.sweep.inputs import load_defense_inputs
-from adaptive.sweep import (ATTACKS, DATASET_DEFAULTS, CleverSettings, CWSettings,
-                            HardLabelSettings, PGDSettings, SweepConfig, attacked_indices,
-                            parse_kappas, run_sweep, validate_config)
+from adaptive.cli.common import (
+    add_executor_options,
+    add_run_options,
+    bound_number,
+    dataset_for_model,
+    executor_settings,
+    nonnegative_int,
+    positive_int,
+    positive_number,
+)
 from adaptive.core.data import data_root
 from adaptive.core.errors import ToolkitError
 from adaptive.core.runtime import resolve_device
 from adaptive.core.zoo import load_model
+from adaptive.defense.compositions import parse_defenses, uses_randomized_magnet
+from adaptive.defense.compositions import uses_magnet as magnet_needed
+from adaptive.sweep import (
+    ATTACKS,
+    DATASET_DEFAULTS,
+    CleverSettings,
+    CWSettings,
+    HardLabelSettings,
+    PGDSettings,
+    SweepConfig,
+    attacked_indices,
+    parse_kappas,
+    run_sweep,
+    validate_config,
+)
+from adaptive.sweep.inputs import load_defense_inputs
+from defenses.magnet.defense import bundled_pool
 
 # the one source of defaults
 DEFAULT, CW, PGD, HSJ = SweepConfig(), CWSettings(), PGDSettings(), HardLabelSettings()
@@ -39,15 +57,8 @@ def _bounds(args: argparse.Namespace, defaults: dict) -> dict:
 KAPPA_TEXT = ",".join(f"{k:g}" for k in DEFAULT.kappas)
 
 
-def register(sub) -> None:
-    p = sub.add_parser(
-        "sweep", help="the main job: C&W-kappa against defense compositions",
-        description="Attack each defense composition with C&W-L2 at each confidence kappa and "
-                    "measure attack success under an L2 bound, distortion, each detector's "
-                    "detection rate and the BIM_d attack cost. With no arguments: the MNIST "
-                    "A2D + MagNet sweep on the bundled data and models, offline. Writes "
-                    "records.jsonl (as it goes), summary.json/.csv, config.json and figures "
-                    "to --out; --resume continues an interrupted run.")
+def _add_what_options(p) -> None:
+    """What is attacked: the model, the data, the defenses, kappa, the images, the bound."""
     p.add_argument("--model", default=DEFAULT.model, help="zoo name or checkpoint (the classifier;"
                    " for at / a2d+at, an adversarially trained one)")
     p.add_argument("--dataset", help="default: mnist-bundled (MNIST models), cifar10")
@@ -89,6 +100,10 @@ def register(sub) -> None:
                    help="attack every label pair: the first image of each class among the n "
                         "chosen, towards each other class (implies --targeted; for the A2D "
                         "Figures 11-13 grids drawn by `adaptive report`)")
+
+
+def _add_defense_options(p) -> None:
+    """MagNet, its pool, and C&W's settings."""
     p.add_argument("--magnet", help="MagNet defense: bundled name or magnet.json (default: "
                                     "mnist for MNIST)")
     p.add_argument("--magnet-pool", metavar="POOL",
@@ -105,6 +120,10 @@ def register(sub) -> None:
                         "(faster, not C&W's algorithm; default: from the image)")
     p.add_argument("--cw-lr", type=positive_number, default=CW.lr,
                    help=f"C&W Adam step size (default {CW.lr:g})")
+
+
+def _add_attack_options(p) -> None:
+    """The attack, its checks and the batch."""
     p.add_argument("--batch", type=positive_int, default=DEFAULT.batch,
                    help=f"images per attack batch; records are saved per batch (default "
                         f"{DEFAULT.batch})")
@@ -140,6 +159,10 @@ def register(sub) -> None:
                    help="pgd, spgd, opgd: average each step's gradient over N evaluations "
                         "(Expectation over Transformation), for defenses that are random per "
                         f"call (default {PGD.eot}: none)")
+
+
+def _add_budget_options(p) -> None:
+    """The budgets of HopSkipJump, the -a2d penalty and the pgd attacks."""
     p.add_argument("--hsj-iterations", type=positive_int, default=HSJ.iterations,
                    help=f"hsj: rounds per image (default {HSJ.iterations})")
     p.add_argument("--hsj-evals", type=positive_int, default=HSJ.evals,
@@ -170,6 +193,21 @@ def register(sub) -> None:
                         "allows, instead of random noise: detectors that model the data "
                         "(MagNet) reject noise and accept blends of images (default "
                         f"{PGD.start_images}: noise)")
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "sweep", help="the main job: C&W-kappa against defense compositions",
+        description="Attack each defense composition with C&W-L2 at each confidence kappa and "
+                    "measure attack success under an L2 bound, distortion, each detector's "
+                    "detection rate and the BIM_d attack cost. With no arguments: the MNIST "
+                    "A2D + MagNet sweep on the bundled data and models, offline. Writes "
+                    "records.jsonl (as it goes), summary.json/.csv, config.json and figures "
+                    "to --out; --resume continues an interrupted run.")
+    _add_what_options(p)
+    _add_defense_options(p)
+    _add_attack_options(p)
+    _add_budget_options(p)
     p.add_argument("--out", help="output folder (default: a new runs/sweep-TIME)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     add_executor_options(p)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from adaptive.cli.common import (add_run_options, nonnegative_number, positive_int,
-                                 positive_number)
+from adaptive.cli.common import add_run_options, nonnegative_number, positive_int, positive_number
 from adaptive.core.data import dataset_family, load_dataset
 from adaptive.core.errors import ToolkitError
 from adaptive.core.models import ARCHITECTURES, DEFAULT_ARCH
@@ -23,9 +22,8 @@ PRESETS = {
 }
 
 
-def register(sub) -> None:
-    p = sub.add_parser("train", help="train models (classifiers)")
-    what = p.add_subparsers(dest="what", metavar="WHAT", required=True)
+def _register_classifier(what) -> None:
+    """``adaptive train classifier``."""
     c = what.add_parser(
         "classifier", help="train a classifier with per-epoch checkpoints and resume",
         description="Train a classifier. Writes OUT/state.pt after every epoch (resume with "
@@ -75,6 +73,9 @@ def register(sub) -> None:
     add_run_options(c)
     c.set_defaults(run=run_classifier)
 
+
+def _register_magnet(what) -> None:
+    """``adaptive train magnet``."""
     m = what.add_parser(
         "magnet", help="train MagNet's autoencoders and set its detector thresholds",
         description="Train the data set's MagNet autoencoders (MNIST: I [3, average, 3] and II "
@@ -90,6 +91,9 @@ def register(sub) -> None:
     add_run_options(m)
     m.set_defaults(run=run_magnet)
 
+
+def _register_magnet_pool(what) -> None:
+    """``adaptive train magnet-pool``."""
     pool = what.add_parser(
         "magnet-pool", help="train randomised MagNet's pool of diverse autoencoders",
         description="Train K autoencoders of one architecture together (Meng & Chen's "
@@ -123,6 +127,9 @@ def register(sub) -> None:
     add_run_options(pool)
     pool.set_defaults(run=run_magnet_pool)
 
+
+def _register_detector(what) -> None:
+    """``adaptive train detector``."""
     d = what.add_parser(
         "detector", help="fit a bundled detector of known fate (fs, maha, kd, bu, lid)",
         description="Fit a known-broken detector for a classifier: feature squeezing (fs, Xu "
@@ -148,6 +155,15 @@ def register(sub) -> None:
                                  "for a zoo model, else runs/detector-NAME.json)")
     add_run_options(d)
     d.set_defaults(run=run_detector)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train models (classifiers)")
+    what = p.add_subparsers(dest="what", metavar="WHAT", required=True)
+    _register_classifier(what)
+    _register_magnet(what)
+    _register_magnet_pool(what)
+    _register_detector(what)
 
 
 def run_detector(args: argparse.Namespace) -> int:
@@ -231,8 +247,8 @@ def _adversarial_training_set(name: str, model, family: str, train, n_train: int
     FGSM / BIM / DeepFool / C&W examples of 500 images each."""
     import torch
 
-    from adaptive.evaluations.adversarial_sets import attack_settings, make_adversarial
     from adaptive.attacks.cw import CarliniWagnerL2
+    from adaptive.evaluations.adversarial_sets import attack_settings, make_adversarial
 
     need = 1000 if name == "safetynet" else GCD_PER_ATTACK * len(GCD_ATTACKS)
     if n_train + need + n_benign > len(train.labels):

@@ -1,6 +1,7 @@
 """Checkpoints: a ``state_dict`` file plus a JSON metadata file beside it.
 
-``NAME.pt`` holds only tensors and is read with ``torch.load(..., weights_only=True)``; ``NAME.json``
+``NAME.pt`` holds only tensors and is read with ``torch.load(..., weights_only=True)``;
+``NAME.json``
 records the architecture and its arguments, the data set, the command that trained it, the
 measured accuracy and the sha256 of ``NAME.pt``, which is checked before loading.
 """

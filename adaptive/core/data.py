@@ -109,7 +109,7 @@ class ImageSet:
         """All images as float32 NCHW in [0, 1]."""
         return self.images.float().div_(255)
 
-    def subset(self, index) -> "ImageSet":
+    def subset(self, index) -> ImageSet:
         """The images at ``index`` (a slice, an index tensor or a list)."""
         if isinstance(index, slice):
             return ImageSet(self.name, self.split, self.images[index], self.labels[index],

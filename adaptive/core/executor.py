@@ -13,8 +13,9 @@ Ray is an optional dependency (``pip install ".[ray]"``); only the ``ray`` execu
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from adaptive.core.errors import ToolkitError
 

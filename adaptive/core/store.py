@@ -13,8 +13,8 @@ import os
 import re
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -170,7 +170,7 @@ class RunStore:
     def remove(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
-    def records(self, name: str, key: KeyFn) -> "Records":
+    def records(self, name: str, key: KeyFn) -> Records:
         """The record file ``OUT/name``, its torn last line (if any) cut off first."""
         log = RecordLog(self.out / name, key)
         log.repair(self.log)
@@ -200,7 +200,7 @@ class RunStore:
                 except OSError:
                     break
 
-    def __enter__(self) -> "RunStore":
+    def __enter__(self) -> RunStore:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -29,7 +29,7 @@ class Norm(str, Enum):
         return {"l2": "L2", "linf": "L∞"}[self.value]
 
     @classmethod
-    def of(cls, value: "Norm | str") -> "Norm":
+    def of(cls, value: Norm | str) -> Norm:
         try:
             return cls(value)
         except ValueError:
@@ -60,7 +60,7 @@ class ThreatModel:
         object.__setattr__(self, "eps", float(eps))
 
     @classmethod
-    def parse(cls, text: str) -> "ThreatModel":
+    def parse(cls, text: str) -> ThreatModel:
         """``linf:8/255``, ``l2:0.5`` (a number or a fraction after the norm)."""
         norm, sep, value = str(text).partition(":")
         if not sep:

@@ -11,16 +11,21 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from adaptive.core.checkpoint import atomic_torch_save, atomic_write_bytes, save_checkpoint, write_json
+from adaptive.core.checkpoint import (
+    atomic_torch_save,
+    atomic_write_bytes,
+    save_checkpoint,
+    write_json,
+)
 from adaptive.core.data import ImageSet, dataset_family
 from adaptive.core.errors import ToolkitError
 from adaptive.core.evaluation import accuracy
@@ -179,6 +184,29 @@ def fit(cfg, model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, ste
         lock.release()
 
 
+def _resume(cfg, model: nn.Module, opt, sched, out: Path, state_file: Path,
+            log: Callable[[str], None]) -> tuple[int, list[dict], float]:
+    """The model, optimiser, schedule and RNG restored from ``state_file``: (the epoch to
+    start at, the history so far, seconds spent); a state that does not fit is refused."""
+    state, history = _read_resume_state(out, state_file, cfg)
+    try:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        start_epoch, elapsed = int(state["epoch"]), float(state["elapsed"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise ToolkitError(f"{state_file} does not fit this training run ({type(e).__name__}:"
+                           f" {str(e).splitlines()[0][:200]}); it is damaged: delete the "
+                           "folder and train again") from e
+    if len(history) < start_epoch:
+        raise ToolkitError(f"{out / HISTORY_FILE} has {len(history)} epoch line(s) but "
+                           f"{state_file} is after epoch {start_epoch}; the history is "
+                           "damaged: delete the folder and train again")
+    log(f"resuming {out} after epoch {start_epoch}/{cfg.epochs}")
+    return start_epoch, history[:start_epoch], elapsed
+
+
 def _fit(cfg, model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
          step_fn: StepFn, eval_fn: Callable[[nn.Module], dict], out: Path,
          device: torch.device, resume: bool, progress: bool,
@@ -188,23 +216,7 @@ def _fit(cfg, model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
     opt, sched = _make_optimizer(cfg, model, steps)
     start_epoch, history, elapsed = 0, [], 0.0
     if resume:
-        state, history = _read_resume_state(out, state_file, cfg)
-        try:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            torch.set_rng_state(state["rng"])
-            start_epoch, elapsed = int(state["epoch"]), float(state["elapsed"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as e:
-            raise ToolkitError(f"{state_file} does not fit this training run ({type(e).__name__}:"
-                               f" {str(e).splitlines()[0][:200]}); it is damaged: delete the "
-                               "folder and train again") from e
-        if len(history) < start_epoch:
-            raise ToolkitError(f"{out / HISTORY_FILE} has {len(history)} epoch line(s) but "
-                               f"{state_file} is after epoch {start_epoch}; the history is "
-                               "damaged: delete the folder and train again")
-        history = history[:start_epoch]
-        log(f"resuming {out} after epoch {start_epoch}/{cfg.epochs}")
+        start_epoch, history, elapsed = _resume(cfg, model, opt, sched, out, state_file, log)
 
     this_run = 0.0
     for epoch in range(start_epoch, cfg.epochs):

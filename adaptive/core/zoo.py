@@ -18,8 +18,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from adaptive.core.checkpoint import (FORMAT, load_checkpoint, load_state_dict, metadata_path,
-                             read_metadata, write_json)
+from adaptive.core.checkpoint import (
+    FORMAT,
+    load_checkpoint,
+    load_state_dict,
+    metadata_path,
+    read_metadata,
+    write_json,
+)
 from adaptive.core.data import cache_dir
 from adaptive.core.errors import ToolkitError
 from adaptive.core.models import ImageClassifier

@@ -4,7 +4,8 @@ examples are judged against one (``system``), the built-in compositions of the z
 defense loaded from a factory (``plugins``)."""
 
 from adaptive.defense.plugins import load_factory, make_plugin_defenses, module_sha256
-from adaptive.defense.system import Defense, Verdict, detector_flags, judge
+from adaptive.defense.system import Defense, Verdict, judge
+from defenses.defense import detector_flags
 
 __all__ = ["Defense", "Verdict", "detector_flags", "judge", "load_factory",
            "make_plugin_defenses", "module_sha256"]

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from adaptive.defense.system import Defense
 from adaptive.core.errors import ToolkitError
+from adaptive.defense.system import Defense
 from defenses.a2d.detector import A2DDetector
 from defenses.a2d.presets import make_engine
 from defenses.detector_zoo import DETECTORS as ZOO_DETECTORS

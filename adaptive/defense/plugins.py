@@ -7,8 +7,8 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from adaptive.core.checkpoint import sha256_file
 from adaptive.core.errors import ToolkitError

@@ -29,8 +29,8 @@ batch is one image.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -186,6 +186,51 @@ def _task_scale(model: nn.Module, x: torch.Tensor, label: int, s_x: float) -> fl
     return max(margin, 1.0) / max(abs(s_x), 1e-12)
 
 
+def _find_boundary(defense: Defense, xi: torch.Tensor, modes: list[str], pool, tries: int,
+                   eps: float, norm: str, gen: torch.Generator):
+    """(a boundary point the detectors accept, the mode that drew it, its pool or None):
+    noise first, towards other images when the detectors reject it; (None, ...) if none."""
+    mode, src = None, None
+    for mode in modes:
+        src = None if mode == "noise" else pool
+        for _ in range(tries):
+            cand = _boundary(xi, 8, eps, norm, gen, src)
+            ok = _accepted(defense, cand) if len(cand) else torch.zeros(0, dtype=torch.bool)
+            if ok.any():
+                return cand[ok.nonzero()[0]], mode, src
+    return None, mode, src
+
+
+def _inner_points(defense: Defense, xi: torch.Tensor, n: int, eps: float, norm: str,
+                  gen: torch.Generator, src, tries: int | None) -> torch.Tensor:
+    """``n`` inner points at 0.95 eps; with ``tries`` (None: unjudged), only those the
+    detectors accept, the rejected ones redrawn up to ``tries`` times."""
+    inner = _inner(xi, n, 0.95 * eps, norm, gen, src)
+    if tries is None:
+        return inner
+    inner = inner[_accepted(defense, inner)]
+    for _ in range(tries):
+        missing = n - len(inner)
+        if missing <= 0:
+            break
+        new = _inner(xi, missing, 0.95 * eps, norm, gen, src)
+        inner = torch.cat([inner, new[_accepted(defense, new)]])
+    return inner
+
+
+def _attack_task(out: ImageOutcome, binarized: nn.Module, attack, xi: torch.Tensor,
+                 penalty, accepted: Callable, eps: float, norm: str) -> None:
+    """The unchanged attack on the binarised task of image ``xi``: solved when its example
+    flips the readout, lies within the bound and is accepted; into ``out``."""
+    r = attack.run(binarized, xi, torch.zeros(1, dtype=torch.long), penalty=penalty)
+    adv = r.adversarial.to(xi.device)
+    with torch.no_grad():
+        hit = int(binarized(adv).argmax(1)[0]) == 1
+    dist = float(_distance(adv, xi, norm)[0])
+    out.attack_success = bool(hit and dist <= eps * (1 + 1e-5) and bool(accepted(adv)[0]))
+    out.steps, out.distance = int(r.gradient_steps[0]), dist
+
+
 def binarization_test(defense: Defense, attack_model: nn.Module, make_attack: Callable,
                       x: torch.Tensor, y: torch.Tensor, eps: float, norm: str = "l2",
                       penalty=None, index: list[int] | None = None, n_inner: int = 255,
@@ -238,32 +283,13 @@ def binarization_test(defense: Defense, attack_model: nn.Module, make_attack: Ca
         if int(defense.predict(xi)[0]) != int(y[i]) or not bool(_accepted(defense, xi)[0]):
             out.skipped = "misclassified or rejected"
             continue
-        boundary, mode = None, None
-        for mode in modes:  # noise first; towards other images when the detectors reject it
-            src = None if mode == "noise" else pool
-            for _ in range(tries):
-                cand = _boundary(xi, 8, eps, norm, gen, src)
-                ok = (_accepted(defense, cand) if len(cand)
-                      else torch.zeros(0, dtype=torch.bool))
-                if ok.any():
-                    boundary = cand[ok.nonzero()[0]]
-                    break
-            if boundary is not None:
-                break
+        boundary, mode, src = _find_boundary(defense, xi, modes, pool, tries, eps, norm, gen)
         if boundary is None:
             out.skipped = "no boundary point the detectors accept"
             continue
         out.directions = mode
-        inner = _inner(xi, n_inner - 1, 0.95 * eps, norm, gen, src)
-        if check_inner:
-            inner = inner[_accepted(defense, inner)]
-        for _ in range(inner_tries if check_inner else 0):  # redraw the ones it rejected
-            missing = n_inner - 1 - len(inner)
-            if missing <= 0:
-                break
-            new = _inner(xi, missing, 0.95 * eps, norm, gen, src)
-            inner = torch.cat([inner, new[_accepted(defense, new)]])
-        inner = torch.cat([xi, inner])
+        inner = torch.cat([xi, _inner_points(defense, xi, n_inner - 1, eps, norm, gen, src,
+                                             inner_tries if check_inner else None)])
         out.inner_points = len(inner)
         with torch.no_grad():
             found = _readout(hook(inner), hook(boundary))
@@ -274,14 +300,7 @@ def binarization_test(defense: Defense, attack_model: nn.Module, make_attack: Ca
         with torch.no_grad():  # the scale of the task it replaces (see _task_scale)
             k = _task_scale(attack_model, xi, int(y[i]), float(hook(xi)[0] @ w + b))
         binarized = BinarizedClassifier(attack_model, w * k, b * k).eval()
-        r = make_attack().run(binarized, xi, torch.zeros(1, dtype=torch.long),
-                              penalty=task_penalty)
-        adv = r.adversarial.to(xi.device)
-        with torch.no_grad():
-            hit = int(binarized(adv).argmax(1)[0]) == 1
-        dist = float(_distance(adv, xi, norm)[0])
-        out.attack_success = bool(hit and dist <= eps * (1 + 1e-5) and bool(accepted(adv)[0]))
-        out.steps, out.distance = int(r.gradient_steps[0]), dist
+        _attack_task(out, binarized, make_attack(), xi, task_penalty, accepted, eps, norm)
         rand = _boundary(xi, n_random, eps, norm, gen, src)  # the control: drawn as the boundary
         with torch.no_grad():
             side = binarized(rand).argmax(1) == 1
@@ -294,7 +313,8 @@ def binarization_test(defense: Defense, attack_model: nn.Module, make_attack: Ca
 
 def summarize(outcomes: list[ImageOutcome]) -> dict:
     """The test's result: images used and skipped (by reason), the attack's success rate on
-    the binarised task, the random control's (points drawn as the boundary point was), and whether the attack passed (>= 95 %)."""
+    the binarised task, the random control's (points drawn as the boundary point was), and
+    whether the attack passed (>= 95 %)."""
     used = [o for o in outcomes if o.skipped is None]
     skipped: dict[str, int] = {}
     for o in outcomes:

@@ -26,7 +26,6 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from tqdm.auto import tqdm
 
-from adaptive.evaluations.adversarial_sets import AdversarialSet, attack_settings, make_adversarial
 from adaptive.core.checkpoint import write_json
 from adaptive.core.data import ImageSet
 from adaptive.core.errors import ToolkitError
@@ -35,6 +34,7 @@ from adaptive.core.executor import ExecutorSettings, make_executor
 from adaptive.core.runtime import environment_info, seed_everything
 from adaptive.core.store import RunStore
 from adaptive.core.zoo import ModelRef
+from adaptive.evaluations.adversarial_sets import AdversarialSet, attack_settings, make_adversarial
 from defenses.a2d.knn import KNNDetector
 from defenses.a2d.presets import build_engine, engine_settings
 from defenses.a2d.zscore import DEFAULT_H, ZScoreDetector, ZScoreEnsemble
@@ -66,7 +66,7 @@ class A2DEvalConfig:
     seed: int = 0
     chunk: int = 100
 
-    def complete(self) -> "A2DEvalConfig":
+    def complete(self) -> A2DEvalConfig:
         """Fill in the data set's presets for engines and attacks not given explicitly."""
         for e in self.engines:
             self.engine_settings.setdefault(e, engine_settings(e, self.dataset))
@@ -165,17 +165,11 @@ def run_a2d_evaluation(cfg: A2DEvalConfig, model: nn.Module, data: ImageSet, out
             runner.close()
 
 
-def _evaluate(store: RunStore, cfg: A2DEvalConfig, model: nn.Module, data: ImageSet, device,
-              cal_idx: torch.Tensor, eval_idx: torch.Tensor, command: str, progress: bool,
-              log, t_start: float, runner, executor: ExecutorSettings) -> dict:
-    out = store.out
-    x_all, y_all = data.x(), data.labels
-    splits = {"cal": cal_idx, "eval": eval_idx}
-    log(f"A2D evaluation: {cfg.n_cal} calibration + {cfg.n} evaluation images of {data.name}, "
-        f"engines {', '.join(cfg.engines)}, attacks {', '.join(cfg.attacks)}; results in {out}")
-
-    shared = _EvalUnits(cfg, executor.model_ref(cfg.model, cfg.model_sha256, model, device),
-                        {split: (x_all[idx], y_all[idx]) for split, idx in splits.items()})
+def _adversarial_sets(store: RunStore, cfg: A2DEvalConfig, runner, shared: _EvalUnits,
+                      splits: dict, x_all: torch.Tensor, y_all: torch.Tensor, progress: bool
+                      ) -> tuple[dict[tuple[str, str], torch.Tensor], dict]:
+    """Every split's benign images and each attack's adversarial set (made where not stored
+    yet), and per attack what its evaluation set holds (``adv_info``)."""
     keys = {(split, attack): f"adv_{split}_{attack}" for split in splits for attack in cfg.attacks}
     missing = [u for u, key in keys.items() if store.get(key) is None]
     bar = tqdm(total=len(keys), initial=len(keys) - len(missing), desc="adversarial sets",
@@ -202,25 +196,14 @@ def _evaluate(store: RunStore, cfg: A2DEvalConfig, model: nn.Module, data: Image
                 raise ToolkitError(f"{attack} produced no successful adversarial example on "
                                    f"the {split} images; nothing to evaluate")
 
-    engines = {e: build_engine(e, **cfg.engine_settings[e]) for e in cfg.engines}
-    shared.inputs = sets
-    bar = tqdm(total=len(engines) * len(sets), desc="attack costs", disable=not progress)
-    _measure_costs(store, runner, shared, [(f"cost_{name}_{split}_{set_name}", name,
-                                            (split, set_name), None)
-                                           for name in engines for split, set_name in sets],
-                   bar)
-    bar.close()
-    costs = {(name, split, set_name): store.get(f"cost_{name}_{split}_{set_name}")
-             for name in engines for split, set_name in sets}
+    return sets, adv_info
 
-    def c(name, split, set_name):
-        return costs[(name, split, set_name)]["costs"].numpy().astype(float)
 
-    result = {"command": command, "seed": cfg.seed, "dataset": cfg.dataset, "model": cfg.model,
-              "model_sha256": cfg.model_sha256, "n_calibration": cfg.n_cal, "n_evaluation": cfg.n,
-              "h": cfg.h, "k": cfg.k, "engines": {n: e.config() for n, e in engines.items()},
-              "attacks": adv_info, "auroc": {}, "zscore": {}, "zscore_ensemble": {},
-              "knn": {}, "costs": {}}
+def _zscore_results(store: RunStore, cfg: A2DEvalConfig, runner, shared: _EvalUnits,
+                    engines: dict, c, costs: dict, result: dict, progress: bool) -> dict:
+    """Each engine's Z-score detector fitted on the benign calibration costs: its AUROCs,
+    accuracy and detection rates, its costs, and its detection-mode run (each engine stopped at
+    its threshold; a changed decision is a bug) into ``result``; returns the detectors."""
     zdet, threshold = {}, {}
     for name in cfg.engines:
         zdet[name] = ZScoreDetector(cfg.h).fit(c(name, "cal", "benign"))
@@ -263,18 +246,24 @@ def _evaluate(store: RunStore, cfg: A2DEvalConfig, model: nn.Module, data: Image
             for s in ["benign", *cfg.attacks]}
         zdet[name].save(store.out / f"zscore_{name}.json")
 
-    if len(cfg.engines) > 1:
-        ens = ZScoreEnsemble(cfg.engines, cfg.k, cfg.h)
-        ens.detectors = zdet
-        ens.save(store.out / "zscore_ensemble.json")
+    return zdet
 
-        def vec(split, set_name):
-            return {e: c(e, split, set_name) for e in cfg.engines}
-        result["zscore_ensemble"] = {
-            "k": cfg.k, "benign_accuracy": float(1 - ens.predict(vec("eval", "benign")).mean()),
+
+def _ensemble_result(store: RunStore, cfg: A2DEvalConfig, zdet: dict, c) -> dict:
+    """The Z-score ensemble of every engine (END): benign accuracy and detection rates."""
+    ens = ZScoreEnsemble(cfg.engines, cfg.k, cfg.h)
+    ens.detectors = zdet
+    ens.save(store.out / "zscore_ensemble.json")
+
+    def vec(split, set_name):
+        return {e: c(e, split, set_name) for e in cfg.engines}
+    return {"k": cfg.k, "benign_accuracy": float(1 - ens.predict(vec("eval", "benign")).mean()),
             "detection_rate": {a: float(ens.predict(vec("eval", a)).mean())
                                for a in cfg.attacks}}
 
+
+def _knn_results(cfg: A2DEvalConfig, c, result: dict) -> None:
+    """The K-NN detectors on each engine's costs (and on all engines', END) into ``result``."""
     knn_k_used = {}
     for name in cfg.engines + (["END"] if len(cfg.engines) > 1 else []):
         names = cfg.engines if name == "END" else [name]
@@ -298,6 +287,46 @@ def _evaluate(store: RunStore, cfg: A2DEvalConfig, model: nn.Module, data: Image
                     "adversarial_accuracy": float(knn.predict(mat("eval", a)).mean())}
     result["knn_k"] = knn_k_used
     result["knn_scale"] = cfg.knn_scale
+    result["knn_k"] = knn_k_used
+    result["knn_scale"] = cfg.knn_scale
+
+
+def _evaluate(store: RunStore, cfg: A2DEvalConfig, model: nn.Module, data: ImageSet, device,
+              cal_idx: torch.Tensor, eval_idx: torch.Tensor, command: str, progress: bool,
+              log, t_start: float, runner, executor: ExecutorSettings) -> dict:
+    out = store.out
+    x_all, y_all = data.x(), data.labels
+    splits = {"cal": cal_idx, "eval": eval_idx}
+    log(f"A2D evaluation: {cfg.n_cal} calibration + {cfg.n} evaluation images of {data.name}, "
+        f"engines {', '.join(cfg.engines)}, attacks {', '.join(cfg.attacks)}; results in {out}")
+
+    shared = _EvalUnits(cfg, executor.model_ref(cfg.model, cfg.model_sha256, model, device),
+                        {split: (x_all[idx], y_all[idx]) for split, idx in splits.items()})
+    sets, adv_info = _adversarial_sets(store, cfg, runner, shared, splits, x_all, y_all,
+                                       progress)
+    engines = {e: build_engine(e, **cfg.engine_settings[e]) for e in cfg.engines}
+    shared.inputs = sets
+    bar = tqdm(total=len(engines) * len(sets), desc="attack costs", disable=not progress)
+    _measure_costs(store, runner, shared, [(f"cost_{name}_{split}_{set_name}", name,
+                                            (split, set_name), None)
+                                           for name in engines for split, set_name in sets],
+                   bar)
+    bar.close()
+    costs = {(name, split, set_name): store.get(f"cost_{name}_{split}_{set_name}")
+             for name in engines for split, set_name in sets}
+
+    def c(name, split, set_name):
+        return costs[(name, split, set_name)]["costs"].numpy().astype(float)
+
+    result = {"command": command, "seed": cfg.seed, "dataset": cfg.dataset, "model": cfg.model,
+              "model_sha256": cfg.model_sha256, "n_calibration": cfg.n_cal, "n_evaluation": cfg.n,
+              "h": cfg.h, "k": cfg.k, "engines": {n: e.config() for n, e in engines.items()},
+              "attacks": adv_info, "auroc": {}, "zscore": {}, "zscore_ensemble": {},
+              "knn": {}, "costs": {}}
+    zdet = _zscore_results(store, cfg, runner, shared, engines, c, costs, result, progress)
+    if len(cfg.engines) > 1:
+        result["zscore_ensemble"] = _ensemble_result(store, cfg, zdet, c)
+    _knn_results(cfg, c, result)
     result["seconds"] = round(time.perf_counter() - t_start, 1)
     result["environment"] = environment_info()
     write_json(store.out / RESULT_FILE, result)

@@ -99,14 +99,16 @@ def parameter_study(costs: dict, engines: list[str], attacks: list[str],
             {e: cal["benign"][:, i] for i, e in enumerate(engines)})
         b, a = _accuracies(lambda c: ens.predict({e: c[:, i] for i, e in enumerate(engines)}),
                            ev, attacks)
-        rows.append({"kind": "h", "parameter": f"h (Z-score END, k={k})", "value": hh, "acc_benign": b,
+        rows.append({"kind": "h", "parameter": f"h (Z-score END, k={k})", "value": hh,
+                     "acc_benign": b,
                      "acc_adv": a, "default": hh == h})
     for kk in range(1, len(engines) + 1):
         ens = ZScoreEnsemble(engines, kk, h).fit(
             {e: cal["benign"][:, i] for i, e in enumerate(engines)})
         b, a = _accuracies(lambda c: ens.predict({e: c[:, i] for i, e in enumerate(engines)}),
                            ev, attacks)
-        rows.append({"kind": "k", "parameter": f"k (Z-score END, h={h:g})", "value": kk, "acc_benign": b,
+        rows.append({"kind": "k", "parameter": f"k (Z-score END, h={h:g})", "value": kk,
+                     "acc_benign": b,
                      "acc_adv": a, "default": kk == k})
     for name, clf in (("K-NN", KNeighborsClassifier(min(knn_k, n_benign))), ("SVM", SVC()),
                       ("decision tree", DecisionTreeClassifier(random_state=0)),

@@ -276,6 +276,51 @@ def clever_targets(model: nn.Module, x: torch.Tensor, *, targets=TARGETS, norm: 
         model.train(was_training)
 
 
+def _scores(maxima: torch.Tensor, fit: str, min_pvalue: float, targets, kinds: dict,
+            candidates: list[list[int]], logits0: torch.Tensor, radius: float,
+            bad_grad: torch.Tensor, flip_bound: torch.Tensor, labels
+            ) -> dict[str, list[CleverScore]]:
+    """Per target kind and image, the CLEVER score (the smallest over the kind's classes) from
+    the sampled gradient-norm ``maxima`` (image, class slot, batch), with its flags."""
+    n, slots = maxima.shape[:2]
+    pred = logits0.argmax(1)
+    if fit == "batched":  # every (image, target) row in one vectorised fit
+        fits = list(zip(*fit_lipschitz_batch(maxima.reshape(n * slots, -1).numpy(),
+                                             min_pvalue)))
+    else:  # one scipy fit per (image, target): the slower reference
+        fits = [fit_lipschitz(row.numpy(), min_pvalue)
+                for row in maxima.reshape(n * slots, -1)]
+    out: dict[str, list[CleverScore]] = {t: [] for t in targets}
+    for i in range(n):
+        c = int(pred[i])
+        slot = {j: q for q, j in enumerate(candidates[i])}
+        for target in targets:
+            best = None
+            for j in kinds[target][i]:
+                margin = float(logits0[i, c] - logits0[i, j])
+                lip, how, params = fits[i * slots + slot[j]]
+                lip = float(lip)
+                score = min(margin / lip, radius) if lip > 0 else radius
+                if best is None or score < best.score:
+                    best = CleverScore(score=max(score, 0.0), target=j, margin=margin,
+                                       lipschitz=lip, fit=how, weibull=dict(params))
+            flags = []
+            if bool(bad_grad[i]):
+                flags.append("nan_or_inf_gradient")
+            if best.lipschitz == 0:
+                flags.append("zero_gradient")
+            if best.margin <= 0:
+                flags.append("already_flipped")
+            if labels is not None and int(labels[i]) != c:
+                flags.append("misclassified")
+            best.flip_distance_bound = float(flip_bound[i])
+            if best.score > best.flip_distance_bound:
+                flags.append("score_above_flip_distance")
+            best.flags = flags
+            out[target].append(best)
+    return out
+
+
 def _clever(model, x, norm, targets, radius, n_batches, n_samples, labels, seed, chunk_points,
             min_pvalue, fit, progress) -> dict[str, list[CleverScore]]:
     device = next(model.parameters()).device
@@ -328,41 +373,10 @@ def _clever(model, x, norm, targets, radius, n_batches, n_samples, labels, seed,
             with torch.no_grad():
                 dist = (pts - xs.repeat_interleave(n_samples, 0)).flatten(1)
                 dist = (dist.norm(dim=1) if norm == "l2" else dist.abs().amax(1)).view(m, n_samples)
-                dist = torch.where(flipped.view(m, n_samples), dist, torch.full_like(dist, math.inf))
-                flip_bound[s:s + m] = torch.minimum(flip_bound[s:s + m], dist.amin(1).double().cpu())
+                dist = torch.where(flipped.view(m, n_samples), dist,
+                                   torch.full_like(dist, math.inf))
+                flip_bound[s:s + m] = torch.minimum(flip_bound[s:s + m],
+                                                    dist.amin(1).double().cpu())
 
-    if fit == "batched":  # every (image, target) row in one vectorised fit
-        fits = list(zip(*fit_lipschitz_batch(maxima.reshape(n * slots, -1).numpy(),
-                                             min_pvalue)))
-    else:  # one scipy fit per (image, target): the slower reference
-        fits = [fit_lipschitz(row.numpy(), min_pvalue)
-                for row in maxima.reshape(n * slots, -1)]
-    out: dict[str, list[CleverScore]] = {t: [] for t in targets}
-    for i in range(n):
-        c = int(pred[i])
-        slot = {j: q for q, j in enumerate(candidates[i])}
-        for target in targets:
-            best = None
-            for j in kinds[target][i]:
-                margin = float(logits0[i, c] - logits0[i, j])
-                lip, how, params = fits[i * slots + slot[j]]
-                lip = float(lip)
-                score = min(margin / lip, radius) if lip > 0 else radius
-                if best is None or score < best.score:
-                    best = CleverScore(score=max(score, 0.0), target=j, margin=margin,
-                                       lipschitz=lip, fit=how, weibull=dict(params))
-            flags = []
-            if bool(bad_grad[i]):
-                flags.append("nan_or_inf_gradient")
-            if best.lipschitz == 0:
-                flags.append("zero_gradient")
-            if best.margin <= 0:
-                flags.append("already_flipped")
-            if labels is not None and int(labels[i]) != c:
-                flags.append("misclassified")
-            best.flip_distance_bound = float(flip_bound[i])
-            if best.score > best.flip_distance_bound:
-                flags.append("score_above_flip_distance")
-            best.flags = flags
-            out[target].append(best)
-    return out
+    return _scores(maxima, fit, min_pvalue, targets, kinds, candidates, logits0, radius,
+                   bad_grad, flip_bound, labels)

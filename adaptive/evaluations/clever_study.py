@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from adaptive.core.runtime import seed_everything
+from adaptive.core.zoo import ModelRef
 from adaptive.evaluations.adversarial_sets import examples_for_study
 from adaptive.evaluations.attack_costs import per_image_costs
 from adaptive.evaluations.clever import CleverScore, clever_targets
-from adaptive.core.runtime import seed_everything
-from adaptive.core.zoo import ModelRef
 
 
 @dataclass

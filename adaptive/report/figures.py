@@ -6,7 +6,8 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from adaptive.core.plotting import plt, save_figure as _save
+from adaptive.core.plotting import plt
+from adaptive.core.plotting import save_figure as _save
 
 __all__ = ["cost_boxplots", "scatter_by_kind"]
 

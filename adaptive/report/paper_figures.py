@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from adaptive.core.data import dataset_label
-from adaptive.core.plotting import plt, save_figure as _save
+from adaptive.core.plotting import plt
+from adaptive.core.plotting import save_figure as _save
 from adaptive.sweep.config import bound_of, distance_key, norm_label
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",

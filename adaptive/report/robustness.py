@@ -120,8 +120,8 @@ def cost_figures(result: dict, out: Path, name: str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     if "clever" not in rows[0]:  # costs.json: box plots over every engine
-        for key, label, fig in (("seconds", "attack time (s)", 4), ("iterations",
-                                                                     "attack cost (iterations)", 5)):
+        for key, label, fig in (("seconds", "attack time (s)", 4),
+                                ("iterations", "attack cost (iterations)", 5)):
             data: dict = {}
             for r in rows:
                 data.setdefault(r["engine"], {}).setdefault(r["kind"], []).append(r[key])

@@ -245,8 +245,8 @@ def plausibility_tables(sweeps: list[dict], references: list[dict]) -> dict[str,
         tables[f"{family}_plausibility"] = {
             "title": f"{family.upper()}: plausibility (Tramèr 2021: a detector robust at L2 ε = "
                      f"{bound:g} implies a classifier robust at ε/2 = {bound / 2:g}); the "
-                     f"strongest of our attacks decides; both on correctly classified images; reference at ε/2: "
-                     f"{ref_text}",
+                     "strongest of our attacks decides; both on correctly classified "
+                     f"images; reference at ε/2: {ref_text}",
             "rows": out, "runs": [(r["folder"], r["command"]) for r in group]}
     return tables
 
@@ -255,8 +255,8 @@ def sweep_report_figures(sweeps: list[dict], pair_runs: list[dict], out: Path,
                          data_root: str | None, log=print) -> list[Path]:
     """Figures 7a/7b, ASR vs bound, Figure 8 (per run), Figure 9 (across the runs of one data
     set at kappa 0) and Figures 11-13 (``--pairs`` runs)."""
-    from adaptive.report import paper_figures as rf
     from adaptive.core.data import load_dataset
+    from adaptive.report import paper_figures as rf
 
     written: list[Path] = []
     groups: dict[tuple, list[dict]] = {}
@@ -608,8 +608,8 @@ def make_report(folders: list[str | Path], out: str | Path, data_root: str | Non
     sweeps = [r for r in sweeps if not r["config"].get("pairs")]
     # A --clever sweep (Table 4) feeds the attack-success tables and figures only when no
     # other run of its model has the same attack.
-    plain = {(dataset_label(r["config"]["dataset"]), r["config"]["model"], r["config"].get("attack"))
-             for r in sweeps if not r["config"].get("clever")}
+    plain = {(dataset_label(r["config"]["dataset"]), r["config"]["model"],
+              r["config"].get("attack")) for r in sweeps if not r["config"].get("clever")}
     clever_runs = [r for r in sweeps if r["config"].get("clever")]
     sweeps = [r for r in sweeps if not r["config"].get("clever") or (
         dataset_label(r["config"]["dataset"]), r["config"]["model"], r["config"].get("attack"))

@@ -17,15 +17,29 @@ records alone, so a resumed run summarises exactly as an uninterrupted one.
 """
 
 from adaptive.sweep.checks import bounded_attack_check, sanity_checks, white_box_against
-from adaptive.sweep.config import (ATTACKS, DATASET_DEFAULTS, CleverSettings, CWSettings,
-                                   HardLabelSettings, PGDSettings, SweepConfig, attacked_parts,
-                                   parse_kappas, validate_config)
+from adaptive.sweep.config import (
+                                   ATTACKS,
+                                   DATASET_DEFAULTS,
+                                   CleverSettings,
+                                   CWSettings,
+                                   HardLabelSettings,
+                                   PGDSettings,
+                                   SweepConfig,
+                                   attacked_parts,
+                                   parse_kappas,
+                                   validate_config,
+)
 from adaptive.sweep.images import attacked_indices, choose_images, label_pairs, plan_images
 from adaptive.sweep.operating_points import operating_points, union_thresholds
 from adaptive.sweep.records import RECORDS, read_records, record_key, upgrade_record
 from adaptive.sweep.run import attack_objective, run_identity, run_sweep
-from adaptive.sweep.summary import (asr_by_bound, asr_by_l2_bound_row, bound_grid, summarize,
-                                    write_summary)
+from adaptive.sweep.summary import (
+                                   asr_by_bound,
+                                   asr_by_l2_bound_row,
+                                   bound_grid,
+                                   summarize,
+                                   write_summary,
+)
 
 __all__ = ["ATTACKS", "DATASET_DEFAULTS", "RECORDS", "CWSettings", "CleverSettings",
            "HardLabelSettings",

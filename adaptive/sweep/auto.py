@@ -24,13 +24,11 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from adaptive.core import metrics
 from adaptive.attacks.base import AttackResult
 from adaptive.attacks.hard_label import DecisionOracle
-from adaptive.core.evaluation import predict_logits
 from adaptive.sweep.config import AUTO_MEMBERS, SweepConfig, make_attack, parse_attack
 from adaptive.sweep.diagnostics import attack_indicators
-from adaptive.sweep.records import PER_DEFENSE, batch_records
+from adaptive.sweep.records import PER_DEFENSE, AttackedBatch, batch_records
 
 SEED_STRIDE = 1_000_003  # image seeds: seed * stride + image index (distinct for any index)
 
@@ -101,14 +99,11 @@ def auto_batch(cfg: SweepConfig, kappa: float, members: list[Member], model, jud
                                             seeds=seeds[todo], **kwargs)
         xs, ys = x[todo], y[todo]
         ts = targets[todo] if targets is not None else None
-        costs, flags, verdicts, scores = judges.measure(r.adversarial, xs, ys, r.success, ts)
-        rows = batch_records(kappa, idx[todo].tolist(), ys, ts, r,
-                             metrics.l2(r.adversarial, xs), metrics.linf(r.adversarial, xs),
-                             metrics.ssim(r.adversarial, xs),
-                             predict_logits(model, r.adversarial, device=device).argmax(1),
-                             costs.costs, [None] * len(todo), flags, verdicts, None, scores,
-                             attack_indicators(replace(cfg, attack=member.name), r,
-                                               member.model, labels[todo], verdicts))
+        judged = judges.measure(r.adversarial, xs, ys, r.success, ts)
+        rows = batch_records(AttackedBatch(kappa, idx[todo], xs, ys, ts, r), judged, model,
+                             device, indicators=attack_indicators(
+                                 replace(cfg, attack=member.name), r, member.model,
+                                 labels[todo], judged.verdicts))
         per_member[member.name] = {int(p): row for p, row in zip(todo, rows)}
         advs[member.name] = {int(p): a for p, a in zip(todo, r.adversarial)}
         for name in names:

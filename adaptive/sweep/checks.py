@@ -13,8 +13,7 @@ from adaptive.core.attacks.pgd import pgd
 from adaptive.core.evaluation import predict_logits
 from adaptive.core.store import RunStore
 from adaptive.defense import Defense
-from adaptive.sweep.config import (SweepConfig, aims_at_plugins, attacked_parts, bound_of,
-                                   norm_label)
+from adaptive.sweep.config import SweepConfig, aims_at_plugins, attacked_parts, bound_of, norm_label
 from defenses.detector_zoo import DETECTORS as ZOO_DETECTORS
 
 

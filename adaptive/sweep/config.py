@@ -13,12 +13,18 @@ from dataclasses import dataclass, field, fields
 
 import torch
 
-from adaptive.attacks import (ATTACK_SPECS, Attack, AttackSpec, CWSettings, HardLabelSettings,
-                              PGDSettings, attack_spec)
+from adaptive.attacks import (
+    ATTACK_SPECS,
+    Attack,
+    AttackSpec,
+    CWSettings,
+    HardLabelSettings,
+    PGDSettings,
+    attack_spec,
+)
 from adaptive.attacks.bounded_pgd import SCHEDULES
 from adaptive.attacks.registry import Access, AttackSetup
-from adaptive.core.defaults import (FAMILY_DEFAULTS, family_defaults, model_family,
-                                    preset_family)
+from adaptive.core.defaults import FAMILY_DEFAULTS, family_defaults, model_family, preset_family
 from adaptive.core.errors import ToolkitError
 from adaptive.core.threat import Norm, ThreatModel
 from defenses.a2d.zscore import DEFAULT_H
@@ -135,7 +141,7 @@ def is_bounded(attack: str) -> bool:
     return parse_attack(attack).bounded
 
 
-def make_attack(cfg: "SweepConfig", attack: str, kappa: float, start_pool=None,
+def make_attack(cfg: SweepConfig, attack: str, kappa: float, start_pool=None,
                 **overrides) -> Attack:
     """The registered attack of ``attack`` (a sweep attack name; its suffix does not change
     the attack, only its objective) with ``cfg``'s threat model, seed and settings, at
@@ -234,6 +240,7 @@ class SweepConfig:
 
     def _family_defaults(self) -> None:
         """Settings left unset take the defaults of the data set's family, else the model's."""
+        family: str | None
         if self.dataset != FAMILY_DEFAULT:
             family = preset_family(self.dataset)
         else:
@@ -266,7 +273,8 @@ def threat_of(cfg) -> ThreatModel:
     config.json holds; runs made before L-inf sweeps existed are L2)."""
     get = cfg.get if isinstance(cfg, dict) else lambda k, d=None: getattr(cfg, k, d)
     norm = Norm.of(get("norm", "l2") or "l2")
-    return ThreatModel(norm, get("max_linf") if norm is Norm.LINF else get("max_l2"))
+    eps = get("max_linf") if norm is Norm.LINF else get("max_l2")
+    return ThreatModel(norm, float("nan") if eps is None else eps)  # None: refused as NaN
 
 
 def bound_of(cfg) -> float:
@@ -349,7 +357,7 @@ def validate_config(cfg: SweepConfig, magnet=None) -> None:
     Norm.of(cfg.norm)
     if cfg.norm == "linf":
         _finite(cfg.max_linf, "max_linf (the L-inf bound, e.g. 8/255)")
-        if cfg.max_linf > 1:
+        if cfg.max_linf is not None and cfg.max_linf > 1:
             raise ToolkitError(f"max_linf is in the [0, 1] pixel range: {cfg.max_linf:g} > 1 "
                                "(write 8/255, not 8)")
     elif cfg.max_linf is not None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from adaptive.defense.compositions import uses_randomized_magnet
 from adaptive.core.data import ImageSet, load_dataset
 from adaptive.defense import Defense, make_plugin_defenses
+from adaptive.defense.compositions import uses_randomized_magnet
 from adaptive.sweep.config import SweepConfig
 
 

@@ -14,8 +14,16 @@ new names.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any, NamedTuple
 
+import torch
+
+from adaptive.attacks.base import AttackResult
+from adaptive.core import metrics
+from adaptive.core.errors import ToolkitError
+from adaptive.core.evaluation import predict_logits
 from adaptive.core.records import RecordLog
 
 RECORDS = "records.jsonl"
@@ -68,32 +76,122 @@ def read_records(path: Path) -> list[dict]:
     return records
 
 
-def batch_records(kappa: float, index: list[int], labels, targets, result, l2, linf, ssim,
-                  pred_bare, costs, clever_scores: list, flags: dict, verdicts: dict,
-                  transfer: dict | None, scores: dict | None = None,
+@dataclass
+class SweepRecord:
+    """One line of ``records.jsonl``: an attacked (kappa, image, target) as measured.
+
+    ``attack_*``: the attack's own outcome (objective met, gradient steps or queries spent,
+    highest confidence any iterate reached); ``l2``, ``linf``, ``ssim``: the example's
+    distortion; ``pred_bare``: the bare classifier's label; ``bim_d_cost``: its BIM_d attack
+    cost; ``clever``: its CLEVER score (None: not measured); ``flags`` and ``scores``: each
+    detector's verdict and score; ``defenses``: per defense ``{"success", "pred", "reasons"}``
+    (``auto`` adds ``by`` and that example's own measurements, :data:`PER_DEFENSE`);
+    ``transfer``: per defense, whether the paper's attack transferred from the bare classifier
+    broke it; ``indicators``: the indicators of attack failure that fired; ``auto``: which
+    members ran; ``checklist``: the checklist's verdict (merged by :func:`read_records`).
+    Optional parts are None and left out of the JSON; ``extra`` keeps keys this version does not
+    know, so a record read and written again loses nothing."""
+
+    kappa: float
+    index: int
+    label: int
+    target: int | None
+    attack_success: bool
+    attack_steps: int
+    attack_confidence: float | None
+    l2: float
+    linf: float
+    ssim: float
+    pred_bare: int
+    bim_d_cost: int
+    clever: float | None
+    flags: dict
+    defenses: dict
+    scores: dict | None = None
+    transfer: dict | None = None
+    indicators: dict | None = None
+    auto: dict | None = None
+    checklist: dict | None = None
+    extra: dict = field(default_factory=dict)
+
+    # the JSON's key order (as every version wrote it); optional keys only where set
+    _ORDER = ("kappa", "index", "label", "target", "attack_success", "attack_steps",
+              "attack_confidence", "l2", "linf", "ssim", "pred_bare", "bim_d_cost", "clever",
+              "flags", "scores", "defenses", "transfer", "indicators", "auto", "checklist")
+    _OPTIONAL = ("scores", "transfer", "indicators", "auto", "checklist")
+
+    def to_json(self) -> dict:
+        out = {}
+        for key in self._ORDER:
+            value = getattr(self, key)
+            if value is not None or key not in self._OPTIONAL:
+                out[key] = value
+        return {**out, **self.extra}
+
+    @classmethod
+    def from_json(cls, r: dict) -> SweepRecord:
+        """A record from its JSON (old runs' ``cw_*`` keys read under the current names);
+        a record missing a required key is refused with a ``ToolkitError``."""
+        r = upgrade_record(r)
+        known = {f.name for f in fields(cls)} - {"extra"}
+        missing = [k for k in cls._ORDER if k not in cls._OPTIONAL and k not in r]
+        if missing:
+            raise ToolkitError(f"a record of (kappa {r.get('kappa')}, image {r.get('index')}) "
+                               f"lacks {', '.join(missing)}")
+        return cls(**{k: v for k, v in r.items() if k in known},
+                   extra={k: v for k, v in r.items() if k not in known})
+
+
+@dataclass
+class AttackedBatch:
+    """One batch an attack ran on: ``kappa``, the images' data-set ``index``, the images ``x``,
+    their ``labels``, the ``targets`` (targeted runs) and the attack's ``result``."""
+
+    kappa: float
+    index: torch.Tensor
+    x: torch.Tensor
+    labels: torch.Tensor
+    targets: torch.Tensor | None
+    result: AttackResult
+
+
+class Judgement(NamedTuple):
+    """What judging a batch's examples measured (``adaptive.sweep.run``'s judges): the BIM_d
+    costs, every detector's flags and scores, and the verdict per defense."""
+
+    costs: Any  # an AttackCost: per-image ``costs``
+    flags: dict
+    verdicts: dict
+    scores: dict
+
+
+def batch_records(batch: AttackedBatch, judged: Judgement, model, device,
+                  transfer: dict | None = None,
                   indicators: dict | None = None) -> list[dict]:
-    """The records of one attacked batch: ``result`` is the attack's (per sample: success,
-    gradient steps, confidence reached), the rest per sample as measured."""
+    """The records (JSON) of one attacked batch, as judged; the distortion and the bare
+    classifier's labels are measured here."""
+    r, x = batch.result, batch.x
+    adv = r.adversarial
+    l2, linf, ssim = metrics.l2(adv, x), metrics.linf(adv, x), metrics.ssim(adv, x)
+    pred_bare = predict_logits(model, adv, device=device).argmax(1)
+    costs, flags, verdicts, scores = judged
     rows = []
-    for j, i in enumerate(index):
-        rows.append({
-            "kappa": kappa, "index": int(i), "label": int(labels[j]),
-            "target": int(targets[j]) if targets is not None else None,
-            "attack_success": bool(result.success[j]),
-            "attack_steps": int(result.gradient_steps[j]),
-            "attack_confidence": (float(result.confidence_reached[j])
-                                  if result.confidence_reached is not None else None),
-            "l2": float(l2[j]), "linf": float(linf[j]), "ssim": float(ssim[j]),
-            "pred_bare": int(pred_bare[j]), "bim_d_cost": int(costs[j]),
-            "clever": clever_scores[j],
-            "flags": {k: bool(v[j]) for k, v in flags.items()},
-            **({"scores": {k: (float(v[j]) if v is not None else None)
-                           for k, v in scores.items()}} if scores else {}),
-            "defenses": {name: {"success": bool(v.success[j]), "pred": int(v.predicted[j]),
-                                "reasons": v.reasons[j]}
-                         for name, v in verdicts.items()},
-            **({"transfer": {name: bool(v.success[j]) for name, v in transfer.items()}}
-               if transfer is not None else {}),
-            **({"indicators": {k: bool(v[j]) for k, v in indicators.items()}}
-               if indicators else {})})
+    for j, i in enumerate(batch.index.tolist()):
+        rows.append(SweepRecord(
+            kappa=batch.kappa, index=int(i), label=int(batch.labels[j]),
+            target=int(batch.targets[j]) if batch.targets is not None else None,
+            attack_success=bool(r.success[j]), attack_steps=int(r.gradient_steps[j]),
+            attack_confidence=(float(r.confidence_reached[j])
+                               if r.confidence_reached is not None else None),
+            l2=float(l2[j]), linf=float(linf[j]), ssim=float(ssim[j]),
+            pred_bare=int(pred_bare[j]), bim_d_cost=int(costs.costs[j]), clever=None,
+            flags={k: bool(v[j]) for k, v in flags.items()},
+            scores=({k: (float(v[j]) if v is not None else None) for k, v in scores.items()}
+                    if scores else None),
+            defenses={name: {"success": bool(v.success[j]), "pred": int(v.predicted[j]),
+                             "reasons": v.reasons[j]} for name, v in verdicts.items()},
+            transfer=({name: bool(v.success[j]) for name, v in transfer.items()}
+                      if transfer is not None else None),
+            indicators=({k: bool(v[j]) for k, v in indicators.items()}
+                        if indicators else None)).to_json())
     return rows

@@ -13,12 +13,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from adaptive.defense.compositions import (build_a2d, build_defenses, is_composition,
-                                   load_zoo_detectors, uses_magnet)
 from adaptive.core.data import ImageSet, load_dataset
 from adaptive.core.errors import ToolkitError
 from adaptive.core.zoo import load_model
 from adaptive.defense import Defense, make_plugin_defenses
+from adaptive.defense.compositions import (
+    build_a2d,
+    build_defenses,
+    is_composition,
+    load_zoo_detectors,
+    uses_magnet,
+)
 from adaptive.sweep.config import SweepConfig, attacked_parts
 from adaptive.sweep.images import plan_images
 from adaptive.sweep.run import attack_objective

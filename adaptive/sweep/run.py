@@ -10,43 +10,63 @@ one.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from adaptive.core import metrics
-from adaptive.diagnostics.indicators import model_flags
 from adaptive.attacks.hard_label import DecisionOracle
 from adaptive.attacks.objective import Objective
-from adaptive.evaluations.clever import clever
-from adaptive.defense.compositions import (build_a2d, build_defenses, is_composition,
-                                   load_zoo_detectors, uses_randomized_magnet, zoo_parts)
+from adaptive.core.checkpoint import sha256_file
 from adaptive.core.data import ImageSet
 from adaptive.core.errors import ToolkitError
-from adaptive.core.evaluation import predict_logits
 from adaptive.core.executor import ExecutorSettings, LocalExecutor, make_executor
 from adaptive.core.runtime import environment_info, seed_everything
 from adaptive.core.store import Records, RunStore
 from adaptive.core.validation import check_labels_fit_model
 from adaptive.core.worker_cache import worker_cached
 from adaptive.defense import Defense, detector_flags, judge, module_sha256
-from adaptive.sweep.checks import bounded_attack_check, sanity_checks
+from adaptive.defense.compositions import (
+    build_a2d,
+    build_defenses,
+    is_composition,
+    load_zoo_detectors,
+    uses_randomized_magnet,
+    zoo_parts,
+)
+from adaptive.diagnostics.indicators import model_flags
+from adaptive.evaluations.clever import clever
 from adaptive.sweep.auto import auto_batch, build_members, image_seeds
+from adaptive.sweep.checks import bounded_attack_check, sanity_checks
+from adaptive.sweep.config import (
+    SweepConfig,
+    attacked_parts,
+    bound_of,
+    make_attack,
+    norm_label,
+    start_pool,
+    validate_config,
+)
 from adaptive.sweep.diagnostics import attack_indicators, diagnostics
-from adaptive.sweep.config import (SweepConfig, attacked_parts, bound_of, make_attack,
-                                   norm_label, start_pool, validate_config)
 from adaptive.sweep.figures import sweep_figures
 from adaptive.sweep.images import plan_images
 from adaptive.sweep.operating_points import operating_points
-from adaptive.sweep.records import (CHECKLIST_RECORDS, RECORDS, batch_records, record_key,
-                                    upgrade_record)
+from adaptive.sweep.records import (
+    CHECKLIST_RECORDS,
+    RECORDS,
+    AttackedBatch,
+    Judgement,
+    batch_records,
+    record_key,
+    upgrade_record,
+)
 from adaptive.sweep.summary import asr_by_bound, summarize, write_summary
-from adaptive.core.checkpoint import sha256_file
 from defenses.a2d.presets import make_engine
-from defenses.detector_zoo import DETECTORS as ZOO_DETECTORS, bundled_path
 from defenses.detector import Detector, is_differentiable
+from defenses.detector_zoo import DETECTORS as ZOO_DETECTORS
+from defenses.detector_zoo import bundled_path
 
 
 def run_identity(cfg: SweepConfig, data: ImageSet, magnet=None,
@@ -70,13 +90,13 @@ def run_identity(cfg: SweepConfig, data: ImageSet, magnet=None,
 def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *,
               magnet=None, extra_defenses: dict[str, Defense] | None = None,
               resume: bool = False, command: str = "", progress: bool = True,
-              executor: ExecutorSettings | None = None, data_root=None, log=print) -> dict:
+              executor: ExecutorSettings | None = None, data_root=None,
+              log=print) -> SweepResult:
     """Run (or with ``resume``, continue) the sweep ``cfg`` of ``model`` on ``data`` into the
     folder ``out``. ``magnet``: the MagNet defense when the run has one; ``extra_defenses``:
     plug-in defenses by name; ``executor``: where the units (kappa x batch) run (local by
     default; on Ray every worker loads the model, ``data`` from ``data_root`` and the defenses
-    itself and must find the same files). Returns the summary: ``config``, ``rows`` (one per kappa x
-    defense), ``asr_by_l2_bound``, ``sanity_checks``."""
+    itself and must find the same files). Returns a :class:`SweepResult`."""
     validate_config(cfg, magnet=magnet)
     check_labels_fit_model(data.labels, model, data.name)
     seed_everything(cfg.seed)
@@ -105,6 +125,32 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
             runner.close()
         return _finish(store, records, cfg, model, data, device, judges, log, t_start,
                        serial_position(cfg, attacked, targets))
+
+
+@dataclass
+class SweepResult:
+    """What a finished sweep found (the same as its folder's ``summary.json``): the settings
+    (``config``), one row per kappa x defense (``rows``: ``attack_success_rate``, ``mean_l2``,
+    ``detection_rate:DETECTOR``, ...), ASR by bound, the operating points (SR@5, AUROC), the
+    sanity checks and the diagnostics; ``out``: the run folder. ``result["rows"]`` reads a
+    field by name, as the dict earlier versions returned."""
+
+    config: dict
+    rows: list[dict]
+    asr_by_l2_bound: list[dict]
+    operating_points: list[dict]
+    sanity_checks: list[dict]
+    diagnostics: dict
+    out: Path
+
+    def __getitem__(self, name: str):
+        if name not in {f.name for f in fields(self)}:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def failed_checks(self) -> list[dict]:
+        """The sanity checks that failed (each printed as a WARNING during the run)."""
+        return [c for c in self.sanity_checks if not c["passed"]]
 
 
 @dataclass
@@ -157,7 +203,7 @@ class _Judges:
         verdicts = {name: judge(d, adv, x, y, attack_ok, cfg.threat, targets,
                                 {k: flags[k] for k in d.detectors})
                     for name, d in self.defenses.items()}
-        return costs, flags, verdicts, scores
+        return Judgement(costs, flags, verdicts, scores)
 
 
 def _calibration_unit(shared: tuple, unit: tuple[str, int, int]) -> torch.Tensor:
@@ -333,7 +379,7 @@ def _run_unit(source: _UnitContext | _UnitRecipe, unit: tuple) -> tuple[list[dic
     r = attack.run(ctx.attack_model, x.to(device), labels, targeted=cfg.targeted,
                    penalty=ctx.penalty, **extra)
     x_adv = adv["x"] = r.adversarial
-    costs, flags, verdicts, det_scores = judges.measure(x_adv, x, y, r.success, targets)
+    judged = judges.measure(x_adv, x, y, r.success, targets)
     transfer = None
     if cfg.attack != "cw" and cfg.transfer_check:  # (auto runs C&W-kappa itself)
         # The paper's attack (C&W-kappa on the bare classifier) transferred to every
@@ -341,12 +387,9 @@ def _run_unit(source: _UnitContext | _UnitRecipe, unit: tuple) -> tuple[list[dic
         seed_everything(cfg.seed)
         t = paper_attack.run(model, x.to(device), labels, targeted=cfg.targeted)
         transfer = judges.measure(t.adversarial, x, y, t.success, targets)[2]
-    rows_ = batch_records(
-        kappa, idx.tolist(), y, targets, r, metrics.l2(x_adv, x),
-        metrics.linf(x_adv, x), metrics.ssim(x_adv, x),
-        predict_logits(model, x_adv, device=device).argmax(1), costs.costs,
-        [None] * len(rows), flags, verdicts, transfer, det_scores,
-        attack_indicators(cfg, r, ctx.attack_model, labels, verdicts))
+    rows_ = batch_records(AttackedBatch(kappa, idx, x, y, targets, r), judged, model, device,
+                          transfer, attack_indicators(cfg, r, ctx.attack_model, labels,
+                                                      judged.verdicts))
     _clever_of(cfg, model, device, x_adv, rows_)
     return rows_, adv
 
@@ -420,7 +463,8 @@ def serial_position(cfg: SweepConfig, attacked: torch.Tensor, targets):
 
 
 def _finish(store: RunStore, records: Records, cfg: SweepConfig, model: nn.Module,
-            data: ImageSet, device, judges: _Judges, log, t_start: float, position) -> dict:
+            data: ImageSet, device, judges: _Judges, log, t_start: float,
+            position) -> SweepResult:
     """Summary, ASR by bound, sanity checks and figures, from the records alone (in the order
     a serial run makes them)."""
     found = records.read()
@@ -465,9 +509,8 @@ def _finish(store: RunStore, records: Records, cfg: SweepConfig, model: nn.Modul
     sweep_figures(store.out, summary, store, cfg, data, checks)
     log(f"done in {time.perf_counter() - t_start:.0f} s; results: {store.out}/summary.json, "
         f"summary.csv, {RECORDS}, figures *.png")
-    return {"config": asdict(cfg), "rows": summary, "asr_by_l2_bound": by_bound,
-            "operating_points": points, "sanity_checks": checks,
-            "diagnostics": found_diagnostics}
+    return SweepResult(asdict(cfg), summary, by_bound, points, checks, found_diagnostics,
+                       store.out)
 
 
 def attack_objective(cfg: SweepConfig, model: nn.Module, a2d, magnet,

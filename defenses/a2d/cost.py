@@ -30,7 +30,7 @@ class AttackCost:
         return len(self.costs)
 
     @classmethod
-    def empty(cls, x: torch.Tensor, cap: int) -> "AttackCost":
+    def empty(cls, x: torch.Tensor, cap: int) -> AttackCost:
         """Result buffers before a run: every sample at the cap, unflipped, at its input."""
         n = len(x)
         return cls(torch.full((n,), cap, dtype=torch.long), torch.zeros(n, dtype=torch.long),

@@ -26,7 +26,7 @@ Setting: MNIST threshold 0.02 (the A2D authors'); other data sets need their own
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -159,9 +159,10 @@ class BoundaryCost(CostEngine):
         diff = (src - adv).unsqueeze(1)  # towards the source
         dist = diff.flatten(2).norm(dim=2).clamp_min(1e-12)  # m, 1
         unit = diff / dist.view(-1, 1, *([1] * (src.ndim - 1)))
-        eta = eta - (eta * unit).flatten(2).sum(2).view(*eta.shape[:2], *([1] * (src.ndim - 1))) * unit
+        ones = [1] * (src.ndim - 1)
+        eta = eta - (eta * unit).flatten(2).sum(2).view(*eta.shape[:2], *ones) * unit
         eta_norm = eta.flatten(2).norm(dim=2).clamp_min(1e-12)
-        scale = (batch.sph.view(-1, 1) * dist / eta_norm).view(*eta.shape[:2], *([1] * (src.ndim - 1)))
+        scale = (batch.sph.view(-1, 1) * dist / eta_norm).view(*eta.shape[:2], *ones)
         sph = adv.unsqueeze(1) + eta * scale
         # Back onto the sphere of radius dist around the source, then towards the source.
         to_src = src.unsqueeze(1) - sph

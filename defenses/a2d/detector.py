@@ -17,8 +17,8 @@ from torch import nn
 
 from adaptive.core.errors import ToolkitError
 from defenses.a2d.cost import AttackCost
-from defenses.a2d.presets import build_engine
 from defenses.a2d.knn import KNNDetector
+from defenses.a2d.presets import build_engine
 from defenses.a2d.zscore import DEFAULT_H, ZScoreEnsemble
 from defenses.detector import Detector, NotFittedError, read_saved
 
@@ -79,7 +79,7 @@ class A2DDetector(Detector):
             out[name] = engine.run(self.model, x, max_iter=cap)
         return out
 
-    def fit(self, x_benign: torch.Tensor = None, *, costs: dict | None = None) -> "A2DDetector":
+    def fit(self, x_benign: torch.Tensor = None, *, costs: dict | None = None) -> A2DDetector:
         """Fit the Z-score detectors on benign images, or on their precomputed full costs
         (per engine: an ``AttackCost`` or a tensor of costs)."""
         if costs is None:
@@ -119,7 +119,7 @@ class A2DDetector(Detector):
                 "zscore": self.zscore.to_dict()}
 
     @classmethod
-    def from_dict(cls, d: dict, model: nn.Module = None, **context) -> "A2DDetector":
+    def from_dict(cls, d: dict, model: nn.Module = None, **context) -> A2DDetector:
         """Needs ``model=``, the classifier whose attack costs A2D measures."""
         engines = _saved_engines(d, model, "an A2D detector")
         det = cls(model, engines, d["k"], detection_mode=d["detection_mode"])
@@ -128,7 +128,7 @@ class A2DDetector(Detector):
         return det
 
     @classmethod
-    def load(cls, path, model: nn.Module = None, **context) -> "A2DDetector":
+    def load(cls, path, model: nn.Module = None, **context) -> A2DDetector:
         d = read_saved(path)
         if d.get("type") != cls.kind:
             raise ToolkitError(f"{path} is not a saved A2D detector")
@@ -170,7 +170,7 @@ class A2DKNNDetector(Detector):
 
     def fit(self, x_benign: torch.Tensor = None, x_adversarial: torch.Tensor = None, *,
             costs: dict | None = None, adversarial_costs: dict | None = None
-            ) -> "A2DKNNDetector":
+            ) -> A2DKNNDetector:
         """Fit on the costs of benign and adversarial images (or on their costs)."""
         if (x_benign is None and costs is None) or (x_adversarial is None
                                                      and adversarial_costs is None):
@@ -190,7 +190,7 @@ class A2DKNNDetector(Detector):
                 "knn": self.knn.to_dict()}
 
     @classmethod
-    def from_dict(cls, d: dict, model: nn.Module = None, **context) -> "A2DKNNDetector":
+    def from_dict(cls, d: dict, model: nn.Module = None, **context) -> A2DKNNDetector:
         """Needs ``model=``, the classifier whose attack costs A2D measures."""
         engines = _saved_engines(d, model, "an A2D K-NN detector")
         det = cls(model, engines, d["knn"]["k"], d["knn"].get("scale", "none"))

@@ -8,7 +8,8 @@ feature. This is the "fast" saliency map of Foolbox 1's ``SaliencyMapAttack`` (t
 changes per pixel), which the A2D authors used; Foolbox 3 has no JSMA.
 
 The cost is the number of steps until the target class has the highest logit; a sample that
-does not get there within ``max_iter`` steps (default 2000) never flips and costs ``max_iter``, as does
+does not get there within ``max_iter`` steps (default 2000) never flips and costs ``max_iter``,
+as does
 one that runs out of features to change. Queries: one forward pass per step plus the first.
 """
 

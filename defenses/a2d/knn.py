@@ -25,7 +25,6 @@ from adaptive.core.errors import ToolkitError
 from defenses.a2d.zscore import as_costs
 from defenses.detector import read_saved
 
-
 SCALES = ("none", "standard")
 
 
@@ -50,7 +49,7 @@ class KNNDetector:
         self.scale = scale
         self._benign = self._adversarial = None  # set by fit
 
-    def fit(self, benign_costs, adversarial_costs) -> "KNNDetector":
+    def fit(self, benign_costs, adversarial_costs) -> KNNDetector:
         b = as_costs(benign_costs, "benign costs", ndim=2)
         a = as_costs(adversarial_costs, "adversarial costs", ndim=2)
         if b.shape[1] != a.shape[1]:
@@ -87,7 +86,7 @@ class KNNDetector:
                 "benign": self._benign.tolist(), "adversarial": self._adversarial.tolist()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "KNNDetector":
+    def from_dict(cls, d: dict) -> KNNDetector:
         if not isinstance(d, dict) or d.get("type") != "knn":
             raise ToolkitError("not a saved K-NN detector (expected type 'knn')")
         try:
@@ -100,5 +99,5 @@ class KNNDetector:
         write_json(Path(path), self.to_dict())
 
     @classmethod
-    def load(cls, path) -> "KNNDetector":
+    def load(cls, path) -> KNNDetector:
         return cls.from_dict(read_saved(path))

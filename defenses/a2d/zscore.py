@@ -60,7 +60,7 @@ class ZScoreDetector:
     def fitted(self) -> bool:
         return self.mean is not None
 
-    def fit(self, benign_costs) -> "ZScoreDetector":
+    def fit(self, benign_costs) -> ZScoreDetector:
         c = as_costs(benign_costs, "benign calibration costs")
         if len(c) < 3:
             raise ToolkitError(f"need at least 3 benign costs to calibrate, got {len(c)}")
@@ -126,7 +126,7 @@ class ZScoreDetector:
                 "mean": self.mean, "std": self.std, "n_calibration": self.n_calibration}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ZScoreDetector":
+    def from_dict(cls, d: dict) -> ZScoreDetector:
         if not isinstance(d, dict) or d.get("type") != "zscore":
             raise ToolkitError("not a saved Z-score detector (expected type 'zscore')")
         try:
@@ -141,7 +141,7 @@ class ZScoreDetector:
         write_json(Path(path), self.to_dict())
 
     @classmethod
-    def load(cls, path) -> "ZScoreDetector":
+    def load(cls, path) -> ZScoreDetector:
         return cls.from_dict(read_saved(path))
 
 
@@ -166,7 +166,7 @@ class ZScoreEnsemble:
             raise ToolkitError(f"engines have different numbers of costs: {sorted(n)}")
         return costs
 
-    def fit(self, benign_costs: dict) -> "ZScoreEnsemble":
+    def fit(self, benign_costs: dict) -> ZScoreEnsemble:
         self._costs(benign_costs)
         for name, det in self.detectors.items():
             det.fit(benign_costs[name])
@@ -192,7 +192,7 @@ class ZScoreEnsemble:
                 "detectors": {n: d.to_dict() for n, d in self.detectors.items()}}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ZScoreEnsemble":
+    def from_dict(cls, d: dict) -> ZScoreEnsemble:
         if not isinstance(d, dict) or d.get("type") != "zscore-ensemble":
             raise ToolkitError("not a saved Z-score ensemble (expected type 'zscore-ensemble')")
         ens = cls(list(d["detectors"]), d["k"])
@@ -203,6 +203,6 @@ class ZScoreEnsemble:
         write_json(Path(path), self.to_dict())
 
     @classmethod
-    def load(cls, path) -> "ZScoreEnsemble":
+    def load(cls, path) -> ZScoreEnsemble:
         return cls.from_dict(read_saved(path))
 

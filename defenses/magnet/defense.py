@@ -206,7 +206,7 @@ class MagNet:
         aes = self.pool if self.pool else list(self.autoencoders.values())
         return RandomizedReformedClassifier(self.classifier, aes).eval()
 
-    def attach_pool(self, ref: str, device="cpu") -> "MagNet":
+    def attach_pool(self, ref: str, device="cpu") -> MagNet:
         """Draw randomised MagNet's reformer from the pool ``ref`` (a bundled name such as
         ``mnist-pool``, or a pool.json path): its autoencoders and their hashes."""
         self.pool, self.pool_sha256 = load_pool(ref, device)
@@ -230,7 +230,7 @@ class MagNet:
 
     @classmethod
     def load(cls, spec_ref: str, classifier: nn.Module, device="cpu",
-             classifier_sha256: str | None = None) -> "MagNet":
+             classifier_sha256: str | None = None) -> MagNet:
         """From a bundled name (``mnist``) or a spec path. ``classifier_sha256``: the hash of
         the classifier's weights, checked against the one the spec was fitted with (its
         divergence detectors and reformer accuracy depend on it)."""

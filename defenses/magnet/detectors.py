@@ -26,7 +26,7 @@ class _ThresholdDetector(Detector):
         check_images(x, getattr(self.ae, "input_shape", None), what=f"inputs to {self.name}")
         return scores_in_batches(self._score, x, next(self.ae.parameters()).device, batch_size)
 
-    def fit(self, x_benign: torch.Tensor, drop_rate: float = 0.001) -> "_ThresholdDetector":
+    def fit(self, x_benign: torch.Tensor, drop_rate: float = 0.001) -> _ThresholdDetector:
         """Threshold such that a fraction ``drop_rate`` of these benign images is rejected."""
         self.threshold = threshold_at(self.score(x_benign), drop_rate, "drop rate")
         self.drop_rate = float(drop_rate)
@@ -61,7 +61,7 @@ class ReconstructionDetector(_ThresholdDetector):
                 "drop_rate": self.drop_rate}
 
     @classmethod
-    def from_dict(cls, d: dict, ae: nn.Module = None, **context) -> "ReconstructionDetector":
+    def from_dict(cls, d: dict, ae: nn.Module = None, **context) -> ReconstructionDetector:
         """Needs ``ae=``, the autoencoder (saved as a checkpoint of its own)."""
         if ae is None:
             raise ToolkitError("loading a reconstruction detector needs ae= (its autoencoder)")
@@ -102,7 +102,7 @@ class DivergenceDetector(_ThresholdDetector):
 
     @classmethod
     def from_dict(cls, d: dict, ae: nn.Module = None, classifier: nn.Module = None,
-                  **context) -> "DivergenceDetector":
+                  **context) -> DivergenceDetector:
         """Needs ``ae=`` and ``classifier=`` (saved as checkpoints of their own)."""
         if ae is None or classifier is None:
             raise ToolkitError("loading a divergence detector needs ae= and classifier=")
