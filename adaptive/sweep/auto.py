@@ -28,7 +28,7 @@ from adaptive.attacks.base import AttackResult
 from adaptive.attacks.hard_label import DecisionOracle
 from adaptive.sweep.config import AUTO_MEMBERS, SweepConfig, make_attack, parse_attack
 from adaptive.sweep.diagnostics import attack_indicators
-from adaptive.sweep.records import PER_DEFENSE, AttackedBatch, batch_records
+from adaptive.sweep.records import AttackedBatch, batch_records, defense_entry
 
 SEED_STRIDE = 1_000_003  # image seeds: seed * stride + image index (distinct for any index)
 
@@ -55,12 +55,22 @@ class Member:
     attack: object
     model: object
     penalty: object = None
+    # the defense it aims at through that defense's own forward (``pgd-full@mine``); None:
+    # the shared objective, run on the images some defense still withstands
+    aimed_at: str | None = None
+
+    @property
+    def method(self) -> str:
+        """The sweep attack name it runs (``pgd-full`` of ``pgd-full@mine``)."""
+        return self.name.split("@")[0]
 
 
 def build_members(cfg: SweepConfig, kappa: float, model, objective_for, judges,
-                  start_pool=None) -> list[Member]:
+                  start_pool=None, own: dict | None = None) -> list[Member]:
     """The members at ``kappa``; ``objective_for(attack)`` gives an attack's Objective;
-    ``start_pool``: the images the pgd members' restarts start towards (``--pgd-start-images``)."""
+    ``start_pool``: the images the pgd members' restarts start towards (``--pgd-start-images``);
+    ``own``: per plug-in defense its own objective (``own_objectives``), at which every
+    white-box member after the paper's attack also aims, on that defense's unbroken images."""
     out = []
     for name in members_for(cfg, kappa):
         attack = make_attack(cfg, name, kappa, start_pool)
@@ -71,6 +81,9 @@ def build_members(cfg: SweepConfig, kappa: float, model, objective_for, judges,
         else:
             objective = objective_for(name)
             out.append(Member(name, attack, objective.model, objective.penalty()))
+            for defense, mine in (own or {}).items():
+                out.append(Member(f"{name}@{defense}", make_attack(cfg, name, kappa, start_pool),
+                                  mine.model, mine.penalty(), aimed_at=defense))
     return out
 
 
@@ -89,11 +102,13 @@ def auto_batch(cfg: SweepConfig, kappa: float, members: list[Member], model, jud
     advs: dict[str, dict[int, torch.Tensor]] = {}
     for member in members:
         todo = (~torch.stack(list(broken.values()))).any(0).nonzero().squeeze(1)
+        if member.aimed_at is not None:
+            todo = (~broken[member.aimed_at]).nonzero().squeeze(1)
         if not per_member:  # the first member runs on every image (the fallback example)
             todo = torch.arange(n)
         if len(todo) == 0:
             continue
-        kwargs = {"starts": x} if parse_attack(member.name).hard_label else {}
+        kwargs = {"starts": x} if parse_attack(member.method).hard_label else {}
         r: AttackResult = member.attack.run(member.model, x[todo].to(device), labels[todo],
                                             targeted=cfg.targeted, penalty=member.penalty,
                                             seeds=seeds[todo], **kwargs)
@@ -102,7 +117,7 @@ def auto_batch(cfg: SweepConfig, kappa: float, members: list[Member], model, jud
         judged = judges.measure(r.adversarial, xs, ys, r.success, ts)
         rows = batch_records(AttackedBatch(kappa, idx[todo], xs, ys, ts, r), judged, model,
                              device, indicators=attack_indicators(
-                                 replace(cfg, attack=member.name), r, member.model,
+                                 replace(cfg, attack=member.method), r, member.model,
                                  labels[todo], judged.verdicts))
         per_member[member.name] = {int(p): row for p, row in zip(todo, rows)}
         advs[member.name] = {int(p): a for p, a in zip(todo, r.adversarial)}
@@ -118,7 +133,7 @@ def auto_batch(cfg: SweepConfig, kappa: float, members: list[Member], model, jud
                              and per_member[m][p]["defenses"][name]["success"]), None)
         primary = by[last] or first
         rec = dict(per_member[primary][p])
-        rec["defenses"] = {name: _defense_entry(per_member[by[name] or first][p], name,
+        rec["defenses"] = {name: defense_entry(per_member[by[name] or first][p], name,
                                                 by[name], judges.defenses[name].detectors)
                            for name in names}
         rec["auto"] = {"members": [m for m in per_member if p in per_member[m]],
@@ -128,17 +143,3 @@ def auto_batch(cfg: SweepConfig, kappa: float, members: list[Member], model, jud
         records.append(rec)
         chosen_adv.append(advs[primary][p])
     return torch.stack(chosen_adv), records
-
-
-def _defense_entry(record: dict, name: str, by: str | None, detectors) -> dict:
-    """The verdict against ``name`` of the example in ``record`` with that example's own
-    measurements (see :func:`adaptive.sweep.records.defense_view`)."""
-    entry = dict(record["defenses"][name])
-    entry["by"] = by
-    for key in PER_DEFENSE:
-        if key in ("flags", "scores"):
-            if key in record:
-                entry[key] = {d: record[key][d] for d in detectors if d in record[key]}
-        else:
-            entry[key] = record[key]
-    return entry

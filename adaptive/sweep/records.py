@@ -61,6 +61,20 @@ def defense_view(r: dict, name: str) -> dict:
     return {**r, **{k: entry[k] for k in PER_DEFENSE if k in entry}}
 
 
+def defense_entry(record: dict, name: str, by: str | None, detectors) -> dict:
+    """The verdict against ``name`` of the example in ``record`` with that example's own
+    measurements (see :func:`defense_view`)."""
+    entry = dict(record["defenses"][name])
+    entry["by"] = by
+    for key in PER_DEFENSE:
+        if key in ("flags", "scores"):
+            if key in record:
+                entry[key] = {d: record[key][d] for d in detectors if d in record[key]}
+        else:
+            entry[key] = record[key]
+    return entry
+
+
 def read_records(path: Path) -> list[dict]:
     """The records of a sweep folder's ``records.jsonl``, each (kappa, image, target) once,
     under the current key names; the examples the checklist attacked again (``--checks

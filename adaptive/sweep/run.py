@@ -10,7 +10,7 @@ one.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -59,6 +59,7 @@ from adaptive.sweep.records import (
     AttackedBatch,
     Judgement,
     batch_records,
+    defense_entry,
     record_key,
     upgrade_record,
 )
@@ -277,6 +278,8 @@ class _UnitContext:
     attack_model: object
     penalty: object
     start_pool: torch.Tensor | None = None  # natural images the pgd restarts start towards
+    # per plug-in defense whose forward the shared objective does not follow: its own
+    own: dict[str, Objective] = field(default_factory=dict)
 
 
 @dataclass
@@ -312,6 +315,7 @@ def _unit_context(cfg: SweepConfig, model: nn.Module, data: ImageSet, device, at
     plugin_detectors.update({k: v for k, v in judges.detectors.items() if k in ZOO_DETECTORS})
     objective = attack_objective(cfg, model, judges.a2d, magnet, plugin_detectors, log)
     attack_model, penalty = objective.model, objective.penalty()
+    own = own_objectives(cfg, extra_defenses or {}, objective, log)
     if cfg.attack_choice.hard_label:  # the oracle is one defense's verdict, nothing else
         target = cfg.defenses[-1]
         log(f"{cfg.attack}: a hard-label attack on the verdict of {target!r}")
@@ -319,7 +323,7 @@ def _unit_context(cfg: SweepConfig, model: nn.Module, data: ImageSet, device, at
     x_all = data.x()
     return _UnitContext(cfg, model, device, x_all, data.labels, attacked, targets_all,
                         judges, objective, attack_model, penalty,
-                        start_pool(cfg, x_all, attacked))
+                        start_pool(cfg, x_all, attacked), own)
 
 
 def _context_from(recipe: _UnitRecipe) -> _UnitContext:
@@ -365,7 +369,7 @@ def _run_unit(source: _UnitContext | _UnitRecipe, unit: tuple) -> tuple[list[dic
     choice = cfg.attack_choice
     if choice.ensemble:  # the per-image worst case over the ensemble
         members = build_members(cfg, kappa, model, lambda _: ctx.objective, judges,
-                                ctx.start_pool)
+                                ctx.start_pool, ctx.own)
         adv["x"], rows_ = auto_batch(cfg, kappa, members, model, judges, device, idx, x, y,
                                      targets)
         _clever_of(cfg, model, device, adv["x"], rows_)
@@ -390,8 +394,38 @@ def _run_unit(source: _UnitContext | _UnitRecipe, unit: tuple) -> tuple[list[dic
     rows_ = batch_records(AttackedBatch(kappa, idx, x, y, targets, r), judged, model, device,
                           transfer, attack_indicators(cfg, r, ctx.attack_model, labels,
                                                       judged.verdicts))
+    _aim_at_own(ctx, kappa, idx, x, y, targets, judged, rows_)
     _clever_of(cfg, model, device, x_adv, rows_)
     return rows_, adv
+
+
+def _aim_at_own(ctx: _UnitContext, kappa: float, idx: torch.Tensor, x: torch.Tensor,
+                y: torch.Tensor, targets, judged: Judgement, rows: list[dict]) -> None:
+    """Each plug-in defense with an objective of its own attacked again through its own forward
+    (the same attack and settings), on the images the shared attack did not break against it;
+    where that example breaks it, the record keeps it for that defense (``by``:
+    ``ATTACK@DEFENSE``), as ``auto`` keeps its members' examples."""
+    cfg = ctx.cfg
+    labels_all = targets if cfg.targeted else y
+    for name, objective in ctx.own.items():
+        todo = (~judged.verdicts[name].success).nonzero().squeeze(1)
+        if len(todo) == 0:
+            continue
+        seed_everything(cfg.seed)
+        attack = make_attack(cfg, cfg.attack, kappa, ctx.start_pool)
+        extra = {"seeds": image_seeds(cfg.seed, idx[todo])} if cfg.image_seeds else {}
+        xs, ys = x[todo], y[todo]
+        ts = targets[todo] if targets is not None else None
+        r = attack.run(objective.model, xs.to(ctx.device), labels_all[todo],
+                       targeted=cfg.targeted, penalty=objective.penalty(), **extra)
+        own = ctx.judges.measure(r.adversarial, xs, ys, r.success, ts)
+        own_rows = batch_records(AttackedBatch(kappa, idx[todo], xs, ys, ts, r), own,
+                                 ctx.model, ctx.device)
+        detectors = ctx.judges.defenses[name].detectors
+        for k, p in enumerate(todo.tolist()):
+            if own_rows[k]["defenses"][name]["success"]:
+                rows[p]["defenses"][name] = defense_entry(own_rows[k], name,
+                                                          f"{cfg.attack}@{name}", detectors)
 
 
 def _attack_all(store: RunStore, records: Records, ctx: _UnitContext, identity: dict, runner,
@@ -542,3 +576,30 @@ def attack_objective(cfg: SweepConfig, model: nn.Module, a2d, magnet,
         log(f"{cfg.attack} aims at the plug-in detectors {', '.join(sorted(aimed)) or 'none'}"
             + (f"; {', '.join(blind)} (no relative_score) only judge" if blind else ""))
     return objective
+
+
+def own_objectives(cfg: SweepConfig, plugins: dict[str, Defense], shared: Objective,
+                   log=print) -> dict[str, Objective]:
+    """Each plug-in defense's objective through its whole forward: its own classifier (the
+    preprocessing, random parts or other network it answers with) and, for the attacks that aim
+    at plug-ins (-full, spgd, opgd, auto), the terms of its differentiable detectors; kept only
+    where it differs from the ``shared`` objective the built-in compositions are attacked with.
+    The paper's transferred C&W-kappa (``cw``) and the hard-label attacks (their oracle is the
+    whole defense already) have none."""
+    from adaptive.attacks.magnet_aware import detector_penalty
+
+    choice = cfg.attack_choice
+    if cfg.attack == "cw" or choice.hard_label:
+        return {}
+    out = {}
+    for name, d in plugins.items():
+        terms = {}
+        if choice.aims_at_plugins:
+            terms = {k: detector_penalty([det]) for k, det in d.detectors.items()
+                     if is_differentiable(det)}
+        if d.classifier is shared.model and set(terms) == set(shared.terms):
+            continue  # the shared objective is this defense's own
+        out[name] = Objective(d.classifier, terms)
+    if out:
+        log(f"{cfg.attack} also aims at {', '.join(out)} through each one's own forward")
+    return out

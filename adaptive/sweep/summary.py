@@ -51,7 +51,9 @@ def summarize(records: list[dict], cfg: SweepConfig, defenses: dict[str, Defense
             row["failure_reasons"] = reasons
             by = [r["defenses"][name].get("by", "-") for r in recs]
             if by and "-" not in by:  # --attack auto: which member broke how many images
-                row["broken_by"] = {m: by.count(m) for m in AUTO_MEMBERS if m in by}
+                # the ensemble's order; members aimed at one defense (pgd-full@mine) after
+                order = [*AUTO_MEMBERS, *sorted({b for b in by if b and b not in AUTO_MEMBERS})]
+                row["broken_by"] = {m: by.count(m) for m in order if m in by}
             rows.append(row)
     return rows
 
