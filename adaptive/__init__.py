@@ -24,6 +24,7 @@ _EXPORTS = {
     "AttackSpec": "adaptive.attacks", "AttackSetup": "adaptive.attacks",
     "ATTACK_SPECS": "adaptive.attacks", "attack_spec": "adaptive.attacks",
     "register_attack": "adaptive.attacks",
+    "APGD": "adaptive.attacks", "APGDSettings": "adaptive.attacks",
     "CarliniWagnerL2": "adaptive.attacks", "CWSettings": "adaptive.attacks",
     "BoundedPGD": "adaptive.attacks", "SelectivePGD": "adaptive.attacks",
     "OrthogonalPGD": "adaptive.attacks", "PGDSettings": "adaptive.attacks",

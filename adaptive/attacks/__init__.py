@@ -5,10 +5,9 @@ HopSkipJump on a defense's verdict (``hard_label``); the objective they take (``
 the classifier's margin and each detector's term, separately) and the adaptive penalties
 (``a2d_aware``, ``magnet_aware``).
 
-Importing this package registers every attack (the order of the imports is the order the
-registry lists them in)."""
+Importing this package registers every attack."""
 
-# isort: off  (the registry lists the attacks in the order their modules are imported)
+from adaptive.attacks.apgd import APGD, APGDSettings
 from adaptive.attacks.base import (
                                    Attack,
                                    AttackResult,
@@ -30,10 +29,8 @@ from adaptive.attacks.registry import (
                                    register_attack,
 )
 
-# isort: on
-
-__all__ = ["ATTACK_SPECS", "Access", "Attack", "AttackResult", "AttackSetup", "AttackSpec",
-           "BoundedPGD", "CWResult", "CWSettings", "CarliniWagnerL2", "DecisionOracle",
-           "FixedBudgetAttack", "HardLabelSettings", "HopSkipJump", "MinimumDistanceAttack",
-           "Objective", "OrthogonalPGD", "PGDSettings", "SelectivePGD", "Trace",
-           "attack_spec", "kappa_margins", "register_attack"]
+__all__ = ["APGD", "APGDSettings", "ATTACK_SPECS", "Access", "Attack", "AttackResult",
+           "AttackSetup", "AttackSpec", "BoundedPGD", "CWResult", "CWSettings",
+           "CarliniWagnerL2", "DecisionOracle", "FixedBudgetAttack", "HardLabelSettings",
+           "HopSkipJump", "MinimumDistanceAttack", "Objective", "OrthogonalPGD", "PGDSettings",
+           "SelectivePGD", "Trace", "attack_spec", "kappa_margins", "register_attack"]

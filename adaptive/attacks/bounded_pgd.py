@@ -261,15 +261,7 @@ class BoundedPGD(FixedBudgetAttack):
             with torch.no_grad():
                 own = (margin.detach() if own_round
                        else kappa_margins(logits, owns, targeted))
-                extra = extra.detach()
-                best.reached[idx] = torch.maximum(best.reached[idx], -own)
-                ok = margin.detach() <= -self.kappa
-                better = ok & (extra < best.penalty[idx])
-                hit = idx[better]
-                best.adversarial[hit] = adv.detach()[better]
-                best.penalty[hit], best.margin[hit] = extra[better], own[better]
-                finished = ok & (extra <= 0)
-                best.done[idx[finished]] = True
+                finished = self._keep(best, idx, adv, margin, own, extra)
                 if last:
                     break
                 delta = d.detach()
@@ -279,6 +271,23 @@ class BoundedPGD(FixedBudgetAttack):
                     xs, goals, owns, idx_cpu = xs[keep], goals[keep], owns[keep], idx.cpu()
                 delta = delta - self._step_length(step) * normalize_step(grad, self.norm)
                 delta = (xs + project(delta, self._radius, self.norm)).clamp(0, 1) - xs
+
+    def _keep(self, best: _Best, idx: torch.Tensor, adv: torch.Tensor, margin: torch.Tensor,
+              own: torch.Tensor, extra: torch.Tensor) -> torch.Tensor:
+        """Into ``best``: each of the samples ``idx`` whose iterate ``adv`` reaches the kappa
+        ``margin`` with a smaller penalty ``extra`` than its best so far (``own``: its margin
+        for the attack's own goal); returns which met the whole objective (margin, penalty
+        0): they are done."""
+        margin, extra = margin.detach(), extra.detach()
+        best.reached[idx] = torch.maximum(best.reached[idx], -own)
+        ok = margin <= -self.kappa
+        better = ok & (extra < best.penalty[idx])
+        hit = idx[better]
+        best.adversarial[hit] = adv.detach()[better]
+        best.penalty[hit], best.margin[hit] = extra[better], own[better]
+        finished = ok & (extra <= 0)
+        best.done[idx[finished]] = True
+        return finished
 
     def _step_length(self, step: int) -> float:
         """The length of step ``step`` (from 0) of a round: ``step_size`` throughout

@@ -6,6 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
+from adaptive.attacks.apgd import APGDSettings
 from adaptive.attacks.bounded_pgd import SCHEDULES
 from adaptive.cli.common import (
     add_executor_options,
@@ -41,6 +42,7 @@ from defenses.magnet.defense import bundled_pool
 
 # the one source of defaults
 DEFAULT, CW, PGD, HSJ = SweepConfig(), CWSettings(), PGDSettings(), HardLabelSettings()
+APGD = APGDSettings()
 
 
 def _bounds(args: argparse.Namespace, defaults: dict) -> dict:
@@ -140,7 +142,9 @@ def _add_attack_options(p) -> None:
                         "pgd-a2d, pgd-full: the same objectives by PGD-L2 at exactly --max-l2 "
                         "instead of C&W's minimum distance; spgd, opgd: the -full objective by "
                         "Selective / Orthogonal PGD-L2 at --max-l2, stepping on the classifier "
-                        "and the detectors apart; hsj: HopSkipJump, a hard-label attack whose "
+                        "and the detectors apart; apgd, apgd-magnet, apgd-a2d, apgd-full: "
+                        "Auto-PGD (Croce & Hein 2020; --apgd-loss ce or dlr) on those "
+                        "objectives; hsj: HopSkipJump, a hard-label attack whose "
                         "only oracle is the verdict of the last of --defenses (accepted and "
                         "misclassified), for detectors without gradients (needs --kappa 0); "
                         "auto: the per-image worst case over cw, pgd-full, spgd, opgd and hsj "
@@ -156,7 +160,7 @@ def _add_attack_options(p) -> None:
                         "seed, so its result does not depend on its batch (auto always does; "
                         "use it to compare a single attack with auto image by image)")
     p.add_argument("--eot", type=positive_int, default=PGD.eot, metavar="N",
-                   help="pgd, spgd, opgd: average each step's gradient over N evaluations "
+                   help="pgd, spgd, opgd, apgd: average each step's gradient over N evaluations "
                         "(Expectation over Transformation), for defenses that are random per "
                         f"call (default {PGD.eot}: none)")
 
@@ -186,6 +190,17 @@ def _add_budget_options(p) -> None:
     p.add_argument("--pgd-schedule", choices=SCHEDULES, default=PGD.schedule,
                    help="pgd attacks: step lengths within a round, constant or decaying along "
                         f"a cosine from twice the step to 0 (default {PGD.schedule})")
+    p.add_argument("--apgd-loss", choices=("ce", "dlr"), default=APGD.loss,
+                   help="apgd: the loss it ascends, cross entropy or the difference of logits "
+                        f"ratio (scale-invariant) (default {APGD.loss})")
+    p.add_argument("--apgd-steps", type=positive_int, default=APGD.steps,
+                   help=f"apgd: steps per round (default {APGD.steps})")
+    p.add_argument("--apgd-restarts", type=positive_int, default=APGD.restarts,
+                   help=f"apgd: rounds, the first from the image (default {APGD.restarts})")
+    p.add_argument("--apgd-targets", type=nonnegative_int, default=APGD.target_classes,
+                   metavar="K", help="untargeted apgd: then one targeted-DLR round towards "
+                   f"each of the K most likely other classes (APGD-T) (default "
+                   f"{APGD.target_classes})")
     p.add_argument("--pgd-start-images", type=nonnegative_int, default=PGD.start_images,
                    metavar="M",
                    help="pgd attacks: each random restart starts at the best (by its own loss) "
@@ -258,6 +273,9 @@ def run(args: argparse.Namespace) -> int:
                                       target_classes=args.pgd_targets, eot=args.eot,
                                       schedule=args.pgd_schedule,
                                       start_images=args.pgd_start_images),
+                      apgd=APGDSettings(steps=args.apgd_steps, restarts=args.apgd_restarts,
+                                        loss=args.apgd_loss, target_classes=args.apgd_targets,
+                                        eot=args.eot),
                       hsj=HardLabelSettings(iterations=args.hsj_iterations,
                                             evals=args.hsj_evals,
                                             max_evals=max(HSJ.max_evals, args.hsj_evals)))

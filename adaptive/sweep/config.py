@@ -22,6 +22,7 @@ from adaptive.attacks import (
     PGDSettings,
     attack_spec,
 )
+from adaptive.attacks.apgd import LOSSES, APGDSettings
 from adaptive.attacks.bounded_pgd import SCHEDULES
 from adaptive.attacks.registry import Access, AttackSetup
 from adaptive.core.defaults import FAMILY_DEFAULTS, family_defaults, model_family, preset_family
@@ -104,7 +105,8 @@ class AttackChoice:
 def attack_names() -> tuple[str, ...]:
     """Every name a sweep's ``--attack`` takes, in the registry's order, then ``auto``."""
     names = []
-    for name, spec in ATTACK_SPECS.items():
+    # the paper's attack first, then the registry's order
+    for name, spec in sorted(ATTACK_SPECS.items(), key=lambda item: item[0] != "cw"):
         names += [name + suffix for suffix in ATTACKED_PARTS] if spec.aims == "chosen" \
             else [name]
     return tuple(names) + (AUTO,)
@@ -224,6 +226,7 @@ class SweepConfig:
     norm: str = "l2"
     max_linf: float | None = None  # L-inf runs: the family's when not given
     hsj: HardLabelSettings = field(default_factory=HardLabelSettings)
+    apgd: APGDSettings = field(default_factory=APGDSettings)
     # Each attacked image draws its random numbers (restarts, probes) from its own seed, so its
     # result does not depend on its batch; auto always does. Runs made before it: per batch.
     image_seeds: bool = False
@@ -237,6 +240,7 @@ class SweepConfig:
         self.pgd = _from_dict(PGDSettings, self.pgd, "pgd")
         self.clever = _from_dict(CleverSettings, self.clever, "clever")
         self.hsj = _from_dict(HardLabelSettings, self.hsj, "hsj")
+        self.apgd = _from_dict(APGDSettings, self.apgd, "apgd")
 
     def _family_defaults(self) -> None:
         """Settings left unset take the defaults of the data set's family, else the model's."""
@@ -380,6 +384,16 @@ def validate_config(cfg: SweepConfig, magnet=None) -> None:
         _finite(cfg.clever.radius, "clever radius")
     _finite(cfg.h, "h (A2D's Z-score threshold)", None)
     _finite(cfg.a2d_factor, "a2d_factor")
+    _count(cfg.apgd.steps, "apgd steps")
+    _count(cfg.apgd.restarts, "apgd restarts")
+    _count(cfg.apgd.target_classes, "apgd target classes", 0)
+    _count(cfg.apgd.eot, "apgd eot")
+    if cfg.apgd.loss not in LOSSES:
+        raise ToolkitError(f"unknown apgd loss {cfg.apgd.loss!r}; choose from "
+                           f"{', '.join(LOSSES)}")
+    _finite(cfg.apgd.rho, "apgd rho")
+    if cfg.apgd.rho >= 1:
+        raise ToolkitError(f"apgd rho must be < 1, got {cfg.apgd.rho!r}")
     _count(cfg.hsj.iterations, "hsj iterations")
     _count(cfg.hsj.evals, "hsj evals", 2)
     _count(cfg.hsj.max_evals, "hsj max evals", cfg.hsj.evals)

@@ -403,8 +403,8 @@ def _aim_at_own(ctx: _UnitContext, kappa: float, idx: torch.Tensor, x: torch.Ten
                 y: torch.Tensor, targets, judged: Judgement, rows: list[dict]) -> None:
     """Each plug-in defense with an objective of its own attacked again through its own forward
     (the same attack and settings), on the images the shared attack did not break against it;
-    where that example breaks it, the record keeps it for that defense (``by``:
-    ``ATTACK@DEFENSE``), as ``auto`` keeps its members' examples."""
+    where that example breaks it (or another defense still standing), the record keeps it for
+    that defense (``by``: ``ATTACK@DEFENSE``), as ``auto`` keeps its members' examples."""
     cfg = ctx.cfg
     labels_all = targets if cfg.targeted else y
     for name, objective in ctx.own.items():
@@ -421,11 +421,12 @@ def _aim_at_own(ctx: _UnitContext, kappa: float, idx: torch.Tensor, x: torch.Ten
         own = ctx.judges.measure(r.adversarial, xs, ys, r.success, ts)
         own_rows = batch_records(AttackedBatch(kappa, idx[todo], xs, ys, ts, r), own,
                                  ctx.model, ctx.device)
-        detectors = ctx.judges.defenses[name].detectors
-        for k, p in enumerate(todo.tolist()):
-            if own_rows[k]["defenses"][name]["success"]:
-                rows[p]["defenses"][name] = defense_entry(own_rows[k], name,
-                                                          f"{cfg.attack}@{name}", detectors)
+        for k, p in enumerate(todo.tolist()):  # every defense the example breaks first
+            for other, verdict in own_rows[k]["defenses"].items():
+                if verdict["success"] and not rows[p]["defenses"][other]["success"]:
+                    rows[p]["defenses"][other] = defense_entry(
+                        own_rows[k], other, f"{cfg.attack}@{name}",
+                        ctx.judges.defenses[other].detectors)
 
 
 def _attack_all(store: RunStore, records: Records, ctx: _UnitContext, identity: dict, runner,
