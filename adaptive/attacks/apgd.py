@@ -123,8 +123,8 @@ class APGD(BoundedPGD):
         return out
 
     def _progress(self, model, adv, goals, goal_targeted, penalty, target_round):
-        """(progress to ascend per sample, margin, penalty) at ``adv``: the classifier's loss
-        until the kappa margin is reached, then ``_MET`` minus the penalty."""
+        """(progress to ascend per sample, margin, penalty, logits) at ``adv``: the classifier's
+        loss until the kappa margin is reached, then ``_MET`` minus the penalty."""
         logits = model(adv)
         margin = kappa_margins(logits, goals, goal_targeted)
         extra = (penalty(adv, goals, goal_targeted) if penalty is not None
@@ -135,19 +135,22 @@ class APGD(BoundedPGD):
             ce = torch.nn.functional.cross_entropy(logits, goals, reduction="none")
             cls = -ce if goal_targeted else ce
         met = margin + self.kappa <= 0
-        return torch.where(met, _MET - extra, cls), margin, extra
+        return torch.where(met, _MET - extra, cls), margin, extra, logits
 
-    def _gradient(self, model, xs, delta, goals, goal_targeted, penalty, target_round):
-        """Progress, margin, penalty (of the first evaluation) and the gradient of the progress,
-        averaged over ``eot`` evaluations."""
-        grads, first = [], None
-        for _ in range(self.eot):
-            d = delta.detach().requires_grad_(True)
+    def _gradient(self, model, xs, delta, goals, goal_targeted, penalty, target_round,
+                  backward: bool = True):
+        """Progress, margin, penalty, logits (of the first evaluation) and the gradient of the
+        progress averaged over ``eot`` evaluations (None without ``backward``: the iterate
+        after the last step is only judged)."""
+        grads: list[torch.Tensor] = []
+        first: tuple[torch.Tensor, ...] = ()
+        for _ in range(self.eot if backward else 1):
+            d = delta.detach().requires_grad_(backward)
             values = self._progress(model, xs + d, goals, goal_targeted, penalty, target_round)
-            (g,) = torch.autograd.grad(values[0].sum(), d)
-            grads.append(g)
+            if backward:
+                grads.append(torch.autograd.grad(values[0].sum(), d)[0])
             first = first or tuple(v.detach() for v in values)
-        return (*first, torch.stack(grads).mean(0))
+        return (*first, torch.stack(grads).mean(0) if backward else None)
 
     def _round(self, model, x, idx, delta, own_goal, goal, penalty, best: _Best,
                trace: Trace) -> None:
@@ -164,15 +167,13 @@ class APGD(BoundedPGD):
         for step in range(self.steps + 1):
             if len(idx) == 0:
                 break
-            with torch.enable_grad():
-                progress, margin, extra, grad = self._gradient(
-                    model, xs, delta, goals, goal_targeted, penalty, target_round)
             last = step == self.steps
-            trace.step(step, idx, torch.relu(margin + self.kappa) + extra,
-                       None if last else grad)
+            with torch.enable_grad():
+                progress, margin, extra, logits, grad = self._gradient(
+                    model, xs, delta, goals, goal_targeted, penalty, target_round, not last)
+            trace.step(step, idx, torch.relu(margin + self.kappa) + extra, grad)
             with torch.no_grad():
-                own = margin if not target_round else kappa_margins(
-                    model(xs + delta), owns, targeted)
+                own = kappa_margins(logits, owns, targeted) if target_round else margin
                 finished = self._keep(best, idx, xs + delta, margin, own, extra)
                 if last:
                     break
