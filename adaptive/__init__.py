@@ -30,6 +30,8 @@ _EXPORTS = {
     "OrthogonalPGD": "adaptive.attacks", "PGDSettings": "adaptive.attacks",
     "HopSkipJump": "adaptive.attacks", "HardLabelSettings": "adaptive.attacks",
     "DecisionOracle": "adaptive.attacks", "Objective": "adaptive.attacks",
+    "Square": "adaptive.attacks", "SquareSettings": "adaptive.attacks",
+    "RayS": "adaptive.attacks", "RaySSettings": "adaptive.attacks",
     # the harness
     "SweepConfig": "adaptive.sweep.config", "CleverSettings": "adaptive.sweep.config",
     "parse_attack": "adaptive.sweep.config", "run_sweep": "adaptive.sweep.run",
@@ -72,7 +74,11 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         Objective,
         OrthogonalPGD,
         PGDSettings,
+        RayS,
+        RaySSettings,
         SelectivePGD,
+        Square,
+        SquareSettings,
         attack_spec,
         register_attack,
     )

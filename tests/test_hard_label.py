@@ -1,5 +1,6 @@
 """HopSkipJump, the hard-label attack on a whole defense: it needs only the verdict, so it
-breaks a detector that has no gradient at all, where gradient attacks are caught."""
+breaks a detector that has no gradient at all, where gradient attacks are caught; and the
+verdict oracle asks each detector only about the inputs still accepted, the cheapest first."""
 
 import torch
 
@@ -103,3 +104,36 @@ def test_the_oracle_lets_a_detector_differentiate_inside():
     assert oracle(x, y, False).shape == (len(x),)
     r = HopSkipJump(iterations=2, evals=10, max_evals=20, eps=5.0).run(oracle, x[:2], y[:2])
     assert r.gradient_steps.sum() > 0
+
+
+class _Counting:
+    """A detector that flags bright inputs, counts the inputs it sees, and takes ``delay``
+    seconds per call."""
+
+    def __init__(self, limit: float, delay: float = 0.0):
+        self.limit, self.delay, self.seen = limit, delay, 0
+
+    def detect(self, x):
+        import time
+
+        time.sleep(self.delay)
+        self.seen += len(x)
+        return x.flatten(1).mean(1) > self.limit
+
+
+def test_the_oracle_asks_detectors_only_about_inputs_still_accepted_cheapest_first():
+    model, _, _, _ = _setup()
+    data = load_dataset("mnist-bundled")
+    x, y = data.x()[:40], data.labels[:40]
+    slow, fast = _Counting(limit=2.0, delay=0.05), _Counting(limit=0.12)
+    oracle = DecisionOracle(Defense("two", model, {"slow": slow, "fast": fast}))
+    # correctly classified, so refused whatever the detectors would say: they are not asked
+    assert not bool(oracle(x, y, targeted=False).any())
+    assert slow.seen == fast.seen == 0
+    # targeted at the true label: accepted by the classifier, so the detectors are asked;
+    # once measured, the fast one goes first and the slow one sees only what it accepts
+    first = oracle(x, y, targeted=True)
+    again = oracle(x, y, targeted=True)
+    assert torch.equal(first, again) and torch.equal(first, ~fast.detect(x))
+    bright = int(fast.detect(x).sum())
+    assert 0 < bright < len(x) and slow.seen == len(x) + (len(x) - bright)

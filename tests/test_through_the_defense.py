@@ -91,3 +91,27 @@ def test_auto_breaks_the_blur_with_members_aimed_at_it(setup, tmp_path, monkeypa
     old = run_sweep(cfg, model, data, tmp_path / "auto-old", "cpu", extra_defenses=plugins,
                     **QUIET)
     assert _asr(old, "blur") < row["attack_success_rate"]
+
+
+def test_each_built_in_composition_is_attacked_through_its_own_forward(setup):
+    from adaptive.defense.compositions import build_defenses
+    from defenses.magnet.defense import MagNet
+
+    model, meta, _, _ = setup
+    magnet = MagNet.load("mnist", model)
+    defenses = build_defenses(["none", "magnet"], model, magnet=magnet)
+    quiet = lambda s: None  # noqa: E731
+
+    def objectives(attack):
+        cfg = _cfg(meta, attack=attack, defenses=["none", "magnet"])
+        shared = sweep_run.attack_objective(cfg, model, None, magnet, {}, quiet, defenses)
+        return shared, sweep_run.own_objectives(cfg, defenses, shared, quiet)
+
+    # plain pgd differentiates the bare model: MagNet is attacked again through its reformer
+    shared, own = objectives("pgd")
+    assert shared.model is model and set(own) == {"magnet"}
+    assert own["magnet"].model is defenses["magnet"].classifier and not own["magnet"].terms
+    # pgd-full goes through the reformer with MagNet's detectors: the bare model gets its own
+    shared, own = objectives("pgd-full")
+    assert shared.model is defenses["magnet"].classifier and shared.terms
+    assert set(own) == {"none"} and own["none"].model is model and not own["none"].terms

@@ -204,6 +204,19 @@ class Attack:
         raise NotImplementedError
 
 
+class RandomAttack(Attack):
+    """An attack that draws random numbers: from one generator seeded by its ``seed`` per run,
+    or with per-sample ``seeds`` one generator per sample (:class:`Draws`)."""
+
+    seed: int = 0
+
+    def _start(self) -> Draws:
+        return Draws.seeded(self.seed)
+
+    def _start_samples(self, seeds) -> Draws:
+        return Draws.for_samples(seeds)
+
+
 class MinimumDistanceAttack(Attack):
     """An attack that looks for the smallest perturbation meeting its objective."""
 

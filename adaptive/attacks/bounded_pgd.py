@@ -32,7 +32,14 @@ from dataclasses import dataclass
 
 import torch
 
-from adaptive.attacks.base import AttackResult, Draws, FixedBudgetAttack, Trace, kappa_margins
+from adaptive.attacks.base import (
+    AttackResult,
+    Draws,
+    FixedBudgetAttack,
+    RandomAttack,
+    Trace,
+    kappa_margins,
+)
 from adaptive.attacks.registry import (
     Access,
     AttackSetup,
@@ -92,7 +99,7 @@ class _Best:
                    torch.full((n,), float("-inf"), device=dev))
 
 
-class BoundedPGD(FixedBudgetAttack):
+class BoundedPGD(RandomAttack, FixedBudgetAttack):
     """PGD in the ``norm`` ball (``l2``, or ``linf``: the box) of radius ``eps`` on C&W's
     objective at confidence ``kappa`` (see the module docstring): ``steps`` steps of
     ``step_size`` (default 2.5 eps / steps) per round, ``restarts`` rounds, then
@@ -150,12 +157,6 @@ class BoundedPGD(FixedBudgetAttack):
                 "schedule": self.schedule, "seed": self.seed,
                 **({"start_images": self.start_images} if self.start_images else {})}
 
-    def _start(self) -> Draws:
-        """One seeded generator per run, shared by its batches (random restarts)."""
-        return Draws.seeded(self.seed)
-
-    def _start_samples(self, seeds) -> Draws:
-        return Draws.for_samples(seeds)
 
     def _rounds(self, targeted: bool) -> list[tuple[bool, int | None]]:
         """(random start, rank of the other class to target or None) of each round."""

@@ -18,11 +18,12 @@ The result's ``gradient_steps`` holds each image's oracle queries.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import torch
 
-from adaptive.attacks.base import AttackResult, Draws, MinimumDistanceAttack
+from adaptive.attacks.base import AttackResult, Draws, MinimumDistanceAttack, RandomAttack
 from adaptive.attacks.registry import (
     Access,
     AttackSetup,
@@ -33,6 +34,7 @@ from adaptive.attacks.registry import (
 from adaptive.core.errors import ToolkitError
 from adaptive.core.threat import Norm
 from adaptive.core.validation import check_images
+from defenses.defense import detector_flags
 
 
 @dataclass
@@ -56,6 +58,7 @@ class DecisionOracle:
         self.input_shape = input_shape or getattr(defense.classifier, "input_shape", None)
         self.num_classes = num_classes or getattr(defense.classifier, "num_classes", None)
         self.queries = 0
+        self._seconds: dict[str, float] = {}  # each detector's highest seconds per input
 
     def __call__(self, x: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch.Tensor:
         # Not under no_grad: a detector may differentiate inside (A2D counts the steps of an
@@ -64,13 +67,23 @@ class DecisionOracle:
         with torch.no_grad():
             pred = self.defense.predict(x)
         labels = labels.to(pred.device)
-        ok = pred == labels if targeted else pred != labels
-        for flags in self.defense.flags(x).values():
-            ok &= ~flags.to(ok.device)
-        return ok.cpu()
+        ok = (pred == labels if targeted else pred != labels).cpu()
+        # each detector only on the inputs still accepted, the cheapest per input first (as
+        # measured so far): an input the classifier already answers rightly is refused
+        # whatever the detectors say, and A2D runs an attack per input
+        for name in sorted(self.defense.detectors, key=lambda k: self._seconds.get(k, 0.0)):
+            rows = ok.nonzero().squeeze(1)
+            if len(rows) == 0:
+                break
+            start = time.perf_counter()
+            ok[rows] &= ~detector_flags(name, self.defense.detectors[name],
+                                        x[rows.to(x.device)])
+            per_input = (time.perf_counter() - start) / len(rows)
+            self._seconds[name] = max(self._seconds.get(name, 0.0), per_input)
+        return ok
 
 
-class HopSkipJump(MinimumDistanceAttack):
+class HopSkipJump(RandomAttack, MinimumDistanceAttack):
     """HopSkipJump-L2 against a :class:`DecisionOracle` (pass it as ``model`` to ``run``):
     ``iterations`` rounds, ``evals`` Monte-Carlo probes in the first (growing as sqrt(round) up
     to ``max_evals``), ``search_steps`` bisection steps per boundary search, ``eps``: stop an
@@ -96,11 +109,6 @@ class HopSkipJump(MinimumDistanceAttack):
                 "max_evals": self.max_evals, "search_steps": self.search_steps,
                 "eps": self.eps, "init_tries": self.init_tries, "seed": self.seed}
 
-    def _start(self) -> Draws:
-        return Draws.seeded(self.seed)
-
-    def _start_samples(self, seeds) -> Draws:
-        return Draws.for_samples(seeds)
 
     def run(self, model, x, labels, targeted=False, penalty=None, seeds=None,
             starts: torch.Tensor | None = None) -> AttackResult:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from adaptive.attacks.apgd import APGDSettings
 from adaptive.attacks.bounded_pgd import SCHEDULES
+from adaptive.attacks.rays import RaySSettings
+from adaptive.attacks.square import SquareSettings
 from adaptive.cli.common import (
     add_executor_options,
     add_run_options,
@@ -42,7 +44,7 @@ from defenses.magnet.defense import bundled_pool
 
 # the one source of defaults
 DEFAULT, CW, PGD, HSJ = SweepConfig(), CWSettings(), PGDSettings(), HardLabelSettings()
-APGD = APGDSettings()
+APGD, SQUARE, RAYS = APGDSettings(), SquareSettings(), RaySSettings()
 
 
 def _bounds(args: argparse.Namespace, defaults: dict) -> dict:
@@ -144,11 +146,15 @@ def _add_attack_options(p) -> None:
                         "Selective / Orthogonal PGD-L2 at --max-l2, stepping on the classifier "
                         "and the detectors apart; apgd, apgd-magnet, apgd-a2d, apgd-full: "
                         "Auto-PGD (Croce & Hein 2020; --apgd-loss ce or dlr) on those "
-                        "objectives; hsj: HopSkipJump, a hard-label attack whose "
-                        "only oracle is the verdict of the last of --defenses (accepted and "
-                        "misclassified), for detectors without gradients (needs --kappa 0); "
-                        "auto: the per-image worst case over cw, pgd-full, spgd, opgd and hsj "
-                        "(hsj at kappa 0 of L2 runs), each on the images some defense still "
+                        "objectives; square: the Square attack, score-based (no gradients; "
+                        "--square-queries); hsj: HopSkipJump-L2, rays: RayS-L-inf, hard-label "
+                        "attacks whose only oracle is the verdict of the last of --defenses "
+                        "(accepted and misclassified), for detectors without gradients (need "
+                        "--kappa 0); auto: the per-image worst case over cw (transferred), "
+                        "APGD-CE, APGD-T, spgd and opgd (where there are detectors), square, "
+                        "then hsj or rays on each defense's verdict (at kappa 0), every member "
+                        "also through each plug-in defense's own forward, each on the images "
+                        "some defense still "
                         "withstands; records say which member broke each image (default cw)")
     p.add_argument("--checks", choices=("cheap", "full"), default=DEFAULT.checks,
                    help="cheap: the indicators of attack failure of every example (always); "
@@ -172,6 +178,10 @@ def _add_budget_options(p) -> None:
     p.add_argument("--hsj-evals", type=positive_int, default=HSJ.evals,
                    help=f"hsj: boundary probes in the first round, growing as sqrt(round) up "
                         f"to {HSJ.max_evals} (default {HSJ.evals})")
+    p.add_argument("--square-queries", type=positive_int, default=SQUARE.queries,
+                   help=f"square: model queries per image (default {SQUARE.queries})")
+    p.add_argument("--rays-queries", type=positive_int, default=RAYS.queries,
+                   help=f"rays: oracle queries per image (default {RAYS.queries})")
     p.add_argument("--a2d-factor", type=positive_number, default=DEFAULT.a2d_factor,
                    help="-a2d/-full attacks: target first-order cost as a multiple of A2D's "
                         f"benign cost threshold (default {DEFAULT.a2d_factor:g})")
@@ -276,6 +286,8 @@ def run(args: argparse.Namespace) -> int:
                       apgd=APGDSettings(steps=args.apgd_steps, restarts=args.apgd_restarts,
                                         loss=args.apgd_loss, target_classes=args.apgd_targets,
                                         eot=args.eot),
+                      square=SquareSettings(queries=args.square_queries),
+                      rays=RaySSettings(queries=args.rays_queries),
                       hsj=HardLabelSettings(iterations=args.hsj_iterations,
                                             evals=args.hsj_evals,
                                             max_evals=max(HSJ.max_evals, args.hsj_evals)))

@@ -30,9 +30,10 @@ from adaptive.sweep.config import (
                                    validate_config,
 )
 from adaptive.sweep.images import attacked_indices, choose_images, label_pairs, plan_images
+from adaptive.sweep.objectives import attack_objective
 from adaptive.sweep.operating_points import operating_points, union_thresholds
 from adaptive.sweep.records import RECORDS, read_records, record_key, upgrade_record
-from adaptive.sweep.run import attack_objective, run_identity, run_sweep
+from adaptive.sweep.run import run_identity, run_sweep
 from adaptive.sweep.summary import (
                                    asr_by_bound,
                                    asr_by_l2_bound_row,

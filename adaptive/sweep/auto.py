@@ -1,36 +1,55 @@
-"""``--attack auto``: the per-image worst case over a fixed ensemble, as AutoAttack does it.
+"""``--attack auto``: the per-image worst case over a fixed ensemble, as AutoAttack does it, for
+defenses with detectors.
 
-Per batch and kappa, the members of ``AUTO_MEMBERS`` run in order: the paper's C&W-kappa on the
-bare classifier (transferred, on every image), then ``pgd-full``, ``spgd`` and ``opgd`` (white
-box on every detector they can aim at, at the bound), then HopSkipJump on the last defense's
-verdict (kappa 0 and L2 only: it sees no logits and minimises L2). Each member after the first
-attacks only the images that some defense still withstands.
-Every image draws its random numbers from its own seed and HopSkipJump starts from the whole
-batch's images, so a member's result on an image is the one it gets alone on the same images:
-auto breaks every image any member breaks.
+Per batch and kappa, the members of ``AUTO_ENSEMBLE`` (``adaptive.sweep.config``) run in order:
+the paper's C&W-kappa on the bare classifier (transferred, on every image); APGD-CE, then
+APGD-T (the DLR loss, then target rounds towards the most likely other classes), white box at
+the bound on every detector they can aim at; Selective and Orthogonal PGD where there are
+detector terms (without them they are PGD again); Square (scores only, no gradients); then a
+hard-label attack on each defense's own verdict (HopSkipJump at L2, RayS at L-inf; kappa 0
+only: they see no logits). Every white-box and score-based member also aims at each plug-in
+defense through that defense's own forward (``MEMBER@DEFENSE``, ``own_objectives``), and every
+hard-label member at each defense's verdict (``hsj@DEFENSE``), each on the images that defense
+still withstands. Each member after the first attacks only the images that some defense still
+withstands. Every image draws its random numbers from its own seed and HopSkipJump starts from
+the whole batch's images, so a member's result on an image is the one it gets alone on the same
+images (:func:`~adaptive.sweep.config.member_config` is the sweep that runs it alone): auto
+breaks every image any member breaks.
 
 The record of an image holds, per defense, the example of the first member that broke it
 (else the first member's) under ``defenses[name]``: its verdict, ``by`` (the member or None)
 and that example's own measurements (``l2``, ``flags``, ``scores``, ...), which
 :func:`adaptive.sweep.records.defense_view` puts in place for that defense's summary. The
 record's top-level fields are the example chosen for the last defense; ``auto`` says which
-members ran on the image and their gradient steps / queries.
+members ran on the image and their gradient steps / queries. An image that only a
+gradient-free member broke is AutoAttack's warning sign of masked gradients (the summary's
+``gradient_free_only``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 
 from adaptive.attacks.base import AttackResult
 from adaptive.attacks.hard_label import DecisionOracle
-from adaptive.sweep.config import AUTO_MEMBERS, SweepConfig, make_attack, parse_attack
+from adaptive.sweep.config import (
+    AUTO_ENSEMBLE,
+    AutoMember,
+    SweepConfig,
+    make_attack,
+    member_config,
+    parse_attack,
+)
 from adaptive.sweep.diagnostics import attack_indicators
+from adaptive.sweep.objectives import objective_groups
 from adaptive.sweep.records import AttackedBatch, batch_records, defense_entry
 
 SEED_STRIDE = 1_000_003  # image seeds: seed * stride + image index (distinct for any index)
+# members that only differ from PGD by how they treat detector terms: skipped without terms
+_DETECTOR_AWARE = ("spgd", "opgd")
 
 
 def image_seeds(seed: int, index: torch.Tensor) -> torch.Tensor:
@@ -38,52 +57,66 @@ def image_seeds(seed: int, index: torch.Tensor) -> torch.Tensor:
     return int(seed) * SEED_STRIDE + index.long()
 
 
-def members_for(cfg: SweepConfig, kappa: float) -> list[str]:
-    """The members that run at ``kappa``: HopSkipJump only at kappa 0 of an L2 run."""
-    return [m for m in AUTO_MEMBERS
-            if not parse_attack(m).hard_label
-            or (kappa == 0 and cfg.threat.norm in parse_attack(m).spec.threat_models
+def members_for(cfg: SweepConfig, kappa: float) -> list[AutoMember]:
+    """The members that run at ``kappa``: the hard-label ones only at kappa 0, in a threat model
+    they attack in, at a finite bound."""
+    return [m for m in AUTO_ENSEMBLE
+            if not parse_attack(m.attack).hard_label
+            or (kappa == 0 and cfg.threat.norm in parse_attack(m.attack).spec.threat_models
                 and math.isfinite(cfg.threat.eps))]
 
 
 @dataclass
 class Member:
-    """One member of the ensemble, ready to run: its attack, the model (or oracle) it attacks
-    and its penalty."""
+    """One member of the ensemble, ready to run: its attack, the sweep that runs it alone
+    (``cfg``), the model (or oracle) it attacks and its penalty."""
 
     name: str
     attack: object
     model: object
+    cfg: SweepConfig
     penalty: object = None
-    # the defense it aims at through that defense's own forward (``pgd-full@mine``); None:
-    # the shared objective, run on the images some defense still withstands
-    aimed_at: str | None = None
+    # the defenses it aims at through their own forward or verdict (``apgd-ce@mine``,
+    # ``hsj@a2d``; several where they share one objective: named after the first), run on the
+    # images any of them withstands; None: the shared objective, on the images some defense
+    # still withstands
+    aimed_at: tuple[str, ...] | None = None
 
     @property
     def method(self) -> str:
-        """The sweep attack name it runs (``pgd-full`` of ``pgd-full@mine``)."""
-        return self.name.split("@")[0]
+        """The sweep attack it runs (``apgd-full`` for ``apgd-t@mine``)."""
+        return self.cfg.attack
 
 
 def build_members(cfg: SweepConfig, kappa: float, model, objective_for, judges,
                   start_pool=None, own: dict | None = None) -> list[Member]:
     """The members at ``kappa``; ``objective_for(attack)`` gives an attack's Objective;
     ``start_pool``: the images the pgd members' restarts start towards (``--pgd-start-images``);
-    ``own``: per plug-in defense its own objective (``own_objectives``), at which every
-    white-box member after the paper's attack also aims, on that defense's unbroken images."""
+    ``own``: per defense its own objective (``own_objectives``), at which every
+    white-box and score-based member after the paper's attack also aims, on that defense's
+    unbroken images."""
     out = []
-    for name in members_for(cfg, kappa):
-        attack = make_attack(cfg, name, kappa, start_pool)
-        if name == "cw":  # the paper's attack, on the bare classifier (transferred)
-            out.append(Member(name, attack, model))
-        elif parse_attack(name).hard_label:  # the oracle: the last defense's verdict
-            out.append(Member(name, attack, DecisionOracle(judges.defenses[cfg.defenses[-1]])))
+    for m in members_for(cfg, kappa):
+        mcfg = member_config(cfg, m)
+
+        def attack():
+            return make_attack(mcfg, mcfg.attack, kappa, start_pool)
+
+        if m.label == "cw":  # the paper's attack, on the bare classifier (transferred)
+            out.append(Member(m.label, attack(), model, mcfg))
+        elif parse_attack(m.attack).hard_label:  # each defense's own verdict
+            for name, defense in judges.defenses.items():
+                out.append(Member(f"{m.label}@{name}", attack(), DecisionOracle(defense), mcfg,
+                                  aimed_at=(name,)))
         else:
-            objective = objective_for(name)
-            out.append(Member(name, attack, objective.model, objective.penalty()))
-            for defense, mine in (own or {}).items():
-                out.append(Member(f"{name}@{defense}", make_attack(cfg, name, kappa, start_pool),
-                                  mine.model, mine.penalty(), aimed_at=defense))
+            objective = objective_for(mcfg.attack)
+            if objective.terms or m.label not in _DETECTOR_AWARE:
+                out.append(Member(m.label, attack(), objective.model, mcfg,
+                                  objective.penalty()))
+            for names, mine in objective_groups(own or {}):
+                if mine.terms or m.label not in _DETECTOR_AWARE:
+                    out.append(Member(f"{m.label}@{names[0]}", attack(), mine.model, mcfg,
+                                      mine.penalty(), aimed_at=names))
     return out
 
 
@@ -103,7 +136,8 @@ def auto_batch(cfg: SweepConfig, kappa: float, members: list[Member], model, jud
     for member in members:
         todo = (~torch.stack(list(broken.values()))).any(0).nonzero().squeeze(1)
         if member.aimed_at is not None:
-            todo = (~broken[member.aimed_at]).nonzero().squeeze(1)
+            todo = (~torch.stack([broken[a] for a in member.aimed_at])).any(0).nonzero()
+            todo = todo.squeeze(1)
         if not per_member:  # the first member runs on every image (the fallback example)
             todo = torch.arange(n)
         if len(todo) == 0:
@@ -117,7 +151,7 @@ def auto_batch(cfg: SweepConfig, kappa: float, members: list[Member], model, jud
         judged = judges.measure(r.adversarial, xs, ys, r.success, ts)
         rows = batch_records(AttackedBatch(kappa, idx[todo], xs, ys, ts, r), judged, model,
                              device, indicators=attack_indicators(
-                                 replace(cfg, attack=member.method), r, member.model,
+                                 member.cfg, r, member.model,
                                  labels[todo], judged.verdicts))
         per_member[member.name] = {int(p): row for p, row in zip(todo, rows)}
         advs[member.name] = {int(p): a for p, a in zip(todo, r.adversarial)}

@@ -9,7 +9,8 @@ run folders still resume.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 import torch
 
@@ -24,7 +25,9 @@ from adaptive.attacks import (
 )
 from adaptive.attacks.apgd import LOSSES, APGDSettings
 from adaptive.attacks.bounded_pgd import SCHEDULES
+from adaptive.attacks.rays import RaySSettings
 from adaptive.attacks.registry import Access, AttackSetup
+from adaptive.attacks.square import SquareSettings
 from adaptive.core.defaults import FAMILY_DEFAULTS, family_defaults, model_family, preset_family
 from adaptive.core.errors import ToolkitError
 from adaptive.core.threat import Norm, ThreatModel
@@ -38,10 +41,62 @@ from defenses.a2d.zscore import DEFAULT_H
 ATTACKED_PARTS = {"": set(), "-magnet": {"magnet", "rmagnet"}, "-a2d": {"a2d"},
                   "-full": {"a2d", "magnet", "rmagnet"}}
 # auto: the per-image worst case over a fixed ensemble, as AutoAttack: each member in turn, only
-# on the images some defense still withstands (hsj: the last defense); records say which member
-# broke each image against each defense (adaptive.sweep.auto).
+# on the images some defense still withstands (the hard-label members: each defense's verdict,
+# on the images it still withstands); records say which member broke each image against each
+# defense (adaptive.sweep.auto).
 AUTO = "auto"
-AUTO_MEMBERS = ("cw", "pgd-full", "spgd", "opgd", "hsj")
+
+
+@dataclass(frozen=True)
+class AutoMember:
+    """A member of ``auto``: its ``label`` in records (``by``, ``broken_by``), the sweep
+    ``attack`` it runs and the ``overrides`` of that attack's settings (APGD-T is ``apgd-full``
+    on the DLR loss with target rounds); :func:`member_config` is the sweep that runs it
+    alone."""
+
+    label: str
+    attack: str
+    overrides: tuple = ()
+
+    @property
+    def gradient_free(self) -> bool:
+        return parse_attack(self.attack).spec.access is not Access.GRADIENTS
+
+
+AUTO_ENSEMBLE = (
+    AutoMember("cw", "cw"),  # the paper's C&W-kappa, transferred from the bare classifier
+    AutoMember("apgd-ce", "apgd-full", (("loss", "ce"), ("target_classes", 0))),
+    AutoMember("apgd-t", "apgd-full", (("loss", "dlr"), ("target_classes", 3))),
+    AutoMember("spgd", "spgd"),  # the detector-aware PGDs, where there are detectors
+    AutoMember("opgd", "opgd"),
+    AutoMember("square", "square-full"),  # score-based: no gradients
+    AutoMember("hsj", "hsj"),  # hard-label, L2
+    AutoMember("rays", "rays"),  # hard-label, L-inf
+)
+AUTO_MEMBERS = tuple(m.label for m in AUTO_ENSEMBLE)
+
+
+def auto_member(label: str) -> AutoMember:
+    """The member of ``auto`` labelled ``label`` (``apgd-t``; ``apgd-t@mine`` aims at one
+    defense)."""
+    base = label.split("@")[0]
+    for m in AUTO_ENSEMBLE:
+        if m.label == base:
+            return m
+    raise ToolkitError(f"auto has no member {label!r}; members: {', '.join(AUTO_MEMBERS)}")
+
+
+def member_config(cfg: SweepConfig, member: AutoMember | str) -> SweepConfig:
+    """The sweep that runs the ``member`` of ``cfg``'s auto (or the one of that label) alone:
+    its attack, with its settings' overrides."""
+    m = member if isinstance(member, AutoMember) else auto_member(member)
+    changed: dict[str, Any] = {"attack": m.attack}
+    if m.overrides:
+        key = parse_attack(m.attack).spec.settings_key
+        changed[key] = replace(getattr(cfg, key), **dict(m.overrides))
+    return replace(cfg, **changed)
+
+
 MAX_KAPPAS = 1000  # values in one --kappa range: more is a typo, not a sweep
 
 # What a sweep defends and bounds by default, per data-set family (adaptive.core.defaults), in
@@ -227,6 +282,8 @@ class SweepConfig:
     max_linf: float | None = None  # L-inf runs: the family's when not given
     hsj: HardLabelSettings = field(default_factory=HardLabelSettings)
     apgd: APGDSettings = field(default_factory=APGDSettings)
+    square: SquareSettings = field(default_factory=SquareSettings)
+    rays: RaySSettings = field(default_factory=RaySSettings)
     # Each attacked image draws its random numbers (restarts, probes) from its own seed, so its
     # result does not depend on its batch; auto always does. Runs made before it: per batch.
     image_seeds: bool = False
@@ -241,6 +298,8 @@ class SweepConfig:
         self.clever = _from_dict(CleverSettings, self.clever, "clever")
         self.hsj = _from_dict(HardLabelSettings, self.hsj, "hsj")
         self.apgd = _from_dict(APGDSettings, self.apgd, "apgd")
+        self.square = _from_dict(SquareSettings, self.square, "square")
+        self.rays = _from_dict(RaySSettings, self.rays, "rays")
 
     def _family_defaults(self) -> None:
         """Settings left unset take the defaults of the data set's family, else the model's."""
@@ -384,6 +443,29 @@ def validate_config(cfg: SweepConfig, magnet=None) -> None:
         _finite(cfg.clever.radius, "clever radius")
     _finite(cfg.h, "h (A2D's Z-score threshold)", None)
     _finite(cfg.a2d_factor, "a2d_factor")
+    _validate_attack_settings(cfg)
+    if choice.hard_label:
+        if cfg.kappas != [0.0]:
+            raise ToolkitError(f"--attack {cfg.attack} sees only the defense's verdict, no "
+                               "logits: a confidence margin means nothing to it; use --kappa 0")
+        norms = choice.spec.threat_models
+        if cfg.threat.norm not in norms or not math.isfinite(bound_of(cfg)):
+            flags = " or ".join(f"--max-{n.value}" for n in norms)
+            raise ToolkitError(f"--attack {cfg.attack} is an {'/'.join(n.label for n in norms)} "
+                               f"attack; give --norm {norms[0].value} and a finite {flags}")
+    if cfg.checks not in ("cheap", "full"):
+        raise ToolkitError(f"checks must be cheap or full, got {cfg.checks!r}")
+    if cfg.pairs and not cfg.targeted:
+        raise ToolkitError("a --pairs sweep is targeted (set targeted=True)")
+    if choice.suffix == "-magnet" and magnet is None:
+        raise ToolkitError(f"--attack {cfg.attack} needs a MagNet defense in the run")
+    if choice.bounded and not math.isfinite(bound_of(cfg)):
+        raise ToolkitError(f"--attack {cfg.attack} attacks at the bound; give a finite "
+                           "--max-l2")
+
+
+def _validate_attack_settings(cfg: SweepConfig) -> None:
+    """The settings of apgd, square, rays and hsj."""
     _count(cfg.apgd.steps, "apgd steps")
     _count(cfg.apgd.restarts, "apgd restarts")
     _count(cfg.apgd.target_classes, "apgd target classes", 0)
@@ -394,24 +476,18 @@ def validate_config(cfg: SweepConfig, magnet=None) -> None:
     _finite(cfg.apgd.rho, "apgd rho")
     if cfg.apgd.rho >= 1:
         raise ToolkitError(f"apgd rho must be < 1, got {cfg.apgd.rho!r}")
+    _count(cfg.square.queries, "square queries", 2)
+    _count(cfg.square.restarts, "square restarts")
+    _finite(cfg.square.p_init, "square p_init")
+    if cfg.square.p_init > 1:
+        raise ToolkitError(f"square p_init must be at most 1, got {cfg.square.p_init!r}")
+    _count(cfg.rays.queries, "rays queries", 2)
+    _finite(cfg.rays.tolerance, "rays tolerance")
+    if cfg.rays.tolerance >= 1:
+        raise ToolkitError(f"rays tolerance must be < 1, got {cfg.rays.tolerance!r}")
     _count(cfg.hsj.iterations, "hsj iterations")
     _count(cfg.hsj.evals, "hsj evals", 2)
     _count(cfg.hsj.max_evals, "hsj max evals", cfg.hsj.evals)
-    if choice.hard_label:
-        if cfg.kappas != [0.0]:
-            raise ToolkitError(f"--attack {cfg.attack} sees only the defense's verdict, no "
-                               "logits: a confidence margin means nothing to it; use --kappa 0")
-        if cfg.norm != "l2" or not math.isfinite(cfg.max_l2):
-            raise ToolkitError(f"--attack {cfg.attack} is an L2 attack; give a finite --max-l2")
-    if cfg.checks not in ("cheap", "full"):
-        raise ToolkitError(f"checks must be cheap or full, got {cfg.checks!r}")
-    if cfg.pairs and not cfg.targeted:
-        raise ToolkitError("a --pairs sweep is targeted (set targeted=True)")
-    if choice.suffix == "-magnet" and magnet is None:
-        raise ToolkitError(f"--attack {cfg.attack} needs a MagNet defense in the run")
-    if choice.bounded and not math.isfinite(bound_of(cfg)):
-        raise ToolkitError(f"--attack {cfg.attack} attacks at the bound; give a finite "
-                           "--max-l2")
 
 
 START_POOL = 2000  # natural images the pgd attacks' image starts draw from

@@ -26,7 +26,7 @@ from adaptive.defense.compositions import (
 )
 from adaptive.sweep.config import SweepConfig, attacked_parts
 from adaptive.sweep.images import plan_images
-from adaptive.sweep.run import attack_objective
+from adaptive.sweep.objectives import attack_objective
 from defenses.a2d.presets import make_engine
 
 

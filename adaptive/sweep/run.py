@@ -33,7 +33,6 @@ from adaptive.defense.compositions import (
     build_defenses,
     is_composition,
     load_zoo_detectors,
-    uses_randomized_magnet,
     zoo_parts,
 )
 from adaptive.diagnostics.indicators import model_flags
@@ -52,6 +51,7 @@ from adaptive.sweep.config import (
 from adaptive.sweep.diagnostics import attack_indicators, diagnostics
 from adaptive.sweep.figures import sweep_figures
 from adaptive.sweep.images import plan_images
+from adaptive.sweep.objectives import attack_objective, objective_groups, own_objectives
 from adaptive.sweep.operating_points import operating_points
 from adaptive.sweep.records import (
     CHECKLIST_RECORDS,
@@ -65,7 +65,7 @@ from adaptive.sweep.records import (
 )
 from adaptive.sweep.summary import asr_by_bound, summarize, write_summary
 from defenses.a2d.presets import make_engine
-from defenses.detector import Detector, is_differentiable
+from defenses.detector import Detector
 from defenses.detector_zoo import DETECTORS as ZOO_DETECTORS
 from defenses.detector_zoo import bundled_path
 
@@ -313,9 +313,10 @@ def _unit_context(cfg: SweepConfig, model: nn.Module, data: ImageSet, device, at
                         for k, v in d.detectors.items()}
     # the bundled detectors (fs, maha) are aimed at as plug-ins are
     plugin_detectors.update({k: v for k, v in judges.detectors.items() if k in ZOO_DETECTORS})
-    objective = attack_objective(cfg, model, judges.a2d, magnet, plugin_detectors, log)
+    objective = attack_objective(cfg, model, judges.a2d, magnet, plugin_detectors, log,
+                                 judges.defenses)
     attack_model, penalty = objective.model, objective.penalty()
-    own = own_objectives(cfg, extra_defenses or {}, objective, log)
+    own = own_objectives(cfg, judges.defenses, objective, log)
     if cfg.attack_choice.hard_label:  # the oracle is one defense's verdict, nothing else
         target = cfg.defenses[-1]
         log(f"{cfg.attack}: a hard-label attack on the verdict of {target!r}")
@@ -407,10 +408,12 @@ def _aim_at_own(ctx: _UnitContext, kappa: float, idx: torch.Tensor, x: torch.Ten
     that defense (``by``: ``ATTACK@DEFENSE``), as ``auto`` keeps its members' examples."""
     cfg = ctx.cfg
     labels_all = targets if cfg.targeted else y
-    for name, objective in ctx.own.items():
-        todo = (~judged.verdicts[name].success).nonzero().squeeze(1)
+    for names, objective in objective_groups(ctx.own):
+        todo = (~torch.stack([judged.verdicts[n].success for n in names])).any(0)
+        todo = todo.nonzero().squeeze(1)
         if len(todo) == 0:
             continue
+        name = names[0]
         seed_everything(cfg.seed)
         attack = make_attack(cfg, cfg.attack, kappa, ctx.start_pool)
         extra = {"seeds": image_seeds(cfg.seed, idx[todo])} if cfg.image_seeds else {}
@@ -537,6 +540,7 @@ def _finish(store: RunStore, records: Records, cfg: SweepConfig, model: nn.Modul
                                              "sanity_checks": checks,
                                              "diagnostics": found_diagnostics,
                                              "record_integrity": found.integrity()})
+    _warn_masked(summary, log)
     for name, row in found_diagnostics["indicators"].items():
         if row["fired"]:
             log(f"indicator of attack failure: {name} on {row['fired']} of {row['of']} "
@@ -548,59 +552,12 @@ def _finish(store: RunStore, records: Records, cfg: SweepConfig, model: nn.Modul
                        store.out)
 
 
-def attack_objective(cfg: SweepConfig, model: nn.Module, a2d, magnet,
-                     plugin_detectors: dict | None = None, log=print) -> Objective:
-    """What ``cfg.attack`` optimises: the classifier it differentiates (MagNet's reformed one
-    for the -magnet and -full attacks) and one term per detector it aims at (each MagNet
-    detector, A2D's first-order cost surrogate). The -full attacks also aim at the plug-in
-    defenses' detectors that declare a differentiable ``relative_score(x)`` (1 at the
-    threshold; ``defenses.is_differentiable``); the others are only judged."""
-    from adaptive.attacks.a2d_aware import a2d_penalty
-    from adaptive.attacks.magnet_aware import detector_penalty
-
-    objective, parts = Objective(model), attacked_parts(cfg.attack, cfg.defenses)
-    if parts & {"magnet", "rmagnet"} and magnet is not None:
-        # randomised MagNet's reformer where the run defends with it (an attack on it averages
-        # over its draws with --eot), else MagNet's own
-        randomized = uses_randomized_magnet(cfg.defenses)
-        objective.model = (magnet.randomized_classifier() if randomized
-                           else magnet.defended_classifier())
-        for d in magnet.detectors:
-            objective.terms[f"magnet:{d.name}"] = detector_penalty([d])
-    if "a2d" in parts and a2d is not None:
-        objective.terms["a2d"] = a2d_penalty(a2d, cfg.a2d_factor)
-    if cfg.attack_choice.aims_at_plugins and plugin_detectors:
-        aimed = {k: d for k, d in plugin_detectors.items() if is_differentiable(d)}
-        for name, d in aimed.items():
-            objective.terms[name] = detector_penalty([d])
-        blind = sorted(set(plugin_detectors) - set(aimed))
-        log(f"{cfg.attack} aims at the plug-in detectors {', '.join(sorted(aimed)) or 'none'}"
-            + (f"; {', '.join(blind)} (no relative_score) only judge" if blind else ""))
-    return objective
-
-
-def own_objectives(cfg: SweepConfig, plugins: dict[str, Defense], shared: Objective,
-                   log=print) -> dict[str, Objective]:
-    """Each plug-in defense's objective through its whole forward: its own classifier (the
-    preprocessing, random parts or other network it answers with) and, for the attacks that aim
-    at plug-ins (-full, spgd, opgd, auto), the terms of its differentiable detectors; kept only
-    where it differs from the ``shared`` objective the built-in compositions are attacked with.
-    The paper's transferred C&W-kappa (``cw``) and the hard-label attacks (their oracle is the
-    whole defense already) have none."""
-    from adaptive.attacks.magnet_aware import detector_penalty
-
-    choice = cfg.attack_choice
-    if cfg.attack == "cw" or choice.hard_label:
-        return {}
-    out = {}
-    for name, d in plugins.items():
-        terms = {}
-        if choice.aims_at_plugins:
-            terms = {k: detector_penalty([det]) for k, det in d.detectors.items()
-                     if is_differentiable(det)}
-        if d.classifier is shared.model and set(terms) == set(shared.terms):
-            continue  # the shared objective is this defense's own
-        out[name] = Objective(d.classifier, terms)
-    if out:
-        log(f"{cfg.attack} also aims at {', '.join(out)} through each one's own forward")
-    return out
+def _warn_masked(summary: list[dict], log) -> None:
+    """AutoAttack's warning: images that fell only to an auto member using no gradient."""
+    for row in summary:
+        if row.get("gradient_free_only"):
+            log(f"warning: against {row['defense']} at kappa {row['kappa']:g}, "
+                f"{row['gradient_free_only']} image(s) fell only to an attack that uses no "
+                "gradient: its gradients are likely masked, and a white-box attack that "
+                "differentiates a stand-in for its non-differentiable parts (BPDA) or averages "
+                "its randomness (--eot) may break more")

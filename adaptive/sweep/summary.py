@@ -12,8 +12,15 @@ from pathlib import Path
 import numpy as np
 
 from adaptive.core.checkpoint import write_json
+from adaptive.core.errors import ToolkitError
 from adaptive.defense import Defense
-from adaptive.sweep.config import AUTO_MEMBERS, SweepConfig, bound_of, distance_key
+from adaptive.sweep.config import (
+    AUTO_MEMBERS,
+    SweepConfig,
+    auto_member,
+    bound_of,
+    distance_key,
+)
 from adaptive.sweep.records import defense_view
 
 
@@ -54,8 +61,21 @@ def summarize(records: list[dict], cfg: SweepConfig, defenses: dict[str, Defense
                 # the ensemble's order; members aimed at one defense (pgd-full@mine) after
                 order = [*AUTO_MEMBERS, *sorted({b for b in by if b and b not in AUTO_MEMBERS})]
                 row["broken_by"] = {m: by.count(m) for m in order if m in by}
+                # AutoAttack's sign of masked gradients: images only a member that uses no
+                # gradient broke (members run in order, the gradient-free ones last)
+                row["gradient_free_only"] = sum(c for m, c in row["broken_by"].items()
+                                                if _gradient_free(m))
             rows.append(row)
     return rows
+
+
+def _gradient_free(label: str) -> bool:
+    """Whether the auto member ``label`` uses no gradient (older runs' members: those that
+    are no longer in the ensemble used gradients)."""
+    try:
+        return auto_member(label).gradient_free
+    except ToolkitError:
+        return False
 
 
 def _mean(values: list) -> float | None:
