@@ -50,7 +50,10 @@ def main_(argv=None) -> None:
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
     row = next(r for r in summary["rows"] if r["defense"] == args.defense)
-    index = sorted({r["index"] for r in read_records(out / "records.jsonl")})
+    records = read_records(out / "records.jsonl")
+    index = sorted({r["index"] for r in records})
+    # our passes: every member's gradient steps and queries on every image
+    ours_passes = sum(sum(r["auto"]["steps"].values()) for r in records)
     import torchattacks
 
     model, meta = load_model(args.model)
@@ -58,10 +61,17 @@ def main_(argv=None) -> None:
     x, y = data.x()[index], data.labels[index]
     defended = make_defense(model, None, "cpu").classifier
     eps = ThreatModel.parse(f"linf:{args.eps}").eps  # "8/255" as the sweep reads it
+    seen = [0]  # theirs: the images that went through the defended classifier
+
+    def count(module, inputs):
+        seen[0] += len(inputs[0])
+
+    hook = defended.register_forward_pre_hook(count)
     t = time.perf_counter()
     adv = torchattacks.AutoAttack(defended, norm="Linf", eps=eps, version="standard",
                                   n_classes=10, seed=0)(x, y)
     theirs_s = time.perf_counter() - t
+    hook.remove()
     with torch.no_grad():
         fooled = (defended(adv).argmax(1) != y) & ((adv - x).abs().flatten(1).amax(1)
                                                   <= eps + 1e-6)
@@ -70,9 +80,11 @@ def main_(argv=None) -> None:
           f"(correct on the bare model)")
     print(f"ours  auto (adaptive sweep --defense-module): ASR {row['attack_success_rate']:.2f}"
           f" in {ours_s:.0f} s, {ours_s / n:.1f} s/image (the whole command, figures "
-          f"included); broken by {row.get('broken_by')}")
+          f"included); {ours_passes / n:.0f} passes/image (gradient steps and queries); "
+          f"broken by {row.get('broken_by')}")
     print(f"torchattacks AutoAttack standard:               ASR {float(fooled.float().mean()):.2f}"
-          f" in {theirs_s:.0f} s, {theirs_s / n:.1f} s/image")
+          f" in {theirs_s:.0f} s, {theirs_s / n:.1f} s/image; {seen[0] / n:.0f} passes/image "
+          "(forward passes)")
 
 
 if __name__ == "__main__":

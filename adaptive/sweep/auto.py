@@ -148,7 +148,9 @@ def auto_batch(cfg: SweepConfig, kappa: float, members: list[Member], model, jud
                                             seeds=seeds[todo], **kwargs)
         xs, ys = x[todo], y[todo]
         ts = targets[todo] if targets is not None else None
-        judged = judges.measure(r.adversarial, xs, ys, r.success, ts)
+        # (only the first member's examples can stand in a record without breaking a defense)
+        judged = judges.measure(r.adversarial, xs, ys, r.success, ts,
+                                all_costs=not per_member)
         rows = batch_records(AttackedBatch(kappa, idx[todo], xs, ys, ts, r), judged, model,
                              device, indicators=attack_indicators(
                                  member.cfg, r, member.model,

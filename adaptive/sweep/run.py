@@ -64,6 +64,7 @@ from adaptive.sweep.records import (
     upgrade_record,
 )
 from adaptive.sweep.summary import asr_by_bound, summarize, write_summary
+from defenses.a2d.cost import AttackCost
 from defenses.a2d.presets import make_engine
 from defenses.detector import Detector
 from defenses.detector_zoo import DETECTORS as ZOO_DETECTORS
@@ -185,26 +186,45 @@ class _Judges:
                 out[name] = None
         return out
 
-    def measure(self, adv, x, y, attack_ok, targets):
+    def measure(self, adv, x, y, attack_ok, targets, all_costs: bool = True):
         """(BIM_d costs, detector flags, verdict per defense, detector scores) of the examples
-        ``adv`` of the images ``x`` (labels ``y``; ``targets`` for a targeted sweep)."""
-        cfg, a2d = self.cfg, self.a2d
-        costs = self.cost_engine.run(self.model, adv.to(self.device))
-        scores = self.scores(adv, costs.costs)
+        ``adv`` of the images ``x`` (labels ``y``; ``targets`` for a targeted sweep). Without
+        ``all_costs`` (an auto member's examples, of which only those that break a defense can
+        end up in a record) and where A2D does not judge, the BIM_d cost is measured only for
+        the examples that break some defense; the others' is -1."""
+        need_costs = all_costs or any(det is self.a2d for det in self.detectors.values())
+        costs = self.cost_engine.run(self.model, adv.to(self.device)) if need_costs else None
+        scores = self.scores(adv, None if costs is None else costs.costs)
         flags = {}
         for name, det in self.detectors.items():
-            if det is a2d:  # decided from the BIM_d costs just computed (same result)
-                flags[name] = a2d.decide({cfg.a2d_engines[0]: costs}) \
-                    if len(cfg.a2d_engines) == 1 else a2d.detect(adv)
+            if det is self.a2d and costs is not None:  # from the BIM_d costs just computed
+                flags[name] = self.a2d.decide({self.cfg.a2d_engines[0]: costs}) \
+                    if len(self.cfg.a2d_engines) == 1 else self.a2d.detect(adv)
             elif isinstance(det, Detector) and det.fitted and scores[name] is not None \
                     and len(scores[name]) == len(adv):
                 flags[name] = scores[name] > det.threshold  # the contract's detect, one pass
             else:
                 flags[name] = detector_flags(name, det, adv.to(self.device))
-        verdicts = {name: judge(d, adv, x, y, attack_ok, cfg.threat, targets,
+        verdicts = {name: judge(d, adv, x, y, attack_ok, self.cfg.threat, targets,
                                 {k: flags[k] for k in d.detectors})
                     for name, d in self.defenses.items()}
+        if costs is None:
+            costs = self._broken_costs(adv, verdicts)
         return Judgement(costs, flags, verdicts, scores)
+
+    def _broken_costs(self, adv, verdicts) -> AttackCost:
+        """The BIM_d costs of the examples that break some defense (-1 for the others)."""
+        n = len(adv)
+        costs = AttackCost(torch.full((n,), -1, dtype=torch.long),
+                           torch.zeros(n, dtype=torch.long), torch.zeros(n, dtype=torch.bool))
+        broken = torch.stack([v.success for v in verdicts.values()]).any(0).nonzero()
+        rows = broken.squeeze(1)
+        if len(rows):
+            found = self.cost_engine.run(self.model, adv[rows].to(self.device))
+            costs.costs[rows] = found.costs.cpu()
+            costs.queries[rows] = found.queries.cpu()
+            costs.flipped[rows] = found.flipped.cpu()
+        return costs
 
 
 def _calibration_unit(shared: tuple, unit: tuple[str, int, int]) -> torch.Tensor:
