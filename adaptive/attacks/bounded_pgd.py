@@ -157,7 +157,6 @@ class BoundedPGD(RandomAttack, FixedBudgetAttack):
                 "schedule": self.schedule, "seed": self.seed,
                 **({"start_images": self.start_images} if self.start_images else {})}
 
-
     def _rounds(self, targeted: bool) -> list[tuple[bool, int | None]]:
         """(random start, rank of the other class to target or None) of each round."""
         rounds = [(r > 0, None) for r in range(self.restarts)]

@@ -83,7 +83,20 @@ class DecisionOracle:
         return ok
 
 
-class HopSkipJump(RandomAttack, MinimumDistanceAttack):
+class HardLabelAttack(RandomAttack, MinimumDistanceAttack):
+    """An attack whose only access is a :class:`DecisionOracle` (passed as ``model``): it takes
+    no penalty, the oracle being the whole defense."""
+
+    def _check_oracle(self, model, penalty) -> None:
+        if not isinstance(model, DecisionOracle):
+            raise ToolkitError(f"{self.name} attacks a DecisionOracle (a defense's verdict), not "
+                               "a model")
+        if penalty is not None:
+            raise ToolkitError("a hard-label attack takes no penalty: the oracle is the whole "
+                               "defense")
+
+
+class HopSkipJump(HardLabelAttack):
     """HopSkipJump-L2 against a :class:`DecisionOracle` (pass it as ``model`` to ``run``):
     ``iterations`` rounds, ``evals`` Monte-Carlo probes in the first (growing as sqrt(round) up
     to ``max_evals``), ``search_steps`` bisection steps per boundary search, ``eps``: stop an
@@ -109,18 +122,12 @@ class HopSkipJump(RandomAttack, MinimumDistanceAttack):
                 "max_evals": self.max_evals, "search_steps": self.search_steps,
                 "eps": self.eps, "init_tries": self.init_tries, "seed": self.seed}
 
-
     def run(self, model, x, labels, targeted=False, penalty=None, seeds=None,
             starts: torch.Tensor | None = None) -> AttackResult:
         """As :meth:`Attack.run`; ``starts``: candidate starting points tried in order for
         every image (default: the other images of its batch). With ``seeds`` and ``starts``
         an image's result depends on nothing else in its batch."""
-        if not isinstance(model, DecisionOracle):
-            raise ToolkitError("HopSkipJump attacks a DecisionOracle (a defense's verdict), not "
-                               "a model")
-        if penalty is not None:
-            raise ToolkitError("a hard-label attack takes no penalty: the oracle is the whole "
-                               "defense")
+        self._check_oracle(model, penalty)
         if starts is not None:
             check_images(starts, tuple(x.shape[1:]), what="HopSkipJump starting points")
         self._starts = None if starts is None else starts.detach().cpu()

@@ -22,8 +22,8 @@ from typing import cast
 import torch
 from torch import nn
 
-from adaptive.attacks.base import AttackResult, Draws, MinimumDistanceAttack, RandomAttack
-from adaptive.attacks.hard_label import DecisionOracle
+from adaptive.attacks.base import AttackResult, Draws
+from adaptive.attacks.hard_label import HardLabelAttack
 from adaptive.attacks.registry import (
     Access,
     AttackSetup,
@@ -44,7 +44,7 @@ class RaySSettings:
     tolerance: float = 1e-3
 
 
-class RayS(RandomAttack, MinimumDistanceAttack):
+class RayS(HardLabelAttack):
     """RayS against a :class:`DecisionOracle` (pass it as ``model`` to ``run``): ``queries``
     per image, bisection to ``tolerance``, ``eps``: stop an image once its boundary is that
     close (None: spend every query), seeded by ``seed`` (or per image by ``run``'s
@@ -68,16 +68,11 @@ class RayS(RandomAttack, MinimumDistanceAttack):
         return {"attack": "rays", "queries": self.queries, "tolerance": self.tolerance,
                 "eps": self.eps, "seed": self.seed}
 
-
     def run(self, model, x, labels, targeted=False, penalty=None, seeds=None, starts=None
             ) -> AttackResult:
         """As :meth:`Attack.run` on a :class:`DecisionOracle`; ``starts`` is accepted for the
         hard-label attacks' common call and unused (a ray starts at the image)."""
-        if not isinstance(model, DecisionOracle):
-            raise ToolkitError("RayS attacks a DecisionOracle (a defense's verdict), not a model")
-        if penalty is not None:
-            raise ToolkitError("a hard-label attack takes no penalty: the oracle is the whole "
-                               "defense")
+        self._check_oracle(model, penalty)
         # (the oracle stands in for the model the base class types)
         return super().run(cast(nn.Module, model), x, labels, targeted, seeds=seeds)
 

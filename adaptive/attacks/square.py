@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -83,6 +84,15 @@ def bump(side: int) -> torch.Tensor:
     half = side // 2
     out = torch.cat([rings(half, side), -rings(side - half, side)]) if half else rings(side, side)
     return out / out.norm()
+
+
+class _Window(NamedTuple):
+    """A square window per sample: each pixel's row and column relative to the window's corner
+    (n, h, 1) and (n, 1, w), and the mask of the pixels inside it (n, 1, h, w)."""
+
+    rows: torch.Tensor
+    cols: torch.Tensor
+    mask: torch.Tensor
 
 
 class Square(RandomAttack, FixedBudgetAttack):
@@ -195,7 +205,7 @@ class Square(RandomAttack, FixedBudgetAttack):
         n, c, h, w = xs.shape
         if self.norm == "linf":
             side = min(max(int(round(math.sqrt(share * h * w))), 1), h - 1)
-            window = self._window(draws, idx, side, xs)
+            window = self._window(draws, idx, side, xs).mask
             signs = self._signs(draws, idx, (c, 1, 1), xs)
             cand = torch.where(window, (xs + self._radius * signs).clamp(0, 1), cur)
             # a proposal that changes nothing wastes a query: the window flips its signs
@@ -211,14 +221,14 @@ class Square(RandomAttack, FixedBudgetAttack):
         moved into the first, the rest of the budget spent on the two."""
         n, c, h, w = xs.shape
         delta = cur - xs
-        first, origin = self._window(draws, idx, side, xs, with_origin=True)
-        second = self._window(draws, idx, side, xs)
+        placed = self._window(draws, idx, side, xs)
+        first, second = placed.mask, self._window(draws, idx, side, xs).mask
         both = first | second
         chan = (2, 3)
         norm_first = (delta * first).pow(2).sum(chan, keepdim=True).sqrt()
         norm_both = (delta * both).pow(2).sum(chan, keepdim=True).sqrt()
         norm_all = delta.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
-        pattern = self._placed_bump(side, origin, xs, draws, idx)
+        pattern = self._placed_bump(side, placed, xs, draws, idx)
         signs = self._signs(draws, idx, (c, 1, 1), xs)
         new = (pattern * signs + delta * first / (norm_first + 1e-12)) * first
         room = ((self._radius ** 2 - norm_all ** 2).clamp_min(0) / c + norm_both ** 2).sqrt()
@@ -227,30 +237,27 @@ class Square(RandomAttack, FixedBudgetAttack):
         adv = (xs + moved).clamp(0, 1)
         return (xs + project(adv - xs, self._radius, "l2")).clamp(0, 1)
 
-    def _placed_bump(self, side, origin, xs, draws, idx) -> torch.Tensor:
-        """The bump at each sample's window ``origin`` (rows, cols), transposed for half of the
-        samples at random, zero outside the window (n, 1, h, w)."""
-        n, _, h, w = xs.shape
+    def _placed_bump(self, side, window: _Window, xs, draws, idx) -> torch.Tensor:
+        """The bump in each sample's ``window``, transposed for half of the samples at random,
+        zero outside it (n, 1, h, w)."""
+        n = len(xs)
         pattern = bump(side).to(xs).flatten()
         flip = self._signs(draws, idx, (1,), xs).view(n, 1, 1) > 0
-        rows = torch.arange(h, device=xs.device).view(1, h, 1) - origin[:, 0].view(n, 1, 1)
-        cols = torch.arange(w, device=xs.device).view(1, 1, w) - origin[:, 1].view(n, 1, 1)
-        inside = (rows >= 0) & (rows < side) & (cols >= 0) & (cols < side)
-        r, s = rows.clamp(0, side - 1), cols.clamp(0, side - 1)
+        r, s = window.rows.clamp(0, side - 1), window.cols.clamp(0, side - 1)
         r, s = torch.where(flip, s, r), torch.where(flip, r, s)
-        return (pattern[r * side + s] * inside).unsqueeze(1)
+        return pattern[r * side + s].unsqueeze(1) * window.mask
 
-    def _window(self, draws: Draws, idx, side, xs, with_origin=False):
-        """A side x side window at a random place per sample, as a mask (n, 1, h, w)."""
+    def _window(self, draws: Draws, idx, side, xs) -> _Window:
+        """A side x side window at a random place per sample."""
         n, _, h, w = xs.shape
         origin = draws.sample(idx, (2,), lambda shape, g: torch.rand(shape, generator=g))
         origin = origin.to(xs.device)
-        origin = torch.stack([(origin[:, 0] * (h - side + 1)).long().clamp_max(h - side),
-                              (origin[:, 1] * (w - side + 1)).long().clamp_max(w - side)], 1)
-        rows = torch.arange(h, device=xs.device).view(1, h, 1) - origin[:, 0].view(n, 1, 1)
-        cols = torch.arange(w, device=xs.device).view(1, 1, w) - origin[:, 1].view(n, 1, 1)
+        top = (origin[:, 0] * (h - side + 1)).long().clamp_max(h - side)
+        left = (origin[:, 1] * (w - side + 1)).long().clamp_max(w - side)
+        rows = torch.arange(h, device=xs.device).view(1, h, 1) - top.view(n, 1, 1)
+        cols = torch.arange(w, device=xs.device).view(1, 1, w) - left.view(n, 1, 1)
         mask = ((rows >= 0) & (rows < side) & (cols >= 0) & (cols < side)).unsqueeze(1)
-        return (mask, origin) if with_origin else mask
+        return _Window(rows, cols, mask)
 
     @staticmethod
     def _signs(draws: Draws, idx, shape, xs) -> torch.Tensor:
