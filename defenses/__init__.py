@@ -3,6 +3,7 @@ the detector contract every detector implements, A2D's attack-cost detectors, Ma
 adversarial training, and the detectors of known fate. Depends only on ``adaptive.core``."""
 
 from defenses.a2d.detector import A2DDetector, A2DKNNDetector
+from defenses.bpda import BPDA, bpda
 from defenses.defense import Defense, detector_flags
 from defenses.detector import DETECTOR_TYPES, Detector, NotFittedError, is_differentiable
 from defenses.feature_squeezing import FeatureSqueezingDetector
@@ -14,8 +15,8 @@ from defenses.magnet.detectors import DivergenceDetector, ReconstructionDetector
 from defenses.mahalanobis import MahalanobisDetector
 from defenses.safetynet import SafetyNetDetector
 
-__all__ = ["A2DDetector", "A2DKNNDetector", "BayesianUncertaintyDetector", "DETECTOR_TYPES",
+__all__ = ["A2DDetector", "A2DKNNDetector", "BPDA", "BayesianUncertaintyDetector", "DETECTOR_TYPES",
            "Defense", "Detector", "DivergenceDetector", "FeatureSqueezingDetector",
            "GCDClassifier", "GCDDetector", "KernelDensityDetector", "LIDDetector", "MagNet",
            "MahalanobisDetector", "NotFittedError", "ReconstructionDetector",
-           "SafetyNetDetector", "detector_flags", "is_differentiable"]
+           "SafetyNetDetector", "bpda", "detector_flags", "is_differentiable"]

@@ -21,14 +21,23 @@ from defenses.detector import Detector
 
 @dataclass
 class Defense:
-    """A defended model: ``classifier`` ([0, 1] NCHW in, logits out) and ``detectors`` (name ->
-    detector); ``predict(x)`` the classifier's labels, ``flags(x)`` each detector's verdicts."""
+    """A defended model: ``classifier`` ([0, 1] NCHW in, logits out), ``detectors`` (name ->
+    detector) and, optionally, a differentiable ``surrogate`` of the classifier for the attacks'
+    gradients (BPDA); ``predict(x)`` the classifier's labels, ``flags(x)`` each detector's
+    verdicts."""
 
     name: str
     classifier: nn.Module
     detectors: dict[str, Detector] = field(default_factory=dict)
+    # where the attacks take their gradients when the classifier hides its own (BPDA,
+    # defenses.bpda): a differentiable classifier that labels benign images as ``classifier``
+    # does; examples are still judged by ``classifier``
+    surrogate: nn.Module | None = None
 
     def __post_init__(self):
+        if self.surrogate is not None and not callable(self.surrogate):
+            raise ToolkitError(f"the surrogate of defense {self.name!r} must be a classifier "
+                               f"(an nn.Module), got {type(self.surrogate).__name__}")
         for dname, det in self.detectors.items():
             if not callable(getattr(det, "detect", None)):
                 raise ToolkitError(f"detector {dname!r} of defense {self.name!r} has no "

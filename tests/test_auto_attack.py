@@ -145,7 +145,8 @@ def test_a_masked_defense_falls_to_the_gradient_free_members_and_the_run_warns(t
 
     new = asr("new", logs.append)
     assert new["gradient_free_only"] >= 2, new["broken_by"]
-    assert any("uses no gradient" in line and "rounded" in line for line in logs)
+    assert any("red flag: gradient_free_beats_white_box (rounded)" in line for line in logs)
+    assert any("red flag: masked_gradients (rounded)" in line for line in logs)
     # the ensemble before Square and RayS: transfer and zero gradients only
     old = tuple(AutoMember(m, m) for m in ("cw", "pgd-full", "spgd", "opgd", "hsj"))
     monkeypatch.setattr(auto_module, "AUTO_ENSEMBLE", old)

@@ -168,7 +168,16 @@ def _add_attack_options(p) -> None:
     p.add_argument("--eot", type=positive_int, default=PGD.eot, metavar="N",
                    help="pgd, spgd, opgd, apgd: average each step's gradient over N evaluations "
                         "(Expectation over Transformation), for defenses that are random per "
-                        f"call (default {PGD.eot}: none)")
+                        f"call (default {PGD.eot}: none; a defense the probes find random "
+                        "gets --random-eot without being asked)")
+    p.add_argument("--random-eot", type=positive_int, default=DEFAULT.random_eot, metavar="N",
+                   help="gradient samples per step of the attacks aimed at a defense whose "
+                        "forward the probes find random (default "
+                        f"{DEFAULT.random_eot}; 1: no EOT)")
+    p.add_argument("--draws", type=positive_int, default=DEFAULT.draws, metavar="K",
+                   help="judge each example against a random defense on K fresh draws: ASR "
+                        "counts the examples that fool a majority of them, beside those that "
+                        f"fool one and those that fool all (default {DEFAULT.draws})")
 
 
 def _add_budget_options(p) -> None:
@@ -279,6 +288,7 @@ def run(args: argparse.Namespace) -> int:
                       clever=(CleverSettings(**PRESETS[args.clever]) if args.clever else None),
                       attack=args.attack, a2d_factor=args.a2d_factor,
                       image_seeds=args.image_seeds, checks=args.checks,
+                      random_eot=args.random_eot, draws=args.draws,
                       pgd=PGDSettings(steps=args.pgd_steps, restarts=args.pgd_restarts,
                                       target_classes=args.pgd_targets, eot=args.eot,
                                       schedule=args.pgd_schedule,

@@ -9,10 +9,18 @@ from adaptive.core.validation import check_labels_fit_model
 
 
 @torch.no_grad()
+def model_device(model, default: torch.device | str = "cpu") -> torch.device:
+    """Where ``model``'s parameters live (``default`` for a model without any, or a plain
+    function)."""
+    params = getattr(model, "parameters", None)
+    first = next(params(), None) if callable(params) else None
+    return first.device if first is not None else torch.device(default)
+
+
 def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 500,
                    device: torch.device | str | None = None) -> torch.Tensor:
     """Logits for float images ``x`` in [0, 1], computed in batches on ``device``; on CPU."""
-    device = device or next(model.parameters()).device
+    device = device or model_device(model, x.device)
     out = [model(x[i:i + batch_size].to(device)).float().cpu()
            for i in range(0, len(x), batch_size)]
     return torch.cat(out)

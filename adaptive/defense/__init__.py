@@ -4,8 +4,8 @@ examples are judged against one (``system``), the built-in compositions of the z
 defense loaded from a factory (``plugins``)."""
 
 from adaptive.defense.plugins import load_factory, make_plugin_defenses, module_sha256
-from adaptive.defense.system import Defense, Verdict, judge
+from adaptive.defense.system import Defense, Verdict, judge, judge_over_draws
 from defenses.defense import detector_flags
 
-__all__ = ["Defense", "Verdict", "detector_flags", "judge", "load_factory",
+__all__ = ["Defense", "Verdict", "detector_flags", "judge", "judge_over_draws", "load_factory",
            "make_plugin_defenses", "module_sha256"]

@@ -16,7 +16,7 @@ import torch
 
 from adaptive.core.errors import ToolkitError
 from adaptive.core.threat import ThreatModel
-from defenses.defense import Defense
+from defenses.defense import Defense, detector_flags
 
 
 @dataclass
@@ -30,6 +30,9 @@ class Verdict:
     predicted: torch.Tensor  # the defended classifier's labels
     flags: dict[str, torch.Tensor]  # detector -> bool per sample
     reasons: list[list[str]]  # why each sample failed (empty when it succeeded)
+    # a random defense judged over draws (judge_over_draws): per sample the share of draws
+    # it fooled (success: more than half)
+    fooled_draws: torch.Tensor | None = None
 
 
 def judge(defense: Defense, x_adv: torch.Tensor, x: torch.Tensor, labels: torch.Tensor,
@@ -60,3 +63,31 @@ def judge(defense: Defense, x_adv: torch.Tensor, x: torch.Tensor, labels: torch.
         reasons.append(r)
     success = torch.tensor([not r for r in reasons], dtype=torch.bool)
     return Verdict(success, pred, flags, reasons)
+
+
+def judge_over_draws(defense: Defense, x_adv: torch.Tensor, x: torch.Tensor,
+                     labels: torch.Tensor, attack_ok: torch.Tensor, threat: ThreatModel,
+                     draws: int, targets: torch.Tensor | None = None,
+                     flags: dict[str, torch.Tensor] | None = None, fixed: frozenset = frozenset(),
+                     device=None) -> Verdict:
+    """A random defense's verdict on ``x_adv`` over ``draws`` fresh draws of its forward (its
+    classifier and every detector not in ``fixed``, whose ``flags`` are reused): an example
+    succeeds when it fools more than half of them; ``fooled_draws`` keeps the share it fooled,
+    and a failed example's reasons are those of a draw it did not fool. ``flags``, where
+    given, are the first draw's."""
+    first = judge(defense, x_adv, x, labels, attack_ok, threat, targets, flags)
+    fooled = first.success.float()
+    failing = [r if r else None for r in first.reasons]
+    on_device = x_adv if device is None else x_adv.to(device)
+    for _ in range(draws - 1):
+        again = {name: (first.flags[name] if name in fixed
+                        else detector_flags(name, det, on_device))
+                 for name, det in defense.detectors.items()}
+        v = judge(defense, x_adv, x, labels, attack_ok, threat, targets, again)
+        fooled += v.success.float()
+        failing = [f if f is not None or not r else r for f, r in zip(failing, v.reasons)]
+    share = fooled / draws
+    success = share > 0.5
+    # (a sample fooling at most half the draws failed on one at least: its reasons are set)
+    reasons = [[] if ok or r is None else r for ok, r in zip(success.tolist(), failing)]
+    return Verdict(success, first.predicted, first.flags, reasons, share)

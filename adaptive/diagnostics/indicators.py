@@ -173,8 +173,12 @@ def model_flags(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> dict
         out.logsumexp(1), torch.zeros(len(out), device=device), atol=1e-4))
     changed = float((out - again).abs().max())
     xg = x.detach().requires_grad_(True)
-    loss = torch.nn.functional.cross_entropy(model(xg), labels, reduction="sum")
-    (g,) = torch.autograd.grad(loss, xg)
+    with torch.enable_grad():
+        loss = torch.nn.functional.cross_entropy(model(xg), labels, reduction="sum")
+        # (a forward that does not depend on its input through autograd: a zero gradient)
+        (g,) = (torch.autograd.grad(loss, xg, allow_unused=True) if loss.requires_grad
+                else (None,))
+    g = torch.zeros_like(xg) if g is None else g
     zero = (g.flatten(1).abs().amax(1) == 0).float().mean().item()
     found = {"outputs_probabilities": (probs or log_probs,
                                        "probabilities" if probs else

@@ -42,6 +42,7 @@ from adaptive.sweep.config import (
     make_attack,
     member_config,
     parse_attack,
+    with_eot,
 )
 from adaptive.sweep.diagnostics import attack_indicators
 from adaptive.sweep.objectives import objective_groups
@@ -94,28 +95,36 @@ def build_members(cfg: SweepConfig, kappa: float, model, objective_for, judges,
     ``start_pool``: the images the pgd members' restarts start towards (``--pgd-start-images``);
     ``own``: per defense its own objective (``own_objectives``), at which every
     white-box and score-based member after the paper's attack also aims, on that defense's
-    unbroken images."""
+    unbroken images. Through a forward the probes found random the gradient members average
+    ``cfg.random_eot`` samples per step; at a defense whose gradient is hidden (and that
+    declares no surrogate) only the gradient-free members aim."""
     out = []
+    random, hidden = judges.random_models(), judges.hidden()
+
+    def attack(mcfg, objective_model=None):
+        if id(objective_model) in random:
+            mcfg = with_eot(mcfg, cfg.random_eot)
+        return make_attack(mcfg, mcfg.attack, kappa, start_pool), mcfg
+
     for m in members_for(cfg, kappa):
         mcfg = member_config(cfg, m)
-
-        def attack():
-            return make_attack(mcfg, mcfg.attack, kappa, start_pool)
-
         if m.label == "cw":  # the paper's attack, on the bare classifier (transferred)
-            out.append(Member(m.label, attack(), model, mcfg))
+            out.append(Member(m.label, attack(mcfg)[0], model, mcfg))
         elif parse_attack(m.attack).hard_label:  # each defense's own verdict
             for name, defense in judges.defenses.items():
-                out.append(Member(f"{m.label}@{name}", attack(), DecisionOracle(defense), mcfg,
-                                  aimed_at=(name,)))
+                out.append(Member(f"{m.label}@{name}", attack(mcfg)[0],
+                                  DecisionOracle(defense), mcfg, aimed_at=(name,)))
         else:
             objective = objective_for(mcfg.attack)
             if objective.terms or m.label not in _DETECTOR_AWARE:
-                out.append(Member(m.label, attack(), objective.model, mcfg,
-                                  objective.penalty()))
+                made, used = attack(mcfg, objective.model)
+                out.append(Member(m.label, made, objective.model, used, objective.penalty()))
             for names, mine in objective_groups(own or {}):
+                if set(names) <= hidden and not m.gradient_free:
+                    continue  # no gradient to follow: the gradient-free members aim at it
                 if mine.terms or m.label not in _DETECTOR_AWARE:
-                    out.append(Member(f"{m.label}@{names[0]}", attack(), mine.model, mcfg,
+                    made, used = attack(mcfg, mine.model)
+                    out.append(Member(f"{m.label}@{names[0]}", made, mine.model, used,
                                       mine.penalty(), aimed_at=names))
     return out
 

@@ -208,6 +208,13 @@ def make_attack(cfg: SweepConfig, attack: str, kappa: float, start_pool=None,
                                  start_pool, overrides))
 
 
+def with_eot(cfg: SweepConfig, eot: int) -> SweepConfig:
+    """``cfg`` with at least ``eot`` gradient samples per step in its gradient attacks (an
+    objective through a random forward)."""
+    return replace(cfg, pgd=replace(cfg.pgd, eot=max(cfg.pgd.eot, eot)),
+                   apgd=replace(cfg.apgd, eot=max(cfg.apgd.eot, eot)))
+
+
 def _from_dict(cls, value, what: str):
     """A settings dataclass from itself or from a dict of its fields (missing: defaults)."""
     if value is None or isinstance(value, cls):
@@ -290,6 +297,11 @@ class SweepConfig:
     # "cheap": the indicators of attack failure (every sweep); "full": also the checklist
     # (adaptive.sweep.checklist), which attacks the smallest kappa's images again.
     checks: str = "cheap"
+    # Against a defense whose forward the probes found random (adaptive.defense.probes): the
+    # gradient samples per step of the attacks aimed at it (EOT; at least --eot), and the fresh
+    # draws each example is judged on (ASR: fooling a majority of them)
+    random_eot: int = 10
+    draws: int = 20
 
     def __post_init__(self):
         self._family_defaults()
@@ -433,6 +445,8 @@ def validate_config(cfg: SweepConfig, magnet=None) -> None:
     _count(cfg.pgd.restarts, "pgd restarts")
     _count(cfg.pgd.target_classes, "pgd target classes", 0)
     _count(cfg.pgd.eot, "eot")
+    _count(cfg.random_eot, "random-eot")
+    _count(cfg.draws, "draws")
     _count(cfg.pgd.start_images, "pgd start images", 0)
     if cfg.pgd.schedule not in SCHEDULES:
         raise ToolkitError(f"unknown pgd step schedule {cfg.pgd.schedule!r}; choose from "

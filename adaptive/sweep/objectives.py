@@ -66,7 +66,8 @@ def _magnet_classifier(defenses: dict[str, Defense], part: str) -> nn.Module | N
 
 
 def defense_objective(cfg: SweepConfig, name: str, defense: Defense) -> Objective:
-    """``defense``'s own objective for ``cfg.attack``: the classifier it answers with, and a
+    """``defense``'s own objective for ``cfg.attack``: the classifier it answers with (its
+    surrogate where it declares one, BPDA), and a
     term for each of its detectors the attack aims at (of a built-in composition: the parts the
     attack name aims at, A2D by its cost surrogate; of a plug-in, and the bundled fs and maha,
     for the attacks that aim at plug-ins: the detectors with a differentiable score)."""
@@ -87,7 +88,9 @@ def defense_objective(cfg: SweepConfig, name: str, defense: Defense) -> Objectiv
         elif (not built_in or dname in ZOO_DETECTORS) and choice.aims_at_plugins \
                 and is_differentiable(det):
             terms[dname] = detector_penalty([det])
-    return Objective(defense.classifier, terms)
+    # a declared surrogate (BPDA) is what the gradients follow; the classifier still judges
+    model = defense.surrogate if defense.surrogate is not None else defense.classifier
+    return Objective(model, terms)
 
 
 def own_objectives(cfg: SweepConfig, defenses: dict[str, Defense], shared: Objective,

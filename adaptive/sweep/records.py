@@ -99,6 +99,7 @@ class SweepRecord:
     distortion; ``pred_bare``: the bare classifier's label; ``bim_d_cost``: its BIM_d attack
     cost; ``clever``: its CLEVER score (None: not measured); ``flags`` and ``scores``: each
     detector's verdict and score; ``defenses``: per defense ``{"success", "pred", "reasons"}``
+    (and ``fooled_draws``, the share of draws fooled, against a defense probed random)
     (``auto`` adds ``by`` and that example's own measurements, :data:`PER_DEFENSE`);
     ``transfer``: per defense, whether the paper's attack transferred from the bare classifier
     broke it; ``indicators``: the indicators of attack failure that fired; ``auto``: which
@@ -202,10 +203,18 @@ def batch_records(batch: AttackedBatch, judged: Judgement, model, device,
             flags={k: bool(v[j]) for k, v in flags.items()},
             scores=({k: (float(v[j]) if v is not None else None) for k, v in scores.items()}
                     if scores else None),
-            defenses={name: {"success": bool(v.success[j]), "pred": int(v.predicted[j]),
-                             "reasons": v.reasons[j]} for name, v in verdicts.items()},
+            defenses={name: _verdict_json(v, j) for name, v in verdicts.items()},
             transfer=({name: bool(v.success[j]) for name, v in transfer.items()}
                       if transfer is not None else None),
             indicators=({k: bool(v[j]) for k, v in indicators.items()}
                         if indicators else None)).to_json())
     return rows
+
+
+def _verdict_json(v, j: int) -> dict:
+    """One sample's verdict against one defense (a random defense's: with the share of its
+    draws the example fooled)."""
+    out = {"success": bool(v.success[j]), "pred": int(v.predicted[j]), "reasons": v.reasons[j]}
+    if v.fooled_draws is not None:
+        out["fooled_draws"] = round(float(v.fooled_draws[j]), 6)
+    return out

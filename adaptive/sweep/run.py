@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from adaptive.attacks.hard_label import DecisionOracle
 from adaptive.attacks.objective import Objective
+from adaptive.attacks.registry import Access
 from adaptive.core.checkpoint import sha256_file
 from adaptive.core.data import ImageSet
 from adaptive.core.errors import ToolkitError
@@ -27,7 +28,7 @@ from adaptive.core.runtime import environment_info, seed_everything
 from adaptive.core.store import Records, RunStore
 from adaptive.core.validation import check_labels_fit_model
 from adaptive.core.worker_cache import worker_cached
-from adaptive.defense import Defense, detector_flags, judge, module_sha256
+from adaptive.defense import Defense, detector_flags, judge, judge_over_draws, module_sha256
 from adaptive.defense.compositions import (
     build_a2d,
     build_defenses,
@@ -35,6 +36,7 @@ from adaptive.defense.compositions import (
     load_zoo_detectors,
     zoo_parts,
 )
+from adaptive.defense.probes import Probe, probe_all
 from adaptive.diagnostics.indicators import model_flags
 from adaptive.evaluations.clever import clever
 from adaptive.sweep.auto import auto_batch, build_members, image_seeds
@@ -47,6 +49,7 @@ from adaptive.sweep.config import (
     norm_label,
     start_pool,
     validate_config,
+    with_eot,
 )
 from adaptive.sweep.diagnostics import attack_indicators, diagnostics
 from adaptive.sweep.figures import sweep_figures
@@ -63,12 +66,41 @@ from adaptive.sweep.records import (
     record_key,
     upgrade_record,
 )
+from adaptive.sweep.red_flags import red_flags
 from adaptive.sweep.summary import asr_by_bound, summarize, write_summary
 from defenses.a2d.cost import AttackCost
 from defenses.a2d.presets import make_engine
 from defenses.detector import Detector
 from defenses.detector_zoo import DETECTORS as ZOO_DETECTORS
 from defenses.detector_zoo import bundled_path
+
+
+def _probe_images(data: ImageSet, attacked: torch.Tensor, cal: torch.Tensor,
+                  device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Benign images the probes run on: the attacked ones, then the calibration images (the
+    bare model labels the attacked ones right)."""
+    from adaptive.defense.probes import FIDELITY_IMAGES
+
+    idx = torch.cat([attacked, cal])[:FIDELITY_IMAGES] if cal is not None else attacked
+    return data.x()[idx].to(device), data.labels[idx].to(device)
+
+
+def _log_probe_actions(cfg: SweepConfig, judges: _Judges, log) -> None:
+    """What the probes change in how the defenses are attacked and judged, in one line each."""
+    for name, probe in judges.probes.items():
+        if probe.random:
+            log(f"{name} is random: attacks aimed at it average {cfg.random_eot} gradient "
+                f"samples per step (EOT) and each example is judged on {cfg.draws} draws")
+        if probe.masked and judges.defenses[name].surrogate is not None:
+            log(f"{name}: attacks follow its surrogate's gradient (BPDA); examples are judged "
+                "by its real classifier")
+        elif name in judges.hidden():
+            log(f"{name} hides its gradient and declares no surrogate: only the gradient-free "
+                "attacks (square, rays, hsj) and transfer aim at it; declare one (BPDA) for a "
+                "white-box attack")
+        elif probe.masked:
+            log(f"{name}: its gradient does not predict its forward (first order): white-box "
+                "attacks may be misled; a surrogate (BPDA) may break more")
 
 
 def run_identity(cfg: SweepConfig, data: ImageSet, magnet=None,
@@ -105,6 +137,10 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
     t_start = time.perf_counter()
     attacked, cal, targets = plan_images(cfg, model, data, device)
     identity = run_identity(cfg, data, magnet, extra_defenses)
+    # a plug-in's forward probed (and its surrogate tested) before the run folder is made
+    benign = _probe_images(data, attacked, cal, device)
+    probes = probe_all(extra_defenses or {}, *benign, log=log)
+    seed_everything(cfg.seed)
     with RunStore(out, asdict(cfg), resume, defaults=asdict(SweepConfig()), identity=identity,
                   command=command, log=log) as store:
         store.write_config({"command": command, "environment": environment_info(),
@@ -115,6 +151,11 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
         try:
             judges = _build_judges(store, cfg, model, data, device, cal, magnet,
                                    extra_defenses, log, runner, executor)
+            built_in = {k: d for k, d in judges.defenses.items() if k not in probes}
+            judges.probes = {**probe_all(built_in, *benign, log=log), **probes}
+            judges.probes = {k: judges.probes[k] for k in judges.defenses}
+            seed_everything(cfg.seed)
+            _log_probe_actions(cfg, judges, log)
             records = store.records(RECORDS, record_key)
             log(f"sweep: {cfg.n} images of {data.name}, kappa {cfg.kappas}, defenses "
                 f"{', '.join(judges.defenses)}, {norm_label(cfg)} bound {bound_of(cfg):g}; "
@@ -169,6 +210,24 @@ class _Judges:
     cost_engine: object
     # each detector's scores of the benign calibration images (for operating points)
     benign_scores: dict = None
+    # what the probes found of each defense (adaptive.defense.probes), before any attack
+    probes: dict[str, Probe] = field(default_factory=dict)
+
+    def is_random(self, name: str) -> bool:
+        probe = self.probes.get(name)
+        return probe is not None and probe.random
+
+    def random_models(self) -> set[int]:
+        """ids of the classifiers (and surrogates) of the defenses probed random: an attack
+        through one averages its gradients over draws (EOT)."""
+        return {id(m) for name, d in self.defenses.items() if self.is_random(name)
+                for m in (d.classifier, d.surrogate) if m is not None}
+
+    def hidden(self) -> set[str]:
+        """The defenses whose gradient the probes found hidden (zero or not finite) and that
+        declare no surrogate: no white-box attack can follow them."""
+        return {name for name, p in self.probes.items()
+                if p.hidden and self.defenses[name].surrogate is None}
 
     def scores(self, x: torch.Tensor, costs=None) -> dict[str, torch.Tensor | None]:
         """Each detector's score of ``x`` (higher = more adversarial; None for a plug-in
@@ -205,9 +264,15 @@ class _Judges:
                 flags[name] = scores[name] > det.threshold  # the contract's detect, one pass
             else:
                 flags[name] = detector_flags(name, det, adv.to(self.device))
-        verdicts = {name: judge(d, adv, x, y, attack_ok, self.cfg.threat, targets,
-                                {k: flags[k] for k in d.detectors})
-                    for name, d in self.defenses.items()}
+        fixed = frozenset(k for k, det in self.detectors.items() if det is self.a2d)
+        verdicts = {}
+        for name, d in self.defenses.items():
+            mine = {k: flags[k] for k in d.detectors}
+            verdicts[name] = (judge_over_draws(d, adv, x, y, attack_ok, self.cfg.threat,
+                                               self.cfg.draws, targets, mine, fixed,
+                                               self.device)
+                              if self.is_random(name) else
+                              judge(d, adv, x, y, attack_ok, self.cfg.threat, targets, mine))
         if costs is None:
             costs = self._broken_costs(adv, verdicts)
         return Judgement(costs, flags, verdicts, scores)
@@ -370,6 +435,7 @@ def _build_context(recipe: _UnitRecipe) -> _UnitContext:
                            "; install the same data, models and defenses on every machine")
     store, quiet = _Stored(recipe.stored), (lambda *_: None)
     judges = _build_judges(store, cfg, model, data, device, None, magnet, extra, quiet)
+    judges.probes = {k: Probe.from_json(v) for k, v in recipe.stored.get("probes", {}).items()}
     return _unit_context(cfg, model, data, device, recipe.attacked, recipe.targets_all,
                          judges, magnet, extra, quiet)
 
@@ -396,7 +462,7 @@ def _run_unit(source: _UnitContext | _UnitRecipe, unit: tuple) -> tuple[list[dic
         _clever_of(cfg, model, device, adv["x"], rows_)
         return rows_, adv
     paper_attack = make_attack(cfg, "cw", kappa)
-    attack = make_attack(cfg, cfg.attack, kappa, ctx.start_pool)
+    attack = make_attack(_eot_config(ctx, ctx.attack_model), cfg.attack, kappa, ctx.start_pool)
     extra = {}
     if cfg.image_seeds:  # (HopSkipJump then starts from the whole batch's images)
         extra = {"seeds": image_seeds(cfg.seed, idx),
@@ -420,6 +486,14 @@ def _run_unit(source: _UnitContext | _UnitRecipe, unit: tuple) -> tuple[list[dic
     return rows_, adv
 
 
+def _eot_config(ctx: _UnitContext, model) -> SweepConfig:
+    """The run's settings for an attack through ``model``: with ``--random-eot`` gradient
+    samples per step where the probes found that forward random."""
+    if id(model) in ctx.judges.random_models():
+        return with_eot(ctx.cfg, ctx.cfg.random_eot)
+    return ctx.cfg
+
+
 def _aim_at_own(ctx: _UnitContext, kappa: float, idx: torch.Tensor, x: torch.Tensor,
                 y: torch.Tensor, targets, judged: Judgement, rows: list[dict]) -> None:
     """Each plug-in defense with an objective of its own attacked again through its own forward
@@ -428,14 +502,19 @@ def _aim_at_own(ctx: _UnitContext, kappa: float, idx: torch.Tensor, x: torch.Ten
     that defense (``by``: ``ATTACK@DEFENSE``), as ``auto`` keeps its members' examples."""
     cfg = ctx.cfg
     labels_all = targets if cfg.targeted else y
+    hidden = ctx.judges.hidden()
+    white_box = cfg.attack_choice.spec.access is Access.GRADIENTS
     for names, objective in objective_groups(ctx.own):
+        if white_box and set(names) <= hidden:
+            continue  # no gradient to follow (said once, when the probes ran)
         todo = (~torch.stack([judged.verdicts[n].success for n in names])).any(0)
         todo = todo.nonzero().squeeze(1)
         if len(todo) == 0:
             continue
         name = names[0]
         seed_everything(cfg.seed)
-        attack = make_attack(cfg, cfg.attack, kappa, ctx.start_pool)
+        attack = make_attack(_eot_config(ctx, objective.model), cfg.attack, kappa,
+                             ctx.start_pool)
         extra = {"seeds": image_seeds(cfg.seed, idx[todo])} if cfg.image_seeds else {}
         xs, ys = x[todo], y[todo]
         ts = targets[todo] if targets is not None else None
@@ -466,8 +545,10 @@ def _attack_all(store: RunStore, records: Records, ctx: _UnitContext, identity: 
     if executor.kind != "local":
         source = _UnitRecipe(cfg, None if data_root is None else str(data_root),
                              executor.unit_device, identity,
-                             {k: store.get(k) for k in ("a2d_calibration", "benign_scores")
-                              if store.get(k) is not None}, attacked, targets_all)
+                             {**{k: store.get(k) for k in ("a2d_calibration", "benign_scores")
+                                 if store.get(k) is not None},
+                              "probes": {k: p.to_json() for k, p in ctx.judges.probes.items()}},
+                             attacked, targets_all)
         log(f"{len(units)} units (kappa x batch) on Ray")
     bar = tqdm(total=len(units), desc="units (kappa x batch)", disable=not progress)
     try:
@@ -520,6 +601,20 @@ def serial_position(cfg: SweepConfig, attacked: torch.Tensor, targets):
     return position
 
 
+def _model_flags(judges: _Judges, data: ImageSet, sample: torch.Tensor, log) -> dict:
+    """AutoAttack's flags on the classifiers the defenses answer with, on benign images."""
+    found, seen = {}, set()
+    for name, d in judges.defenses.items():
+        if id(d.classifier) in seen or not isinstance(d.classifier, nn.Module):
+            continue
+        seen.add(id(d.classifier))
+        flags = found[name] = model_flags(d.classifier, data.x()[sample], data.labels[sample])
+        for flag, row in flags.items():
+            if row["fired"]:
+                log(f"model check: {flag} ({name}: {row['detail']}): {row['meaning']}")
+    return found
+
+
 def _finish(store: RunStore, records: Records, cfg: SweepConfig, model: nn.Module,
             data: ImageSet, device, judges: _Judges, log, t_start: float,
             position) -> SweepResult:
@@ -541,26 +636,21 @@ def _finish(store: RunStore, records: Records, cfg: SweepConfig, model: nn.Modul
     listed = store.get("checklist")
     if listed is not None:
         found_diagnostics["checklist"] = listed["items"]
-    # AutoAttack's flags on the classifiers the defenses answer with, on benign images
     sample = torch.tensor(sorted({r["index"] for r in recs})[:64], dtype=torch.long)
     if len(sample):
-        found_diagnostics["model_flags"] = {}
-        seen = set()
-        for name, d in judges.defenses.items():
-            if id(d.classifier) in seen or not isinstance(d.classifier, nn.Module):
-                continue
-            seen.add(id(d.classifier))
-            flags = model_flags(d.classifier, data.x()[sample], data.labels[sample])
-            found_diagnostics["model_flags"][name] = flags
-            for flag, row in flags.items():
-                if row["fired"]:
-                    log(f"model check: {flag} ({name}: {row['detail']}): {row['meaning']}")
+        found_diagnostics["model_flags"] = _model_flags(judges, data, sample, log)
+    found_diagnostics["probes"] = {k: p.to_json() for k, p in judges.probes.items()}
+    raised = red_flags(cfg, judges.probes,
+                       {k for k, d in defenses.items() if d.surrogate is not None}, summary)
+    found_diagnostics["red_flags"] = raised
     write_summary(store.out, cfg, summary, {"asr_by_l2_bound": by_bound,
                                              "operating_points": points,
                                              "sanity_checks": checks,
                                              "diagnostics": found_diagnostics,
                                              "record_integrity": found.integrity()})
-    _warn_masked(summary, log)
+    for f in raised:
+        log(f"red flag: {f['flag']} ({f['defense']}): {f['detail']}; "
+            + ("cure applied: " if f["applied"] else "cure: ") + f["cure"])
     for name, row in found_diagnostics["indicators"].items():
         if row["fired"]:
             log(f"indicator of attack failure: {name} on {row['fired']} of {row['of']} "
@@ -570,14 +660,3 @@ def _finish(store: RunStore, records: Records, cfg: SweepConfig, model: nn.Modul
         f"summary.csv, {RECORDS}, figures *.png")
     return SweepResult(asdict(cfg), summary, by_bound, points, checks, found_diagnostics,
                        store.out)
-
-
-def _warn_masked(summary: list[dict], log) -> None:
-    """AutoAttack's warning: images that fell only to an auto member using no gradient."""
-    for row in summary:
-        if row.get("gradient_free_only"):
-            log(f"warning: against {row['defense']} at kappa {row['kappa']:g}, "
-                f"{row['gradient_free_only']} image(s) fell only to an attack that uses no "
-                "gradient: its gradients are likely masked, and a white-box attack that "
-                "differentiates a stand-in for its non-differentiable parts (BPDA) or averages "
-                "its randomness (--eot) may break more")

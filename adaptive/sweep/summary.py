@@ -47,6 +47,13 @@ def summarize(records: list[dict], cfg: SweepConfig, defenses: dict[str, Defense
                                                    if "transfer" in r]),
                    "within_bound": float(np.mean([r[dist] <= bound for r in made]))
                    if made else None}
+            shares = [r["defenses"][name]["fooled_draws"] for r in recs
+                      if "fooled_draws" in r["defenses"][name]]
+            if shares and len(shares) == len(recs):  # a random defense, judged over draws
+                # the headline (attack_success_rate) counts examples fooling a majority
+                row["draws"] = cfg.draws
+                row["asr_single_draw"] = float(np.mean([f > 0 for f in shares]))
+                row["asr_every_draw"] = float(np.mean([f >= 1 for f in shares]))
             for det in d.detectors:
                 row[f"detection_rate:{det}"] = (float(np.mean([r["flags"][det] for r in made]))
                                                 if made else None)

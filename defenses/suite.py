@@ -1,0 +1,200 @@
+"""A suite of defenses of known fate that wrap a classifier, written from the descriptions of the
+kinds in the public self-study course of Carlini et al. (google-research/selfstudy-adversarial-
+robustness) and of Athalye, Carlini & Wagner (ICML 2018): each claims robustness for a reason
+that does not hold, and each falls to an attack that goes through its forward the right way.
+
+Every entry is a plain :class:`defenses.Defense` (no detectors): what a researcher would plug in
+with ``--defense-module defenses.suite:make_suite``. None declares a surrogate, so an evaluation
+must find the right attack by itself (``--attack auto``); ``discretised-bpda`` is the same
+defense as ``discretised`` with its BPDA surrogate declared, the way its author should ship it.
+
+=================  ==========================================  ===============================
+name               claim                                       how it falls
+=================  ==========================================  ===============================
+blur               a 3x3 mean blur removes adversarial noise   white box through the blur
+temperature        logits x 1000 (softmax at temperature      cross entropy saturates; the
+                   1/1000, as after distillation) flatten      DLR loss and the margin do not
+                   the loss                                     care about the scale
+discretised        pixels rounded to 4 grey levels: no         gradient-free search (Square,
+                   gradient, small changes vanish              RayS), BPDA through the rounding
+discretised-bpda   the same, with its BPDA surrogate           white box through the surrogate
+random-shift       a random shift of up to 2 pixels per call   EOT over the shifts
+                   (and a random horizontal flip on colour
+                   images)
+random-neurons     half the penultimate neurons dropped at     EOT over the dropped neurons
+                   random on every call
+majority-vote      the majority label of three classifiers     transfer, hard-label search
+                   (plain, behind a blur, another network)
+knn                the label of the 10 nearest training        transfer, hard-label search
+                   images in the classifier's feature space
+=================  ==========================================  ===============================
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from adaptive.core.errors import ToolkitError
+from defenses.bpda import BPDA
+from defenses.defense import Defense
+
+LEVELS = 4  # grey levels of the discretised input
+TEMPERATURE = 1e-3  # softmax temperature (logits divided by it)
+DROP = 0.5  # share of penultimate neurons dropped per call
+SHIFT = 2  # largest random shift, pixels
+K = 10  # neighbours of the k-NN classifier
+REFERENCE = 2000  # training images the k-NN classifier votes with
+
+
+class Blur(nn.Module):
+    """The classifier behind a 3x3 mean blur (same size out, edges averaged over the pixels
+    inside)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(nn.functional.avg_pool2d(x, 3, 1, 1, count_include_pad=False))
+
+
+class Temperature(nn.Module):
+    """The classifier's logits divided by a small temperature."""
+
+    def __init__(self, model: nn.Module, temperature: float = TEMPERATURE):
+        super().__init__()
+        self.model, self.temperature = model, temperature
+
+    def forward(self, x):
+        return self.model(x) / self.temperature
+
+
+class Discretise(nn.Module):
+    """Each pixel rounded to one of ``levels`` evenly spaced grey levels."""
+
+    def __init__(self, levels: int = LEVELS):
+        super().__init__()
+        self.levels = levels
+
+    def forward(self, x):
+        return torch.round(x * (self.levels - 1)) / (self.levels - 1)
+
+
+class RandomShift(nn.Module):
+    """The classifier behind a random shift of up to ``shift`` pixels (one draw per call, for
+    the whole batch) and, with ``flip``, a random horizontal flip."""
+
+    def __init__(self, model: nn.Module, shift: int = SHIFT, flip: bool = False):
+        super().__init__()
+        self.model, self.shift, self.flip = model, shift, flip
+
+    def forward(self, x):
+        dx, dy = torch.randint(-self.shift, self.shift + 1, (2,)).tolist()
+        x = torch.roll(x, (dx, dy), (2, 3))
+        if self.flip and bool(torch.rand(()) < 0.5):
+            x = x.flip(3)
+        return self.model(x)
+
+
+class RandomNeurons(nn.Module):
+    """The classifier with a random half of its penultimate neurons dropped on every call
+    (dropout kept on at test time, rescaled as in training)."""
+
+    def __init__(self, model: nn.Module, drop: float = DROP):
+        super().__init__()
+        self.model, self.drop = model, drop
+
+    def forward(self, x):
+        z = self.model.penultimate(x)
+        return self.model.head(nn.functional.dropout(z, self.drop, training=True))
+
+
+class MajorityVote(nn.Module):
+    """The vote counts of several classifiers (logits: how many voted for each class, ties
+    broken towards the first voter's label)."""
+
+    def __init__(self, voters: list[nn.Module]):
+        super().__init__()
+        self.voters = nn.ModuleList(voters)
+
+    def forward(self, x):
+        labels = [v(x).argmax(1) for v in self.voters]
+        n_classes = int(self.voters[0](x[:1]).shape[1])
+        votes = sum(nn.functional.one_hot(lab, n_classes).float() for lab in labels)
+        return votes + 0.5 * nn.functional.one_hot(labels[0], n_classes).float() / len(labels)
+
+
+class KNN(nn.Module):
+    """The share of the ``k`` nearest reference images (in the classifier's penultimate
+    feature space, Euclidean) of each class."""
+
+    def __init__(self, model: Any, reference: torch.Tensor, labels: torch.Tensor,
+                 k: int = K, num_classes: int = 10):
+        super().__init__()
+        self.model, self.k, self.num_classes = model, k, num_classes
+        with torch.no_grad():
+            feats = torch.cat([model.penultimate(reference[i:i + 500])
+                               for i in range(0, len(reference), 500)])
+        self.register_buffer("features", feats)
+        self.register_buffer("labels", labels.long().to(feats.device))
+
+    def forward(self, x):
+        d = torch.cdist(self.model.penultimate(x), self.features)
+        nearest = self.labels[d.topk(self.k, largest=False).indices]
+        return nn.functional.one_hot(nearest, self.num_classes).float().mean(1)
+
+
+def _other_model(model: nn.Module, dataset: str, device) -> nn.Module:
+    """A second bundled network of the data set's family, for the vote."""
+    from adaptive.core.data import dataset_family
+    from adaptive.core.zoo import load_model
+
+    name = {"mnist": "mnist-cnn-distilled", "cifar10": "cifar-cnn-at"}.get(
+        dataset_family(dataset))
+    if name is None:
+        raise ToolkitError(f"the defense suite has no second network for {dataset!r}")
+    other, _ = load_model(name)
+    return other.to(device).eval()
+
+
+def _reference(dataset: str, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first :data:`REFERENCE` training images of the data set's family (never attacked:
+    sweeps attack test images)."""
+    from adaptive.core.data import dataset_family, load_dataset
+
+    family = dataset_family(dataset)
+    try:
+        train = load_dataset(family, "train")
+    except ToolkitError as e:
+        raise ToolkitError(f"the suite's knn defense needs the {family} training images: {e}"
+                           ) from e
+    return train.x()[:REFERENCE].to(device), train.labels[:REFERENCE]
+
+
+def make_suite(model: nn.Module, dataset: str, device) -> dict[str, Defense]:
+    """Every defense of the suite around ``model`` (a bundled classifier with the features hook,
+    ``penultimate``/``head``), for ``dataset``; the plug-in factory of ``--defense-module
+    defenses.suite:make_suite``."""
+    if not (callable(getattr(model, "penultimate", None)) and hasattr(model, "head")):
+        raise ToolkitError(f"the defense suite needs a classifier with the features hook "
+                           f"(penultimate(x) and head, as the bundled ones have); "
+                           f"{type(model).__name__} has not")
+    colour = int(getattr(model, "input_shape", (1,))[0]) == 3
+    discretised = nn.Sequential(Discretise(), model)
+    reference, labels = _reference(dataset, device)
+    suite = [
+        Defense("blur", Blur(model)),
+        Defense("temperature", Temperature(model)),
+        Defense("discretised", discretised),
+        Defense("discretised-bpda", discretised,
+                surrogate=nn.Sequential(BPDA(Discretise()), model)),
+        Defense("random-shift", RandomShift(model, flip=colour)),
+        Defense("random-neurons", RandomNeurons(model)),
+        Defense("majority-vote", MajorityVote([model, Blur(model),
+                                               _other_model(model, dataset, device)])),
+        Defense("knn", KNN(model, reference, labels)),
+    ]
+    return {d.name: d for d in suite}

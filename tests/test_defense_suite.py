@@ -1,0 +1,54 @@
+"""The suite of defenses of known fate (defenses.suite): each is probed as what it is, and the
+cheap ones fall to the default attack through the plug-in route a researcher would use."""
+
+import pytest
+import torch
+
+from adaptive.core.data import load_dataset
+from adaptive.core.zoo import load_model
+from adaptive.defense.probes import check_surrogate, probe_all
+from adaptive.sweep import SweepConfig, run_sweep
+from defenses.suite import make_suite
+
+QUIET = dict(progress=False, log=lambda s: None)
+
+
+@pytest.fixture(scope="module")
+def mnist(data_root):
+    import os
+
+    os.environ.setdefault("ADAPTIVE_DATA", str(data_root))
+    model, meta = load_model("mnist-cnn")
+    data = load_dataset("mnist-bundled")
+    return model, meta, data, make_suite(model, "mnist-bundled", "cpu")
+
+
+def test_each_suite_defense_is_probed_as_what_it_is(mnist):
+    model, _, data, suite = mnist
+    x, y = data.x()[:64], data.labels[:64]
+    found = probe_all(suite, x, y, log=lambda s: None)
+    kinds = {k: (p.random, p.gradient) for k, p in found.items()}
+    assert kinds == {"blur": (False, "ok"), "temperature": (False, "ok"),
+                     "discretised": (False, "zero"), "discretised-bpda": (False, "zero"),
+                     "random-shift": (True, "not_checked"),
+                     "random-neurons": (True, "not_checked"),
+                     "majority-vote": (False, "zero"), "knn": (False, "zero")}
+    # the declared surrogate passes the fidelity test; every defense still classifies well
+    assert check_surrogate(suite["discretised-bpda"], x) >= 0.99
+    for name, d in suite.items():
+        with torch.no_grad():
+            acc = (d.classifier(x).argmax(1) == y).float().mean().item()
+        assert acc >= 0.9, name
+
+
+@pytest.mark.parametrize("name,floor", [("blur", 0.9), ("temperature", 0.9),
+                                        ("discretised-bpda", 0.9)])
+def test_white_box_suite_defenses_fall_to_the_default_attack(mnist, tmp_path, name, floor):
+    model, meta, data, suite = mnist
+    cfg = SweepConfig(model="mnist-cnn", model_sha256=meta["sha256"], defenses=["none"],
+                      kappas=[0.0], n=10, n_cal=10, batch=10, norm="linf", max_linf=0.3,
+                      attack="apgd", transfer_check=False)
+    res = run_sweep(cfg, model, data, tmp_path / name, "cpu",
+                    extra_defenses={name: suite[name]}, **QUIET)
+    row = next(r for r in res.rows if r["defense"] == name)
+    assert row["attack_success_rate"] >= floor
