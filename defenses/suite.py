@@ -5,19 +5,22 @@ that does not hold, and each falls to an attack that goes through its forward th
 
 Every entry is a plain :class:`defenses.Defense` (no detectors): what a researcher would plug in
 with ``--defense-module defenses.suite:make_suite``. None declares a surrogate, so an evaluation
-must find the right attack by itself (``--attack auto``); ``discretised-bpda`` is the same
-defense as ``discretised`` with its BPDA surrogate declared, the way its author should ship it.
+must find the right attack by itself (``--attack auto``). Each ``-bpda`` entry is the defense
+before it with a differentiable surrogate declared (BPDA), the way its author should ship it
+and the strongest white-box attack we can write for it.
 
 =================  ==========================================  ===============================
 name               claim                                       how it falls
 =================  ==========================================  ===============================
-blur               a 3x3 mean blur removes adversarial noise   white box through the blur
+blur               a 3x3 Gaussian blur removes adversarial     white box through the blur
+                   noise
 temperature        logits x 1000 (softmax at temperature      cross entropy saturates; the
                    1/1000, as after distillation) flatten      DLR loss and the margin do not
                    the loss                                     care about the scale
-discretised        pixels rounded to 4 grey levels: no         gradient-free search (Square,
-                   gradient, small changes vanish              RayS), BPDA through the rounding
+discretised        pixels rounded to 4 levels (8 in colour):   gradient-free search (Square,
+                   no gradient, small changes vanish           RayS), BPDA through the rounding
 discretised-bpda   the same, with its BPDA surrogate           white box through the surrogate
+                   (identity backward through the rounding)
 random-shift       a random shift of up to 2 pixels per call   EOT over the shifts
                    (and a random horizontal flip on colour
                    images)
@@ -25,8 +28,12 @@ random-neurons     half the penultimate neurons dropped at     EOT over the drop
                    random on every call
 majority-vote      the majority label of three classifiers     transfer, hard-label search
                    (plain, behind a blur, another network)
+majority-vote-bpda the same; backward through the voters'   white box through the surrogate
+                   mean log-probability (BPDA)
 knn                the label of the 10 nearest training        transfer, hard-label search
                    images in the classifier's feature space
+knn-bpda           the same; backward through minus each      white box through the surrogate
+                   class's mean distance to its 10 nearest
 =================  ==========================================  ===============================
 """
 
@@ -41,7 +48,7 @@ from adaptive.core.errors import ToolkitError
 from defenses.bpda import BPDA
 from defenses.defense import Defense
 
-LEVELS = 4  # grey levels of the discretised input
+LEVELS = {1: 4, 3: 8}  # grey levels of the discretised input, by channels (MNIST, CIFAR-10)
 TEMPERATURE = 1e-3  # softmax temperature (logits divided by it)
 DROP = 0.5  # share of penultimate neurons dropped per call
 SHIFT = 2  # largest random shift, pixels
@@ -50,15 +57,20 @@ REFERENCE = 2000  # training images the k-NN classifier votes with
 
 
 class Blur(nn.Module):
-    """The classifier behind a 3x3 mean blur (same size out, edges averaged over the pixels
-    inside)."""
+    """The classifier behind a 3x3 binomial (Gaussian-like) blur, per channel, edges
+    replicated."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
+        row = torch.tensor([1.0, 2.0, 1.0])
+        self.register_buffer("kernel", (row[:, None] * row[None]) / 16)
 
     def forward(self, x):
-        return self.model(nn.functional.avg_pool2d(x, 3, 1, 1, count_include_pad=False))
+        c = x.shape[1]
+        padded = nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")
+        return self.model(nn.functional.conv2d(padded, self.kernel.expand(c, 1, 3, 3),
+                                               groups=c))
 
 
 class Temperature(nn.Module):
@@ -75,7 +87,7 @@ class Temperature(nn.Module):
 class Discretise(nn.Module):
     """Each pixel rounded to one of ``levels`` evenly spaced grey levels."""
 
-    def __init__(self, levels: int = LEVELS):
+    def __init__(self, levels: int):
         super().__init__()
         self.levels = levels
 
@@ -127,6 +139,19 @@ class MajorityVote(nn.Module):
         return votes + 0.5 * nn.functional.one_hot(labels[0], n_classes).float() / len(labels)
 
 
+class MeanVote(nn.Module):
+    """The voters' mean log-probability: the differentiable stand-in through which the
+    ``-bpda`` twin of :class:`MajorityVote` takes its gradient (BPDA; the value stays the
+    vote's)."""
+
+    def __init__(self, vote: MajorityVote):
+        super().__init__()
+        self.vote = vote
+
+    def forward(self, x):
+        return torch.stack([v(x).log_softmax(1) for v in self.vote.voters]).mean(0)
+
+
 class KNN(nn.Module):
     """The share of the ``k`` nearest reference images (in the classifier's penultimate
     feature space, Euclidean) of each class."""
@@ -145,6 +170,22 @@ class KNN(nn.Module):
         d = torch.cdist(self.model.penultimate(x), self.features)
         nearest = self.labels[d.topk(self.k, largest=False).indices]
         return nn.functional.one_hot(nearest, self.num_classes).float().mean(1)
+
+
+class SoftKNN(nn.Module):
+    """Minus each class's mean distance to its ``k`` nearest reference images: the
+    differentiable stand-in through which the ``-bpda`` twin of :class:`KNN` takes its
+    gradient (BPDA; the value stays the vote's)."""
+
+    def __init__(self, knn: KNN):
+        super().__init__()
+        self.knn = knn
+
+    def forward(self, x):
+        d = torch.cdist(self.knn.model.penultimate(x), self.knn.features)
+        per_class = [d[:, self.knn.labels == c].topk(self.knn.k, largest=False).values.mean(1)
+                     for c in range(self.knn.num_classes)]
+        return -torch.stack(per_class, 1)
 
 
 def _other_model(model: nn.Module, dataset: str, device) -> nn.Module:
@@ -182,19 +223,24 @@ def make_suite(model: nn.Module, dataset: str, device) -> dict[str, Defense]:
         raise ToolkitError(f"the defense suite needs a classifier with the features hook "
                            f"(penultimate(x) and head, as the bundled ones have); "
                            f"{type(model).__name__} has not")
-    colour = int(getattr(model, "input_shape", (1,))[0]) == 3
-    discretised = nn.Sequential(Discretise(), model)
+    channels = int(getattr(model, "input_shape", (1,))[0])
+    colour = channels == 3
+    discretise = Discretise(LEVELS.get(channels, LEVELS[1]))
+    discretised = nn.Sequential(discretise, model)
     reference, labels = _reference(dataset, device)
+    vote = MajorityVote([model, Blur(model), _other_model(model, dataset, device)])
+    knn = KNN(model, reference, labels)
     suite = [
         Defense("blur", Blur(model)),
         Defense("temperature", Temperature(model)),
         Defense("discretised", discretised),
         Defense("discretised-bpda", discretised,
-                surrogate=nn.Sequential(BPDA(Discretise()), model)),
+                surrogate=nn.Sequential(BPDA(discretise), model)),
         Defense("random-shift", RandomShift(model, flip=colour)),
         Defense("random-neurons", RandomNeurons(model)),
-        Defense("majority-vote", MajorityVote([model, Blur(model),
-                                               _other_model(model, dataset, device)])),
-        Defense("knn", KNN(model, reference, labels)),
+        Defense("majority-vote", vote),
+        Defense("majority-vote-bpda", vote, surrogate=BPDA(vote, MeanVote(vote))),
+        Defense("knn", knn),
+        Defense("knn-bpda", knn, surrogate=BPDA(knn, SoftKNN(knn))),
     ]
     return {d.name: d for d in suite}

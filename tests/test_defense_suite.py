@@ -32,9 +32,12 @@ def test_each_suite_defense_is_probed_as_what_it_is(mnist):
                      "discretised": (False, "zero"), "discretised-bpda": (False, "zero"),
                      "random-shift": (True, "not_checked"),
                      "random-neurons": (True, "not_checked"),
-                     "majority-vote": (False, "zero"), "knn": (False, "zero")}
-    # the declared surrogate passes the fidelity test; every defense still classifies well
-    assert check_surrogate(suite["discretised-bpda"], x) >= 0.99
+                     "majority-vote": (False, "zero"), "majority-vote-bpda": (False, "zero"),
+                     "knn": (False, "zero"), "knn-bpda": (False, "zero")}
+    # the declared surrogates pass the fidelity test; every defense still classifies well
+    for name in ("discretised-bpda", "majority-vote-bpda", "knn-bpda"):
+        assert check_surrogate(suite[name], x) >= 0.99, name
+        assert suite[name].classifier is suite[name.removesuffix("-bpda")].classifier
     for name, d in suite.items():
         with torch.no_grad():
             acc = (d.classifier(x).argmax(1) == y).float().mean().item()
@@ -42,7 +45,7 @@ def test_each_suite_defense_is_probed_as_what_it_is(mnist):
 
 
 @pytest.mark.parametrize("name,floor", [("blur", 0.9), ("temperature", 0.9),
-                                        ("discretised-bpda", 0.9)])
+                                        ("discretised-bpda", 0.9), ("knn-bpda", 0.9)])
 def test_white_box_suite_defenses_fall_to_the_default_attack(mnist, tmp_path, name, floor):
     model, meta, data, suite = mnist
     cfg = SweepConfig(model="mnist-cnn", model_sha256=meta["sha256"], defenses=["none"],
