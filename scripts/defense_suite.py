@@ -32,7 +32,7 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
-from steps import run_step  # (scripts/ is the script's folder)
+from steps import run_sweeps  # (scripts/ is the script's folder)
 
 FACTORY = "defenses.suite:make_suite"
 RUNS = {
@@ -191,14 +191,10 @@ def main(argv=None) -> int:
     eps = [e.strip() for e in args.eps.split(",") if e.strip()]
     runs = Path(args.runs) / f"{args.model}-n{args.n}"
     if not args.table_only:
-        for name, cmd in steps(args.model, eps, args.n):
-            folder = runs / name
-            full = ["adaptive", *cmd, "--out", str(folder), "--device", args.device,
-                    "--no-progress"]
-            rc = run_step(name, full, folder, folder / "summary.json", runs,
-                          dry_run=args.dry_run)
-            if rc != 0:
-                return rc
+        rc = run_sweeps(steps(args.model, eps, args.n), runs, args.device,
+                        dry_run=args.dry_run)
+        if rc != 0:
+            return rc
     if not args.dry_run:
         table(args.model, eps, runs, Path(args.out))
     return 0

@@ -27,7 +27,7 @@ import json
 import sys
 from pathlib import Path
 
-from steps import run_step  # (scripts/ is the script's folder)
+from steps import run_sweeps  # (scripts/ is the script's folder)
 
 # What each defense's own paper (or, where it says so, a later one) reports, as that paper
 # measured it (other models and settings than ours): the claim our rows are read against.
@@ -237,17 +237,13 @@ def main(argv=None) -> int:
         chosen = tuple(a.strip() for a in args.attacks.split(",") if a.strip())
         if not chosen or set(chosen) - set(RUNS):
             p.error(f"--attacks: choose from {', '.join(RUNS)}")
-        for name, cmd in steps(defenses, args.n, args.model, chosen):
-            folder = runs / name
-            full = ["adaptive", *cmd, "--out", str(folder), "--device", args.device,
-                    "--no-progress"]
-            if args.executor == "ray":
-                full += ["--executor", "ray"] + (["--ray-address", args.ray_address]
-                                                 if args.ray_address else [])
-            rc = run_step(name, full, folder, folder / "summary.json", runs,
-                          dry_run=args.dry_run)
-            if rc != 0:
-                return rc
+        extra = (["--executor", "ray"] + (["--ray-address", args.ray_address]
+                                          if args.ray_address else [])
+                 if args.executor == "ray" else [])
+        rc = run_sweeps(steps(defenses, args.n, args.model, chosen), runs, args.device,
+                        extra, args.dry_run)
+        if rc != 0:
+            return rc
     if not args.dry_run:
         table(defenses, runs, Path(args.out))
     return 0

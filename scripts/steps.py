@@ -35,3 +35,18 @@ def run_step(name: str, command: list[str], folder: Path, finished: Path, runs: 
         print(f"step {name} failed (exit {rc}); fix it and rerun: finished steps are kept",
               file=sys.stderr)
     return rc
+
+
+def run_sweeps(steps: list[tuple[str, list[str]]], runs: Path, device: str = "auto",
+               extra: list[str] | None = None, dry_run: bool = False) -> int:
+    """Run each ``(name, adaptive arguments)`` sweep of ``steps`` into ``runs/name`` (finished
+    when its summary.json exists), on ``device``, with ``extra`` arguments; stops at the
+    first failure and returns its exit status (0 when all finished)."""
+    for name, cmd in steps:
+        folder = runs / name
+        full = ["adaptive", *cmd, "--out", str(folder), "--device", device, "--no-progress",
+                *(extra or [])]
+        rc = run_step(name, full, folder, folder / "summary.json", runs, dry_run=dry_run)
+        if rc != 0:
+            return rc
+    return 0
