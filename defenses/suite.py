@@ -5,9 +5,11 @@ that does not hold, and each falls to an attack that goes through its forward th
 
 Every entry is a plain :class:`defenses.Defense` (no detectors): what a researcher would plug in
 with ``--defense-module defenses.suite:make_suite``. None declares a surrogate, so an evaluation
-must find the right attack by itself (``--attack auto``). Each ``-bpda`` entry is the defense
-before it with a differentiable surrogate declared (BPDA), the way its author should ship it
-and the strongest white-box attack we can write for it.
+must find the right attack by itself (``--attack auto``). :func:`make_bpda_twins` gives the
+``-bpda`` entries: the defense of that name with a differentiable surrogate declared (BPDA), the
+way its author should ship it and the strongest white-box attack we can write for it; they are
+run apart (a run judges every defense by every example it made, so a twin in the same run
+would lend its surrogate to the defense without one).
 
 =================  ==========================================  ===============================
 name               claim                                       how it falls
@@ -215,32 +217,48 @@ def _reference(dataset: str, device) -> tuple[torch.Tensor, torch.Tensor]:
     return train.x()[:REFERENCE].to(device), train.labels[:REFERENCE]
 
 
-def make_suite(model: nn.Module, dataset: str, device) -> dict[str, Defense]:
-    """Every defense of the suite around ``model`` (a bundled classifier with the features hook,
-    ``penultimate``/``head``), for ``dataset``; the plug-in factory of ``--defense-module
-    defenses.suite:make_suite``."""
+def _parts(model: nn.Module, dataset: str, device):
+    """The forwards the suite is made of, around ``model``."""
     if not (callable(getattr(model, "penultimate", None)) and hasattr(model, "head")):
         raise ToolkitError(f"the defense suite needs a classifier with the features hook "
                            f"(penultimate(x) and head, as the bundled ones have); "
                            f"{type(model).__name__} has not")
     channels = int(getattr(model, "input_shape", (1,))[0])
-    colour = channels == 3
     discretise = Discretise(LEVELS.get(channels, LEVELS[1]))
-    discretised = nn.Sequential(discretise, model)
     reference, labels = _reference(dataset, device)
-    vote = MajorityVote([model, Blur(model), _other_model(model, dataset, device)])
-    knn = KNN(model, reference, labels)
+    return dict(
+        discretise=discretise, discretised=nn.Sequential(discretise, model),
+        vote=MajorityVote([model, Blur(model), _other_model(model, dataset, device)]),
+        knn=KNN(model, reference, labels), colour=channels == 3)
+
+
+def make_suite(model: nn.Module, dataset: str, device) -> dict[str, Defense]:
+    """Every defense of the suite around ``model`` (a bundled classifier with the features hook,
+    ``penultimate``/``head``), for ``dataset``, none with a surrogate; the plug-in factory of
+    ``--defense-module defenses.suite:make_suite``."""
+    p = _parts(model, dataset, device)
     suite = [
         Defense("blur", Blur(model)),
         Defense("temperature", Temperature(model)),
-        Defense("discretised", discretised),
-        Defense("discretised-bpda", discretised,
-                surrogate=nn.Sequential(BPDA(discretise), model)),
-        Defense("random-shift", RandomShift(model, flip=colour)),
+        Defense("discretised", p["discretised"]),
+        Defense("random-shift", RandomShift(model, flip=p["colour"])),
         Defense("random-neurons", RandomNeurons(model)),
-        Defense("majority-vote", vote),
-        Defense("majority-vote-bpda", vote, surrogate=BPDA(vote, MeanVote(vote))),
-        Defense("knn", knn),
-        Defense("knn-bpda", knn, surrogate=BPDA(knn, SoftKNN(knn))),
+        Defense("majority-vote", p["vote"]),
+        Defense("knn", p["knn"]),
     ]
     return {d.name: d for d in suite}
+
+
+def make_bpda_twins(model: nn.Module, dataset: str, device) -> dict[str, Defense]:
+    """The suite's defenses that hide their gradient, each with its BPDA surrogate declared
+    (``--defense-module defenses.suite:make_bpda_twins``): a run of their own, so that an
+    evaluation of :func:`make_suite` never borrows their surrogates."""
+    p = _parts(model, dataset, device)
+    model_after = p["discretised"][1]
+    twins = [
+        Defense("discretised-bpda", p["discretised"],
+                surrogate=nn.Sequential(BPDA(p["discretise"]), model_after)),
+        Defense("majority-vote-bpda", p["vote"], surrogate=BPDA(p["vote"], MeanVote(p["vote"]))),
+        Defense("knn-bpda", p["knn"], surrogate=BPDA(p["knn"], SoftKNN(p["knn"]))),
+    ]
+    return {d.name: d for d in twins}

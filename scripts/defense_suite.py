@@ -4,8 +4,9 @@ reports/defenses-suite/ (issue [3/5]).
     python scripts/defense_suite.py [--model cifar-cnn] [--eps 4/255,8/255] [--n 50]
     python scripts/defense_suite.py --model mnist-cnn --eps 0.1,0.2 --n 50 --table-only
 
-Per L-inf bound, three ``adaptive sweep --defense-module defenses.suite:make_suite --kappa 0``
-runs on the same images, every suite defense judged in each:
+Per L-inf bound, four ``adaptive sweep --kappa 0`` runs on the same images: three of
+``--defense-module defenses.suite:make_suite`` (no surrogates), every suite defense judged in
+each, and one of its BPDA twins:
 
 - ``naive``: ``--attack apgd --random-eot 1 --draws 1 --no-transfer-check``, the evaluation a
   defense's author would run: APGD on the defense's forward (where it has a gradient; else
@@ -13,7 +14,9 @@ runs on the same images, every suite defense judged in each:
 - ``auto``: ``--attack auto`` with no per-defense option, what the toolkit finds by itself
   (probes, EOT and 20 draws for random forwards, the gradient-free members for hidden ones);
 - ``eot``: ``--attack apgd --random-eot 50``, the strongest attack we can write for the random
-  defenses (five times auto's gradient samples).
+  defenses (five times auto's gradient samples);
+- ``bpda``: ``--defense-module defenses.suite:make_bpda_twins --attack apgd``, APGD through the
+  declared surrogate of each defense that hides its gradient.
 
 The strongest column is per image the union of every run and, for a defense ``D`` with a
 ``D-bpda`` twin (the same forward with a declared surrogate), of the twin's verdicts: every
@@ -34,11 +37,13 @@ from pathlib import Path
 
 from steps import run_sweeps  # (scripts/ is the script's folder)
 
-FACTORY = "defenses.suite:make_suite"
+SUITE, TWINS = "defenses.suite:make_suite", "defenses.suite:make_bpda_twins"
 RUNS = {
-    "naive": ["--attack", "apgd", "--random-eot", "1", "--draws", "1", "--no-transfer-check"],
-    "auto": ["--attack", "auto"],
-    "eot": ["--attack", "apgd", "--random-eot", "50"],
+    "naive": [SUITE, "--attack", "apgd", "--random-eot", "1", "--draws", "1",
+              "--no-transfer-check"],
+    "auto": [SUITE, "--attack", "auto"],
+    "eot": [SUITE, "--attack", "apgd", "--random-eot", "50"],
+    "bpda": [TWINS, "--attack", "apgd"],
 }
 # The claim each defense makes and how it falls (the self-study course's and Athalye et al.'s
 # descriptions; what our runs show is in the table's numbers, not here).
@@ -69,10 +74,11 @@ def _tag(eps: str) -> str:
 
 def steps(model: str, eps: list[str], n: int) -> list[tuple[str, list[str]]]:
     """(run folder name, adaptive arguments) of every run."""
-    base = ["sweep", "--model", model, "--defense-module", FACTORY, "--kappa", "0",
-            "--n", str(n), "--n-cal", str(max(100, n)), "--norm", "linf"]
-    return [(f"eps{_tag(e)}-{k}", base + ["--eps", f"{_eps(e):.8g}"] + extra)
-            for e in eps for k, extra in RUNS.items()]
+    base = ["sweep", "--model", model, "--kappa", "0", "--n", str(n),
+            "--n-cal", str(max(100, n)), "--norm", "linf"]
+    return [(f"eps{_tag(e)}-{k}", base + ["--eps", f"{_eps(e):.8g}", "--defense-module",
+                                          factory, *extra])
+            for e in eps for k, (factory, *extra) in RUNS.items()]
 
 
 def _broken(folder: Path, defense: str) -> dict[int, bool]:
@@ -110,12 +116,12 @@ def table(model: str, eps: list[str], runs: Path, out: Path) -> list[dict]:
         flags = {}
         for f in auto["diagnostics"].get("red_flags", []):
             flags.setdefault(f["defense"], []).append(f["flag"])
-        for name in [r["defense"] for r in auto["rows"] if not r["defense"].endswith("-bpda")]:
+        for name in [r["defense"] for r in auto["rows"]]:
             row = {"model": model, "eps": e, "defense": name}
             for k, summary in found.items():
-                if summary is not None:
-                    r = next(r for r in summary["rows"] if r["defense"] == name)
-                    row[f"{k}_asr"] = r["attack_success_rate"]
+                for r in (summary or {}).get("rows", []):
+                    if r["defense"] in (name, f"{name}-bpda"):
+                        row[f"{k}_asr"] = r["attack_success_rate"]
             a = next(r for r in auto["rows"] if r["defense"] == name)
             row["auto_broken_by"] = ", ".join(f"{m} {c}" for m, c in
                                               sorted(a["broken_by"].items(),
@@ -132,7 +138,7 @@ def table(model: str, eps: list[str], runs: Path, out: Path) -> list[dict]:
             rows.append(row)
     out.mkdir(parents=True, exist_ok=True)
     fields = ["model", "eps", "defense", "images", "naive_asr", "auto_asr", "eot_asr",
-              "strongest_asr", "auto_broken_by", "red_flags", "seconds_auto"]
+              "bpda_asr", "strongest_asr", "auto_broken_by", "red_flags", "seconds_auto"]
     with open(out / f"suite-{model}.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fields, extrasaction="ignore")
         w.writeheader()
