@@ -177,7 +177,7 @@ def _figure(rows: list[dict], eps: list[str], path: Path) -> None:
         ax.set_title(f"L∞ {e}")
         ax.set_ylabel("ASR")
         ax.grid(axis="y", alpha=0.3)
-    axes[0][0].legend()
+    axes[0][0].legend(loc="lower left", framealpha=0.9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
