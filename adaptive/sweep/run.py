@@ -36,7 +36,7 @@ from adaptive.defense.compositions import (
     load_zoo_detectors,
     zoo_parts,
 )
-from adaptive.defense.probes import Probe, probe_all
+from adaptive.defense.probes import FIDELITY_IMAGES, Probe, probe_all
 from adaptive.diagnostics.indicators import model_flags
 from adaptive.evaluations.clever import clever
 from adaptive.sweep.auto import auto_batch, build_members, image_seeds
@@ -79,8 +79,6 @@ def _probe_images(data: ImageSet, attacked: torch.Tensor, cal: torch.Tensor,
                   device) -> tuple[torch.Tensor, torch.Tensor]:
     """Benign images the probes run on: the attacked ones, then the calibration images (the
     bare model labels the attacked ones right)."""
-    from adaptive.defense.probes import FIDELITY_IMAGES
-
     idx = torch.cat([attacked, cal])[:FIDELITY_IMAGES] if cal is not None else attacked
     return data.x()[idx].to(device), data.labels[idx].to(device)
 
@@ -152,8 +150,8 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
             judges = _build_judges(store, cfg, model, data, device, cal, magnet,
                                    extra_defenses, log, runner, executor)
             built_in = {k: d for k, d in judges.defenses.items() if k not in probes}
-            judges.probes = {**probe_all(built_in, *benign, log=log), **probes}
-            judges.probes = {k: judges.probes[k] for k in judges.defenses}
+            found = {**probe_all(built_in, *benign, log=log), **probes}
+            judges.probes = {k: found[k] for k in judges.defenses}
             seed_everything(cfg.seed)
             _log_probe_actions(cfg, judges, log)
             records = store.records(RECORDS, record_key)
