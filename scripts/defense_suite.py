@@ -8,11 +8,13 @@ Per L-inf bound, four ``adaptive sweep --kappa 0`` runs on the same images: thre
 ``--defense-module defenses.suite:make_suite`` (no surrogates), every suite defense judged in
 each, and one of its BPDA twins:
 
-- ``naive``: ``--attack apgd --random-eot 1 --draws 1 --no-transfer-check``, the evaluation a
-  defense's author would run: APGD on the defense's forward (where it has a gradient; else
-  the bare model's examples), one gradient sample per step, one draw per verdict;
+- ``naive``: ``--attack apgd --random-eot 1 --draws 1 --no-bare-gradient
+  --no-transfer-check``, the evaluation a defense's author would run: APGD on the defense's
+  forward (where it has a gradient; else the bare model's examples), one gradient sample per
+  step, one draw per verdict;
 - ``auto``: ``--attack auto`` with no per-defense option, what the toolkit finds by itself
-  (probes, EOT and 20 draws for random forwards, the gradient-free members for hidden ones);
+  (probes, EOT and 20 draws for random forwards; for hidden ones the bare classifier's
+  gradient through the forward, BPDA, and the gradient-free members);
 - ``eot``: ``--attack apgd --random-eot 50``, the strongest attack we can write for the random
   defenses (five times auto's gradient samples);
 - ``bpda``: ``--defense-module defenses.suite:make_bpda_twins --attack apgd``, APGD through the
@@ -40,7 +42,7 @@ from steps import run_sweeps  # (scripts/ is the script's folder)
 SUITE, TWINS = "defenses.suite:make_suite", "defenses.suite:make_bpda_twins"
 RUNS = {
     "naive": [SUITE, "--attack", "apgd", "--random-eot", "1", "--draws", "1",
-              "--no-transfer-check"],
+              "--no-bare-gradient", "--no-transfer-check"],
     "auto": [SUITE, "--attack", "auto"],
     "eot": [SUITE, "--attack", "apgd", "--random-eot", "50"],
     "bpda": [TWINS, "--attack", "apgd"],

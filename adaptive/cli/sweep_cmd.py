@@ -174,6 +174,10 @@ def _add_attack_options(p) -> None:
                    help="gradient samples per step of the attacks aimed at a defense whose "
                         "forward the probes find random (default "
                         f"{DEFAULT.random_eot}; 1: no EOT)")
+    p.add_argument("--no-bare-gradient", dest="bare_gradient", action="store_false",
+                   help="aim no white-box attack at a defense whose gradient the probes find "
+                        "hidden (and that declares no surrogate); by default they follow the "
+                        "bare classifier's gradient through its forward (BPDA)")
     p.add_argument("--draws", type=positive_int, default=DEFAULT.draws, metavar="K",
                    help="judge each example against a random defense on K fresh draws: ASR "
                         "counts the examples that fool a majority of them, beside those that "
@@ -289,6 +293,7 @@ def run(args: argparse.Namespace) -> int:
                       attack=args.attack, a2d_factor=args.a2d_factor,
                       image_seeds=args.image_seeds, checks=args.checks,
                       random_eot=args.random_eot, draws=args.draws,
+                      bare_gradient=args.bare_gradient,
                       pgd=PGDSettings(steps=args.pgd_steps, restarts=args.pgd_restarts,
                                       target_classes=args.pgd_targets, eot=args.eot,
                                       schedule=args.pgd_schedule,

@@ -97,9 +97,10 @@ def build_members(cfg: SweepConfig, kappa: float, model, objective_for, judges,
     white-box and score-based member after the paper's attack also aims, on that defense's
     unbroken images. Through a forward the probes found random the gradient members average
     ``cfg.random_eot`` samples per step; at a defense whose gradient is hidden (and that
-    declares no surrogate) only the gradient-free members aim."""
+    declares no surrogate) they follow its stand-in (``_Judges.stand_ins``), and
+    only the gradient-free members aim where it has none (``--no-bare-gradient``)."""
     out = []
-    random, hidden = judges.random_models(), judges.hidden()
+    random, unfollowable = judges.random_models(), judges.unfollowable()
 
     def attack(mcfg, objective_model=None):
         if id(objective_model) in random:
@@ -120,7 +121,7 @@ def build_members(cfg: SweepConfig, kappa: float, model, objective_for, judges,
                 made, used = attack(mcfg, objective.model)
                 out.append(Member(m.label, made, objective.model, used, objective.penalty()))
             for names, mine in objective_groups(own or {}):
-                if set(names) <= hidden and not m.gradient_free:
+                if set(names) <= unfollowable and not m.gradient_free:
                     continue  # no gradient to follow: the gradient-free members aim at it
                 if mine.terms or m.label not in _DETECTOR_AWARE:
                     made, used = attack(mcfg, mine.model)

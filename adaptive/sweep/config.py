@@ -302,6 +302,10 @@ class SweepConfig:
     # draws each example is judged on (ASR: fooling a majority of them)
     random_eot: int = 10
     draws: int = 20
+    # Against a defense whose gradient the probes found hidden and that declares no surrogate:
+    # the white-box attacks aimed at it follow the bare classifier's gradient through its
+    # forward (BPDA with the bare model); False: only transfer and the gradient-free attacks
+    bare_gradient: bool = True
 
     def __post_init__(self):
         self._family_defaults()

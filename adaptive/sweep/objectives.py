@@ -65,9 +65,11 @@ def _magnet_classifier(defenses: dict[str, Defense], part: str) -> nn.Module | N
                  if is_composition(name) and part in name.split("+")), None)
 
 
-def defense_objective(cfg: SweepConfig, name: str, defense: Defense) -> Objective:
+def defense_objective(cfg: SweepConfig, name: str, defense: Defense,
+                      stand_in: nn.Module | None = None) -> Objective:
     """``defense``'s own objective for ``cfg.attack``: the classifier it answers with (its
-    surrogate where it declares one, BPDA), and a
+    surrogate where it declares one, BPDA; else the ``stand_in`` given for a defense that
+    hides its gradient: its forward with the bare classifier's gradient), and a
     term for each of its detectors the attack aims at (of a built-in composition: the parts the
     attack name aims at, A2D by its cost surrogate; of a plug-in, and the bundled fs and maha,
     for the attacks that aim at plug-ins: the detectors with a differentiable score)."""
@@ -89,13 +91,16 @@ def defense_objective(cfg: SweepConfig, name: str, defense: Defense) -> Objectiv
                 and is_differentiable(det):
             terms[dname] = detector_penalty([det])
     # a declared surrogate (BPDA) is what the gradients follow; the classifier still judges
-    model = defense.surrogate if defense.surrogate is not None else defense.classifier
+    model = defense.surrogate if defense.surrogate is not None else (
+        stand_in if stand_in is not None else defense.classifier)
     return Objective(model, terms)
 
 
 def own_objectives(cfg: SweepConfig, defenses: dict[str, Defense], shared: Objective,
-                   log=print) -> dict[str, Objective]:
-    """Each defense's own objective (:func:`defense_objective`) where it differs from the
+                   log=print, stand_ins: dict[str, nn.Module] | None = None
+                   ) -> dict[str, Objective]:
+    """Each defense's own objective (:func:`defense_objective`, through its ``stand_ins``
+    entry where it has one) where it differs from the
     ``shared`` one; defenses whose own objectives are the same share one Objective object (the
     sweep attacks it once, on the images any of them withstands: :func:`objective_groups`).
     None for ``cw`` and the hard-label attacks."""
@@ -105,7 +110,7 @@ def own_objectives(cfg: SweepConfig, defenses: dict[str, Defense], shared: Objec
     first: dict[tuple, Objective] = {}
     out = {}
     for name, d in defenses.items():
-        mine = defense_objective(cfg, name, d)
+        mine = defense_objective(cfg, name, d, (stand_ins or {}).get(name))
         key = (id(mine.model), frozenset(mine.terms))
         if key == shared_key:
             continue  # the shared objective is this defense's own

@@ -48,14 +48,21 @@ def _probe_flags(cfg: SweepConfig, probe: Probe, has_surrogate: bool) -> list[di
                   f"{probe.mismatch_share:.0%} of {probe.images} benign images)")
         if has_surrogate:
             cure = "BPDA: the attacks followed its declared surrogate"
+        elif probe.hidden and not cfg.bare_gradient:
+            cure = ("drop --no-bare-gradient (white-box attacks then follow the bare "
+                    "classifier's gradient through the defense's forward), or declare a "
+                    "differentiable surrogate (Defense(..., surrogate=...), defenses.BPDA); "
+                    "only the gradient-free attacks (square, rays, hsj) and transfer aimed at it")
         elif probe.hidden:
-            cure = ("declare a differentiable surrogate (Defense(..., surrogate=...), "
-                    "defenses.BPDA) so that white-box attacks can follow it; only the "
-                    "gradient-free attacks (square, rays, hsj) and transfer aimed at it")
+            cure = ("BPDA with the bare classifier: the white-box attacks followed the bare "
+                    "model's gradient through the defense's forward, beside the gradient-free "
+                    "ones (square, rays, hsj); a surrogate closer to the defense (Defense(..., "
+                    "surrogate=...), defenses.BPDA) may break more")
         else:
             cure = ("declare a differentiable surrogate (Defense(..., surrogate=...), "
                     "defenses.BPDA): the white-box attacks followed a gradient that misleads")
-        out.append(_flag("masked_gradients", probe.defense, detail, cure, has_surrogate))
+        out.append(_flag("masked_gradients", probe.defense, detail, cure,
+                         has_surrogate or (probe.hidden and cfg.bare_gradient)))
     return out
 
 

@@ -70,6 +70,7 @@ from adaptive.sweep.red_flags import red_flags
 from adaptive.sweep.summary import asr_by_bound, summarize, write_summary
 from defenses.a2d.cost import AttackCost
 from defenses.a2d.presets import make_engine
+from defenses.bpda import BPDA
 from defenses.detector import Detector
 from defenses.detector_zoo import DETECTORS as ZOO_DETECTORS
 from defenses.detector_zoo import bundled_path
@@ -92,10 +93,14 @@ def _log_probe_actions(cfg: SweepConfig, judges: _Judges, log) -> None:
         if probe.masked and judges.defenses[name].surrogate is not None:
             log(f"{name}: attacks follow its surrogate's gradient (BPDA); examples are judged "
                 "by its real classifier")
-        elif name in judges.hidden():
+        elif name in judges.hidden() and not cfg.bare_gradient:
             log(f"{name} hides its gradient and declares no surrogate: only the gradient-free "
-                "attacks (square, rays, hsj) and transfer aim at it; declare one (BPDA) for a "
-                "white-box attack")
+                "attacks (square, rays, hsj) and transfer aim at it (--no-bare-gradient)")
+        elif name in judges.hidden():
+            log(f"{name} hides its gradient and declares no surrogate: white-box attacks aimed "
+                "at it follow the bare classifier's gradient through its forward (BPDA), "
+                "beside the gradient-free ones (square, rays, hsj); declare a surrogate for a "
+                "closer one")
         elif probe.masked:
             log(f"{name}: its gradient does not predict its forward (first order): white-box "
                 "attacks may be misled; a surrogate (BPDA) may break more")
@@ -151,7 +156,7 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
                                    extra_defenses, log, runner, executor)
             built_in = {k: d for k, d in judges.defenses.items() if k not in probes}
             found = {**probe_all(built_in, *benign, log=log), **probes}
-            judges.probes = {k: found[k] for k in judges.defenses}
+            judges.use_probes(found)
             seed_everything(cfg.seed)
             _log_probe_actions(cfg, judges, log)
             records = store.records(RECORDS, record_key)
@@ -210,6 +215,19 @@ class _Judges:
     benign_scores: dict = None
     # what the probes found of each defense (adaptive.defense.probes), before any attack
     probes: dict[str, Probe] = field(default_factory=dict)
+    # per defense that hides its gradient and declares no surrogate, what the attacks aimed at
+    # it differentiate: its own forward, with the bare classifier's gradient (BPDA)
+    stand_ins: dict[str, nn.Module] = field(default_factory=dict)
+
+    def use_probes(self, probes: dict[str, Probe]) -> None:
+        """Take what the probes found (one per defense), and give each defense they found
+        hiding its gradient its stand-in (``stand_ins``)."""
+        self.probes = {k: probes[k] for k in self.defenses if k in probes}
+        made: dict[int, nn.Module] = {}  # (defenses sharing a classifier share its stand-in)
+        self.stand_ins = {}
+        for name in sorted(self.hidden() if self.cfg.bare_gradient else ()):
+            classifier = self.defenses[name].classifier
+            self.stand_ins[name] = made.setdefault(id(classifier), BPDA(classifier, self.model))
 
     def is_random(self, name: str) -> bool:
         probe = self.probes.get(name)
@@ -219,13 +237,18 @@ class _Judges:
         """ids of the classifiers (and surrogates) of the defenses probed random: an attack
         through one averages its gradients over draws (EOT)."""
         return {id(m) for name, d in self.defenses.items() if self.is_random(name)
-                for m in (d.classifier, d.surrogate) if m is not None}
+                for m in (d.classifier, d.surrogate, self.stand_ins.get(name))
+                if m is not None}
 
     def hidden(self) -> set[str]:
         """The defenses whose gradient the probes found hidden (zero or not finite) and that
         declare no surrogate: no white-box attack can follow them."""
         return {name for name, p in self.probes.items()
                 if p.hidden and self.defenses[name].surrogate is None}
+
+    def unfollowable(self) -> set[str]:
+        """The defenses no white-box attack can follow: hidden, without a stand-in."""
+        return self.hidden() - set(self.stand_ins)
 
     def scores(self, x: torch.Tensor, costs=None) -> dict[str, torch.Tensor | None]:
         """Each detector's score of ``x`` (higher = more adversarial; None for a plug-in
@@ -399,7 +422,7 @@ def _unit_context(cfg: SweepConfig, model: nn.Module, data: ImageSet, device, at
     objective = attack_objective(cfg, model, judges.a2d, magnet, plugin_detectors, log,
                                  judges.defenses)
     attack_model, penalty = objective.model, objective.penalty()
-    own = own_objectives(cfg, judges.defenses, objective, log)
+    own = own_objectives(cfg, judges.defenses, objective, log, judges.stand_ins)
     if cfg.attack_choice.hard_label:  # the oracle is one defense's verdict, nothing else
         target = cfg.defenses[-1]
         log(f"{cfg.attack}: a hard-label attack on the verdict of {target!r}")
@@ -433,7 +456,7 @@ def _build_context(recipe: _UnitRecipe) -> _UnitContext:
                            "; install the same data, models and defenses on every machine")
     store, quiet = _Stored(recipe.stored), (lambda *_: None)
     judges = _build_judges(store, cfg, model, data, device, None, magnet, extra, quiet)
-    judges.probes = {k: Probe.from_json(v) for k, v in recipe.stored.get("probes", {}).items()}
+    judges.use_probes({k: Probe.from_json(v) for k, v in recipe.stored.get("probes", {}).items()})
     return _unit_context(cfg, model, data, device, recipe.attacked, recipe.targets_all,
                          judges, magnet, extra, quiet)
 
@@ -500,10 +523,10 @@ def _aim_at_own(ctx: _UnitContext, kappa: float, idx: torch.Tensor, x: torch.Ten
     that defense (``by``: ``ATTACK@DEFENSE``), as ``auto`` keeps its members' examples."""
     cfg = ctx.cfg
     labels_all = targets if cfg.targeted else y
-    hidden = ctx.judges.hidden()
+    unfollowable = ctx.judges.unfollowable()
     white_box = cfg.attack_choice.spec.access is Access.GRADIENTS
     for names, objective in objective_groups(ctx.own):
-        if white_box and set(names) <= hidden:
+        if white_box and set(names) <= unfollowable:
             continue  # no gradient to follow (said once, when the probes ran)
         todo = (~torch.stack([judged.verdicts[n].success for n in names])).any(0)
         todo = todo.nonzero().squeeze(1)
