@@ -50,15 +50,61 @@ class Defense:
         return {dname: detector_flags(dname, det, x) for dname, det in self.detectors.items()}
 
 
+def _answer(name: str, detector: Detector, call: str, x: torch.Tensor) -> torch.Tensor:
+    """``detector.CALL(x)`` as a flat CPU tensor of one value per input; an exception in the
+    detector, or an answer that is not one value per input, is one line naming the detector
+    and the call."""
+    try:
+        # (scores are read without gradients, as always; detect may need them: A2D attacks)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and call == "detect"):
+            found = getattr(detector, call)(x)
+    except ToolkitError:
+        raise
+    except Exception as e:
+        raise ToolkitError(f"detector {name!r} raised {type(e).__name__} in {call}(x) on "
+                           f"{len(x)} inputs: {e}") from e
+    try:
+        t = torch.as_tensor(found).detach().cpu().reshape(-1)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ToolkitError(f"detector {name!r}: {call}(x) returned {type(found).__name__}, "
+                           f"not one value per input ({e})") from e
+    if len(t) != len(x):
+        raise ToolkitError(f"detector {name!r} returned {len(t)} "
+                           f"{'flags' if call == 'detect' else 'scores'} for {len(x)} inputs")
+    return t
+
+
 def detector_flags(name: str, detector: Detector, x: torch.Tensor) -> torch.Tensor:
     """``detector.detect(x)`` as a bool CPU tensor of one flag per input, checked: a plug-in
-    that returns another number of flags is refused, never silently broadcast."""
-    f = detector.detect(x)
+    that returns another number of flags, or numbers other than True/False (or 0/1), is
+    refused, never silently broadcast or coerced; an exception in it is one line naming the
+    detector and the call."""
+    t = _answer(name, detector, "detect", x)
+    if t.dtype != torch.bool:
+        is_01 = not t.is_floating_point() and not t.is_complex() and bool(
+            ((t == 0) | (t == 1)).all())
+        if not is_01:
+            raise ToolkitError(f"detector {name!r}: detect(x) must return one True/False flag "
+                               f"per input (True = flagged), got {t.dtype} values; compare its "
+                               "score with its threshold")
+        t = t.bool()
+    return t
+
+
+def detector_scores(name: str, detector: Detector, x: torch.Tensor) -> torch.Tensor | None:
+    """``detector.score(x)`` (higher = more adversarial) as a float CPU tensor of one score
+    per input, none NaN, checked as :func:`detector_flags` checks flags; None for a detector
+    without ``score``."""
+    if not callable(getattr(detector, "score", None)):
+        return None
+    t = _answer(name, detector, "score", x)
     try:
-        f = torch.as_tensor(f).bool().cpu().reshape(-1)
-    except (TypeError, ValueError, RuntimeError) as e:
-        raise ToolkitError(f"detector {name!r} returned {type(f).__name__}, not one flag per "
-                           f"input ({e})") from e
-    if len(f) != len(x):
-        raise ToolkitError(f"detector {name!r} returned {len(f)} flags for {len(x)} inputs")
-    return f
+        t = t.float()
+    except (TypeError, RuntimeError) as e:
+        raise ToolkitError(f"detector {name!r}: score(x) returned {t.dtype} values, not "
+                           f"numbers ({e})") from e
+    bad = int(torch.isnan(t).sum())
+    if bad:
+        raise ToolkitError(f"detector {name!r}: score(x) returned NaN for {bad} of {len(x)} "
+                           "inputs; a score must be a number (higher = more adversarial)")
+    return t

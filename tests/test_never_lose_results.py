@@ -2,6 +2,7 @@
 runs on the inputs it started with. Tiny data, no training."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -132,6 +133,9 @@ def test_resume_after_a_torn_line_summarises_every_kappa(mnist, tmp_path, monkey
     resumed = run_sweep(_cfg(meta), model, data, tmp_path / "cut", "cpu", resume=True,
                         progress=False, log=said.append)
     assert any("cut short" in s for s in said)
+    summary = json.loads((tmp_path / "cut/summary.json").read_text())
+    assert summary["record_integrity"]["torn_line_bytes_removed"] == len(
+        '{"kappa": 5.0, "index": 3, "cw_succ')  # counted where a reader sees it
     assert [r["n"] for r in resumed["rows"]] == [4, 4, 4]
     assert resumed["rows"] == full["rows"]
 
@@ -242,6 +246,17 @@ def test_a_fresh_run_that_fails_before_any_result_leaves_no_folder(tmp_path):
 FIXTURE = os.path.join(REPO, "tests", "fixtures", "old_sweep_run")
 
 
+def _close(a, b, rel=1e-6) -> bool:
+    """Equal, floats to ``rel``."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k], rel) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y, rel) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=rel)
+    return a == b
+
+
 def test_an_old_format_run_folder_resumes_and_reports(tmp_path, capsys):
     """A sweep interrupted after its first batch by the version before attack-neutral record
     keys, run identities and locks (tests/fixtures/old_sweep_run, made by that version with the
@@ -262,8 +277,9 @@ def test_an_old_format_run_folder_resumes_and_reports(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     for row in expected["rows"]:  # the one summary key that was renamed
         row["attack_objective_met_rate"] = row.pop("cw_success_rate")
-    assert summary["rows"] == expected["rows"]
-    assert summary["asr_by_l2_bound"] == expected["asr_by_l2_bound"]
+    # (the batches computed here may differ in the last float bits from that machine's)
+    assert _close(summary["rows"], expected["rows"])
+    assert _close(summary["asr_by_l2_bound"], expected["asr_by_l2_bound"])
     lines = (out / "records.jsonl").read_text().splitlines()
     assert '"cw_success"' in lines[0] and '"attack_success"' in lines[-1]
     assert all("attack_success" in r for r in read_records(out / "records.jsonl"))

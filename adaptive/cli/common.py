@@ -6,7 +6,7 @@ import argparse
 import math
 from fractions import Fraction
 
-from adaptive.core.runtime import DEVICE_CHOICES
+from adaptive.core.runtime import DEVICE_CHOICES, MAX_SEED
 
 
 def add_data_root(p: argparse.ArgumentParser) -> None:
@@ -20,9 +20,21 @@ def add_device(p: argparse.ArgumentParser) -> None:
                    help="where to compute; auto picks CUDA when present (default: auto)")
 
 
+def seed_value(text: str) -> int:
+    """A seed: an integer from 0 to :data:`MAX_SEED`."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= v <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {MAX_SEED}, got {text}")
+    return v
+
+
 def add_seed(p: argparse.ArgumentParser, default: int = 0) -> None:
-    p.add_argument("--seed", type=int, default=default,
-                   help=f"random seed, for repeatable runs (default: {default})")
+    p.add_argument("--seed", type=seed_value, default=default,
+                   help=f"random seed, for repeatable runs, 0 to {MAX_SEED} "
+                        f"(default: {default})")
 
 
 def add_progress(p: argparse.ArgumentParser) -> None:

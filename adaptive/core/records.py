@@ -8,7 +8,10 @@ Each finished result is one line, appended and fsynced. What can go wrong and wh
 * a line that cannot be parsed elsewhere in the file (damage, or a file appended to by an older
   version after a torn line) is skipped and counted, never allowed to hide the lines after it;
 * the same record written twice (two writers, a retried batch) is counted once: records carry a
-  key, and :meth:`RecordLog.read` keeps the first record of each key and counts the others.
+  key, and :meth:`RecordLog.read` keeps the first record of each key and counts the others;
+* a line that parses but is not a whole record of this file (fields missing or of the wrong
+  type, or a record of a setting the run does not have: the ``check`` given to the log) is
+  skipped and counted, never taken for a finished result, so the result is computed again.
 
 The run folder's lock (:mod:`core.store`) keeps two writers apart; the key makes counting
 right even where it could not.
@@ -25,6 +28,8 @@ from pathlib import Path
 from adaptive.core.errors import ToolkitError
 
 KeyFn = Callable[[dict], Hashable]
+# what is wrong with a parsed record (None: nothing): a reason, printed once with the count
+CheckFn = Callable[[dict], "str | None"]
 
 
 @dataclass
@@ -34,19 +39,24 @@ class RecordSet:
     records: list[dict] = field(default_factory=list)
     duplicates: int = 0  # records whose key an earlier record already had (not counted)
     unreadable: int = 0  # lines that were not a JSON object (skipped)
+    invalid: int = 0  # parsed lines that are no whole record of the file (skipped)
+    invalid_reason: str | None = None  # what was wrong with the first of them
 
     def integrity(self) -> dict:
         """The counts a summary reports, so that a reader sees what was left out."""
         return {"records": len(self.records), "duplicates_ignored": self.duplicates,
-                "unreadable_lines_skipped": self.unreadable}
+                "unreadable_lines_skipped": self.unreadable,
+                "invalid_records_skipped": self.invalid}
 
 
 class RecordLog:
-    """``path``: a JSON-lines file; ``key(record)``: what makes a record unique."""
+    """``path``: a JSON-lines file; ``key(record)``: what makes a record unique;
+    ``check(record)``: what is wrong with a parsed record (None: it is whole)."""
 
-    def __init__(self, path: str | os.PathLike, key: KeyFn):
+    def __init__(self, path: str | os.PathLike, key: KeyFn, check: CheckFn | None = None):
         self.path = Path(path)
         self.key = key
+        self.check = check
 
     def repair(self, log: Callable[[str], None] = print) -> int:
         """Cut off a torn last line (one without its newline: a write cut short by a crash).
@@ -82,12 +92,19 @@ class RecordLog:
                 continue
             try:
                 record = json.loads(line)
+                if not isinstance(record, dict):
+                    raise TypeError("not an object")
                 key = self.key(record)
             except (ValueError, KeyError, TypeError):
                 # The last line without a newline is a write in progress or cut short: not a
                 # result yet. Anything else is damage: skipped and counted.
                 if i != len(lines) - 1:
                     out.unreadable += 1
+                continue
+            problem = self.check(record) if self.check is not None else None
+            if problem is not None:
+                out.invalid += 1
+                out.invalid_reason = out.invalid_reason or problem
                 continue
             if key in seen:
                 out.duplicates += 1

@@ -137,6 +137,9 @@ def _cudnn_tf32():
         return None
 
 
+MAX_SEED = 2**32 - 1  # the largest seed every generator takes (NumPy's end there)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA) so runs repeat."""
     random.seed(seed)

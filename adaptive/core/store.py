@@ -20,7 +20,7 @@ import torch
 
 from adaptive.core.checkpoint import atomic_torch_save, write_json
 from adaptive.core.errors import ToolkitError
-from adaptive.core.records import KeyFn, RecordLog, RecordSet
+from adaptive.core.records import CheckFn, KeyFn, RecordLog, RecordSet
 
 CONFIG = "config.json"
 LOCK = ".lock"
@@ -92,6 +92,7 @@ class RunStore:
         self.log = log
         self._lock = None
         self._created: list[Path] = []
+        self.removed: list[str] = []  # the cache entries found unreadable and removed
         if resume and not (self.out / CONFIG).is_file():
             raise ToolkitError(f"--resume given but {self.out} holds no run to continue (no "
                                f"{CONFIG}); leave out --resume to start one")
@@ -158,8 +159,11 @@ class RunStore:
             return None
         try:
             return torch.load(p, map_location="cpu", weights_only=True)
-        except Exception:
+        except Exception as e:
             p.unlink()  # a damaged partial result is recomputed
+            self.removed.append(key)
+            self.log(f"note: {p} could not be read ({type(e).__name__}); it was removed and "
+                     "will be computed again")
             return None
 
     def put(self, key: str, value: dict) -> dict:
@@ -170,11 +174,13 @@ class RunStore:
     def remove(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
-    def records(self, name: str, key: KeyFn) -> Records:
-        """The record file ``OUT/name``, its torn last line (if any) cut off first."""
-        log = RecordLog(self.out / name, key)
-        log.repair(self.log)
-        return Records(self, log)
+    def records(self, name: str, key: KeyFn, check: CheckFn | None = None) -> Records:
+        """The record file ``OUT/name``, its torn last line (if any) cut off first; ``check``:
+        see :class:`~adaptive.core.records.RecordLog`."""
+        log = RecordLog(self.out / name, key, check)
+        records = Records(self, log)
+        records.torn_bytes_removed = log.repair(self.log)
+        return records
 
     # -- closing --------------------------------------------------------------------------------
 
@@ -223,6 +229,8 @@ class Records:
 
     def __init__(self, store: RunStore, log: RecordLog):
         self.store, self.log = store, log
+        self._noted: tuple | None = None  # what was last said of the file's damage
+        self.torn_bytes_removed = 0  # of a last line cut short by a crash, when it was opened
 
     def append(self, rows: list[dict]) -> None:
         self.log.append(rows)
@@ -231,8 +239,12 @@ class Records:
 
     def read(self) -> RecordSet:
         found = self.log.read()
-        if found.duplicates or found.unreadable:
+        said = (found.duplicates, found.unreadable, found.invalid)
+        if any(said) and said != self._noted:
+            self._noted = said
+            invalid = (f", {found.invalid} invalid record(s) skipped ({found.invalid_reason}: "
+                       "not a finished result)" if found.invalid else "")
             self.store.log(f"note: {self.log.path}: {found.duplicates} duplicate record(s) "
-                           f"ignored, {found.unreadable} unreadable line(s) skipped")
+                           f"ignored, {found.unreadable} unreadable line(s) skipped{invalid}")
         return found
 

@@ -5,7 +5,7 @@ defense loaded from a factory (``plugins``)."""
 
 from adaptive.defense.plugins import load_factory, make_plugin_defenses, module_sha256
 from adaptive.defense.system import Defense, Verdict, judge, judge_over_draws
-from defenses.defense import detector_flags
+from defenses.defense import detector_flags, detector_scores
 
-__all__ = ["Defense", "Verdict", "detector_flags", "judge", "judge_over_draws", "load_factory",
-           "make_plugin_defenses", "module_sha256"]
+__all__ = ["Defense", "Verdict", "detector_flags", "detector_scores", "judge",
+           "judge_over_draws", "load_factory", "make_plugin_defenses", "module_sha256"]

@@ -53,7 +53,33 @@ def make_plugin_defenses(spec: str, **kwargs) -> dict[str, Defense]:
             or not all(isinstance(d, Defense) for d in made.values())):
         raise ToolkitError(f"the --defense-module factory {spec} must return a Defense or a "
                            f"non-empty dict of them, got {type(made).__name__}")
+    check_plugin_names(made)
     return made
+
+
+def check_plugin_names(plugins: dict[str, Defense]) -> None:
+    """Refuse, in one line, plug-in names that would silently replace or merge with another
+    part of a run: a defense named as a built-in composition (``none``, ``a2d+magnet``), or a
+    detector named as a built-in one (``a2d``, ``magnet:...``, a zoo detector) or as another
+    plug-in's different detector (a run keeps one detector per name)."""
+    from adaptive.defense.compositions import PARTS, is_composition
+
+    seen: dict[str, tuple[str, object]] = {}
+    for name, defense in plugins.items():
+        if not isinstance(name, str) or not name:
+            raise ToolkitError(f"a plug-in defense needs a non-empty name, got {name!r}")
+        if is_composition(name):
+            raise ToolkitError(f"the plug-in defense {name!r} has the name of a built-in "
+                               "composition of the zoo's parts; give it another name")
+        for dname, det in defense.detectors.items():
+            if dname in PARTS or dname.startswith("magnet:"):
+                raise ToolkitError(f"detector {dname!r} of the plug-in defense {name!r} has "
+                                   "the name of a built-in detector; give it another name")
+            other = seen.setdefault(dname, (name, det))
+            if other[1] is not det:
+                raise ToolkitError(f"the plug-in defenses {other[0]!r} and {name!r} both have "
+                                   f"a detector named {dname!r} but not the same one; a run "
+                                   "keeps one detector per name, so rename one")
 
 
 def module_sha256(spec: str) -> str:

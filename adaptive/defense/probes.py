@@ -5,6 +5,8 @@ that works and judge it honestly.
 On a few benign images, per defense:
 
 * the forward gives finite logits, one row per image (else a one-line error naming the defense);
+  each detector gives one True/False flag and one score (not NaN) per image
+  (:func:`check_detectors`);
 * two passes over the same images agree (else the forward is **random**: the attacks average
   their gradients over draws, EOT, and every example is judged on fresh draws);
 * the gradient of the classification margin is finite and non-zero, and a small step along it
@@ -24,7 +26,7 @@ import torch
 from torch import nn
 
 from adaptive.core.errors import ToolkitError
-from defenses.defense import Defense
+from defenses.defense import Defense, detector_flags, detector_scores
 
 PROBE_IMAGES = 32  # benign images the probes run on
 FIDELITY_IMAGES = 200  # ... and the surrogate's fidelity test
@@ -196,6 +198,22 @@ def check_surrogate(defense: Defense, x: torch.Tensor) -> float | None:
                            f"{len(x)} benign images as its classifier does (BPDA needs >= "
                            f"{FIDELITY:.0%}); fix the surrogate or leave it out")
     return agree
+
+
+def check_detectors(defense: Defense, x: torch.Tensor) -> None:
+    """Run each of ``defense``'s detectors once on the benign images ``x``: ``detect`` must
+    give one True/False flag per image and ``score`` (where it has one) one number, none NaN
+    (:func:`defenses.defense.detector_flags`, ``detector_scores``); anything else, or an
+    exception in the user's code, is one line naming the defense, the detector and the
+    call."""
+    x = x[:PROBE_IMAGES]
+    for name, det in defense.detectors.items():
+        try:
+            detector_flags(name, det, x)
+            detector_scores(name, det, x)
+        except ToolkitError as e:
+            raise ToolkitError(f"defense {defense.name!r}: {e} (benign images of shape "
+                               f"{tuple(x.shape[1:])})") from e
 
 
 def probe_all(defenses: dict[str, Defense], x: torch.Tensor, labels: torch.Tensor,

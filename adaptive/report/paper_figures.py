@@ -47,11 +47,14 @@ def _show(ax, img: torch.Tensor) -> None:
 
 
 def cached_examples(run: dict) -> dict[tuple, torch.Tensor]:
-    """``{(kappa, index, target): adversarial image}`` from a sweep run's cache."""
+    """``{(kappa, index, target): adversarial image}`` from a sweep run's cache (read and
+    checked when the run was loaded, ``examples``; else read now)."""
+    from adaptive.sweep.folder import read_cached_examples
+
     out = {}
-    for path in sorted(Path(run["folder"], "cache").glob("adv_k*_b*.pt")):
+    examples = run.get("examples")
+    for path, part in examples if examples is not None else read_cached_examples(run["folder"]):
         kappa = float(path.name[len("adv_k"):].split("_b")[0])
-        part = torch.load(path, map_location="cpu", weights_only=True)
         targets = part.get("target")
         for j, i in enumerate(part["index"].tolist()):
             t = int(targets[j]) if targets is not None else None

@@ -307,20 +307,14 @@ def sweep_report_figures(sweeps: list[dict], pair_runs: list[dict], out: Path,
 
 def load_sweep(folder: str | Path) -> dict:
     """A finished sweep run: its config, rows, records and command."""
-    folder = Path(folder)
-    summary_file = folder / "summary.json"
-    if not summary_file.is_file():
-        raise ToolkitError(f"{folder} is not a finished sweep run (no summary.json)")
-    from adaptive.sweep import RECORDS, read_records
+    from adaptive.sweep.folder import read_sweep_folder
 
-    try:
-        summary = json.loads(summary_file.read_text())
-        records = read_records(folder / RECORDS)  # each (kappa, image, target) once
-        config = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError) as e:
-        raise ToolkitError(f"cannot read the sweep run in {folder}: {e}") from e
+    folder = Path(folder)
+    found = read_sweep_folder(folder)  # checked: a damaged folder is one error line
+    summary, config = found["summary"], found["config"]
     return {"folder": str(folder), "config": summary["config"], "rows": summary["rows"],
-            "records": records, "command": config.get("command", "?"),
+            "records": found["records"], "examples": found["examples"],
+            "command": config.get("command", "?"),
             "checks": summary.get("sanity_checks", []),
             "operating_points": summary.get("operating_points", []),
             "diagnostics": summary.get("diagnostics") or {},
@@ -573,9 +567,11 @@ def make_report(folders: list[str | Path], out: str | Path, data_root: str | Non
     loaded they are skipped with a message."""
     out = Path(out)
     sweeps, tables, unknown, figures, references = [], {}, [], [], []
+    # every sweep read and checked first: a damaged one is refused before anything is written
+    loaded = {f: load_sweep(f) for f in map(Path, folders) if (f / "summary.json").is_file()}
     for f in map(Path, folders):
-        if (f / "summary.json").is_file():
-            sweeps.append(load_sweep(f))
+        if f in loaded:
+            sweeps.append(loaded[f])
         elif (f / "a2d_eval.json").is_file() or f.name.endswith("a2d_eval.json"):
             path = f / "a2d_eval.json" if f.is_dir() else f
             result = _read_json(path)

@@ -30,6 +30,7 @@ from adaptive.attacks.registry import Access, AttackSetup
 from adaptive.attacks.square import SquareSettings
 from adaptive.core.defaults import FAMILY_DEFAULTS, family_defaults, model_family, preset_family
 from adaptive.core.errors import ToolkitError
+from adaptive.core.runtime import MAX_SEED
 from adaptive.core.threat import Norm, ThreatModel
 from defenses.a2d.zscore import DEFAULT_H
 
@@ -98,6 +99,7 @@ def member_config(cfg: SweepConfig, member: AutoMember | str) -> SweepConfig:
 
 
 MAX_KAPPAS = 1000  # values in one --kappa range: more is a typo, not a sweep
+MAX_KAPPA = 1000.0  # a logit margin; the paper sweeps 0-20, larger is a typo
 
 # What a sweep defends and bounds by default, per data-set family (adaptive.core.defaults), in
 # the shape of SweepConfig's fields.
@@ -428,6 +430,15 @@ def validate_config(cfg: SweepConfig, magnet=None) -> None:
         raise ToolkitError(f"kappa: {len(cfg.kappas)} values; at most {MAX_KAPPAS}")
     for k in cfg.kappas:
         _finite(k, "kappa", 0.0, strict=False)
+        if k > MAX_KAPPA:
+            raise ToolkitError(f"kappa is a margin in logits (the paper sweeps 0-20): at most "
+                               f"{MAX_KAPPA:g}, got {k:g}")
+    twice = sorted({k for k in cfg.kappas if cfg.kappas.count(k) > 1})
+    if twice:
+        raise ToolkitError(f"kappa: {', '.join(f'{k:g}' for k in twice)} given more than once")
+    _count(cfg.seed, "seed", 0)
+    if cfg.seed > MAX_SEED:
+        raise ToolkitError(f"seed must be from 0 to {MAX_SEED}, got {cfg.seed}")
     for name in ("n", "n_cal", "batch"):
         _count(getattr(cfg, name), name)
     if not isinstance(cfg.max_l2, (int, float)) or math.isnan(cfg.max_l2) or cfg.max_l2 <= 0:

@@ -39,6 +39,36 @@ def record_key(r: dict) -> tuple:
     return (float(r["kappa"]), int(r["index"]), r.get("target"))
 
 
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def record_problem(r: dict, kappas: list[float] | None = None) -> str | None:
+    """What is wrong with a sweep record (after :func:`upgrade_record`), None if it is whole:
+    the fields every reader needs, of the right types, and (``kappas``: the run's) a kappa
+    of the run."""
+    for name, ok in (("kappa", _number), ("index", lambda v: type(v) is int),
+                     ("label", lambda v: type(v) is int),
+                     ("attack_success", lambda v: isinstance(v, bool)),
+                     ("l2", lambda v: v is None or _number(v)),
+                     ("defenses", lambda v: isinstance(v, dict) and bool(v))):
+        if name not in r:
+            return f"no {name!r}"
+        if not ok(r[name]):
+            return f"{name!r} is {r[name]!r}"
+    for name, v in r["defenses"].items():
+        if not isinstance(v, dict) or not isinstance(v.get("success"), bool):
+            return f"no verdict for defense {name!r}"
+    if kappas is not None and float(r["kappa"]) not in {float(k) for k in kappas}:
+        return f"kappa {r['kappa']:g} is not one of the run's"
+    return None
+
+
+def record_check(kappas: list[float] | None = None):
+    """:func:`record_problem` as a records file's check (``RecordLog(check=...)``)."""
+    return lambda r: record_problem(upgrade_record(r), kappas)
+
+
 def upgrade_record(r: dict) -> dict:
     """A record under the current key names (old runs' ``cw_*`` keys renamed)."""
     if not any(k in r for k in RENAMED):
@@ -80,7 +110,8 @@ def read_records(path: Path) -> list[dict]:
     under the current key names; the examples the checklist attacked again (``--checks
     full``) carry its verdict under ``checklist``: per item, the defenses its variant broke
     although the attack did not (``checklist.jsonl`` beside the records)."""
-    records = [upgrade_record(r) for r in RecordLog(path, record_key).read().records]
+    records = [upgrade_record(r) for r in RecordLog(path, record_key, record_check()).read()
+               .records]
     checked = Path(path).with_name(CHECKLIST_RECORDS)
     if checked.exists():
         flags = {record_key(r): r["checklist"]

@@ -6,7 +6,6 @@ folder is only read.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -59,11 +58,12 @@ class ReopenedRun:
 
 def reopen(folder: str | Path, device="cpu", data_root: str | None = None,
            log=print) -> ReopenedRun:
+    from adaptive.sweep.folder import check_sweep_folder
+
     folder = Path(folder)
-    try:
-        saved = json.loads((folder / "config.json").read_text())["config"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ToolkitError(f"{folder} holds no sweep run to check (config.json: {e})") from e
+    if not (folder / "config.json").is_file():
+        raise ToolkitError(f"{folder} holds no sweep run to check (no config.json)")
+    saved = check_sweep_folder(folder)["config"]  # a damaged folder: one line, nothing done
     known = {f.name for f in fields(SweepConfig)}
     cfg = SweepConfig(**{k: v for k, v in saved.items() if k in known})
     model, meta = load_model(cfg.model, device)

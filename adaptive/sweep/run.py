@@ -28,7 +28,14 @@ from adaptive.core.runtime import environment_info, seed_everything
 from adaptive.core.store import Records, RunStore
 from adaptive.core.validation import check_labels_fit_model
 from adaptive.core.worker_cache import worker_cached
-from adaptive.defense import Defense, detector_flags, judge, judge_over_draws, module_sha256
+from adaptive.defense import (
+    Defense,
+    detector_flags,
+    detector_scores,
+    judge,
+    judge_over_draws,
+    module_sha256,
+)
 from adaptive.defense.compositions import (
     build_a2d,
     build_defenses,
@@ -36,7 +43,8 @@ from adaptive.defense.compositions import (
     load_zoo_detectors,
     zoo_parts,
 )
-from adaptive.defense.probes import FIDELITY_IMAGES, Probe, probe_all
+from adaptive.defense.plugins import check_plugin_names
+from adaptive.defense.probes import FIDELITY_IMAGES, Probe, check_detectors, probe_all
 from adaptive.diagnostics.indicators import model_flags
 from adaptive.evaluations.clever import clever
 from adaptive.sweep.auto import auto_batch, build_members, image_seeds
@@ -63,6 +71,7 @@ from adaptive.sweep.records import (
     Judgement,
     batch_records,
     defense_entry,
+    record_check,
     record_key,
     upgrade_record,
 )
@@ -142,7 +151,10 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
     identity = run_identity(cfg, data, magnet, extra_defenses)
     # a plug-in's forward probed (and its surrogate tested) before the run folder is made
     benign = _probe_images(data, attacked, cal, device)
+    check_plugin_names(extra_defenses or {})
     probes = probe_all(extra_defenses or {}, *benign, log=log)
+    for plugin in (extra_defenses or {}).values():
+        check_detectors(plugin, benign[0])
     seed_everything(cfg.seed)
     with RunStore(out, asdict(cfg), resume, defaults=asdict(SweepConfig()), identity=identity,
                   command=command, log=log) as store:
@@ -159,7 +171,7 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
             judges.use_probes(found)
             seed_everything(cfg.seed)
             _log_probe_actions(cfg, judges, log)
-            records = store.records(RECORDS, record_key)
+            records = store.records(RECORDS, record_key, record_check(cfg.kappas))
             log(f"sweep: {cfg.n} images of {data.name}, kappa {cfg.kappas}, defenses "
                 f"{', '.join(judges.defenses)}, {norm_label(cfg)} bound {bound_of(cfg):g}; "
                 f"results in {store.out}")
@@ -258,12 +270,8 @@ class _Judges:
             if det is self.a2d and costs is not None and len(self.cfg.a2d_engines) == 1:
                 out[name] = torch.from_numpy(
                     det.zscore.score({self.cfg.a2d_engines[0]: costs})).float()
-            elif callable(getattr(det, "score", None)):
-                with torch.no_grad():
-                    out[name] = torch.as_tensor(det.score(x.to(self.device))).float().cpu() \
-                        .reshape(-1)
             else:
-                out[name] = None
+                out[name] = detector_scores(name, det, x.to(self.device))
         return out
 
     def measure(self, adv, x, y, attack_ok, targets, all_costs: bool = True):
@@ -558,10 +566,13 @@ def _attack_all(store: RunStore, records: Records, ctx: _UnitContext, identity: 
     done = {record_key(r) for r in records.read().records}
     batches = [list(range(i, min(i + cfg.batch, len(attacked))))
                for i in range(0, len(attacked), cfg.batch)]
+    # a unit is done when every record is and its examples are stored readable (an unreadable
+    # cache file is removed, said and counted by the store, and the unit computed again)
     units = [(float(kappa), b, rows) for kappa in cfg.kappas
              for b, rows in enumerate(batches)
              if not all((float(kappa), int(attacked[i]),
-                         int(targets_all[i]) if cfg.targeted else None) in done for i in rows)]
+                         int(targets_all[i]) if cfg.targeted else None) in done for i in rows)
+             or store.get(f"adv_k{float(kappa):g}_b{b}") is None]
     source = ctx
     if executor.kind != "local":
         source = _UnitRecipe(cfg, None if data_root is None else str(data_root),
@@ -575,7 +586,8 @@ def _attack_all(store: RunStore, records: Records, ctx: _UnitContext, identity: 
     try:
         for (kappa, b, _), (rows_, adv) in runner.map(_run_unit, source, units):
             store.put(f"adv_k{kappa:g}_b{b}", adv)
-            _append(records, rows_)
+            # (a batch recomputed for some of its images: the others' records stand)
+            _append(records, [r for r in rows_ if record_key(r) not in done])
             bar.set_postfix(kappa=kappa)
             bar.update()
     finally:
@@ -668,7 +680,12 @@ def _finish(store: RunStore, records: Records, cfg: SweepConfig, model: nn.Modul
                                              "operating_points": points,
                                              "sanity_checks": checks,
                                              "diagnostics": found_diagnostics,
-                                             "record_integrity": found.integrity()})
+                                             "record_integrity": {
+                                                 **found.integrity(),
+                                                 "torn_line_bytes_removed":
+                                                     records.torn_bytes_removed,
+                                                 "unreadable_cache_removed":
+                                                     len(store.removed)}})
     for f in raised:
         log(f"red flag: {f['flag']} ({f['defense']}): {f['detail']}; "
             + ("cure applied: " if f["applied"] else "cure: ") + f["cure"])
