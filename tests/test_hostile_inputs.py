@@ -37,6 +37,38 @@ class WrongCount:
     def detect(self, x):
         return torch.zeros(1, dtype=torch.bool)
 
+class RaisesLater(Fine):
+    """Passes the checks on benign images, then fails on the attack's examples."""
+    calls = 0
+
+    def detect(self, x):
+        RaisesLater.calls += 1
+        if RaisesLater.calls > 1:
+            raise IndexError("index 7 is out of bounds")
+        return super().detect(x)
+
+    def score(self, x):
+        return x.mean((1, 2, 3))
+
+def raises_later(model, dataset, device):
+    return Defense("mine", model, {"d": RaisesLater()})
+
+class ClassifierRaisesLater(torch.nn.Module):
+    """Answers the probes (4 calls), then fails inside the attack."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.calls = model, 0
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls > 4:
+            raise RuntimeError("CUDA error: device-side assert triggered")
+        return self.model(x)
+
+def classifier_raises_later(model, dataset, device):
+    return Defense("mine", ClassifierRaisesLater(model))
+
 def detect_raises(model, dataset, device):
     return Defense("mine", model, {"d": DetectRaises()})
 
@@ -99,6 +131,9 @@ def test_kappa_and_seed_beyond_what_the_run_can_use_are_refused(capsys, tmp_path
 
 @pytest.mark.parametrize("factory, message", [
     ("detect_raises", "defense 'mine': detector 'd' raised ValueError in detect(x) on "),
+    ("raises_later", "detector 'd' raised IndexError in detect(x) on 2 inputs: index 7"),
+    ("classifier_raises_later", "defense 'mine': its classifier raised RuntimeError on inputs "
+                                "of shape (2, 1, 28, 28): CUDA error"),
     ("score_raises", "detector 'd' raised RuntimeError in score(x)"),
     ("nan_scores", "score(x) returned NaN for "),
     ("float_flags", "detect(x) must return one True/False flag per input"),
@@ -263,3 +298,14 @@ def test_fuzz_plugin_detectors_are_accepted_or_refused_in_one_line():
             assert f"defense 'mine{i}': detector 'd'" in str(e) and "\n" not in str(e), e
             refused += 1
     assert passed and refused > passed  # both kinds generated
+
+
+@pytest.mark.parametrize("argv", [
+    ["a2d", "evaluate", "--n", "2", "--n-cal", "2", "--no-progress"],
+    QUICK_SWEEP + ["--defenses", "a2d"],
+])
+def test_too_few_calibration_images_for_a2d_are_refused_before_starting(capsys, tmp_path,
+                                                                       argv):
+    err = one_error_line(capsys, argv + ["--out", tmp_path / "run"])
+    assert "calibrates on at least 3 benign images" in err
+    assert not (tmp_path / "run").exists()

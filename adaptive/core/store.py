@@ -93,6 +93,7 @@ class RunStore:
         self._lock = None
         self._created: list[Path] = []
         self.removed: list[str] = []  # the cache entries found unreadable and removed
+        self._prepared: list[str] = []  # what put(result=False) stored
         if resume and not (self.out / CONFIG).is_file():
             raise ToolkitError(f"--resume given but {self.out} holds no run to continue (no "
                                f"{CONFIG}); leave out --resume to start one")
@@ -166,9 +167,14 @@ class RunStore:
                      "will be computed again")
             return None
 
-    def put(self, key: str, value: dict) -> dict:
+    def put(self, key: str, value: dict, result: bool = True) -> dict:
+        """Store ``value`` under ``key``; ``result=False``: a preparation (a calibration), not a
+        result, which a fresh run that fails removes with its folder."""
         atomic_torch_save(value, self._path(key))
-        self.fresh = False
+        if result:
+            self.fresh = False
+        else:
+            self._prepared.append(key)
         return value
 
     def remove(self, key: str) -> None:
@@ -188,6 +194,8 @@ class RunStore:
         """Release the lock; after a failure of a run that stored nothing, remove the folders
         and the config it made."""
         if failed and self.fresh:
+            for key in self._prepared:
+                self._path(key).unlink(missing_ok=True)
             for name in (CONFIG, "cache"):
                 p = self.out / name
                 if p.is_dir() and not any(p.iterdir()):

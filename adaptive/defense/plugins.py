@@ -10,6 +10,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from torch import nn
+
 from adaptive.core.checkpoint import sha256_file
 from adaptive.core.errors import ToolkitError
 from adaptive.defense.system import Defense
@@ -54,7 +56,48 @@ def make_plugin_defenses(spec: str, **kwargs) -> dict[str, Defense]:
         raise ToolkitError(f"the --defense-module factory {spec} must return a Defense or a "
                            f"non-empty dict of them, got {type(made).__name__}")
     check_plugin_names(made)
+    bare = kwargs.get("model")
+    guards: dict[int, GuardedClassifier] = {}  # (a classifier shared by defenses: one guard)
+    for d in made.values():
+        for part in ("classifier", "surrogate"):
+            fn = getattr(d, part)
+            if fn is None or fn is bare:  # (the toolkit's own model needs no guard)
+                continue
+            key = id(fn)
+            if key not in guards:
+                guards[key] = GuardedClassifier(d.name, part, fn)
+            setattr(d, part, guards[key])
     return made
+
+
+class GuardedClassifier(nn.Module):
+    """A plug-in's classifier (or surrogate; an ``nn.Module`` or a plain function) whose
+    exceptions become one line naming the defense, the part and the call; every other
+    attribute (``penultimate``, ``head``, ...) is the wrapped one's."""
+
+    def __init__(self, defense: str, part: str, fn):
+        super().__init__()
+        self.defense, self.part = defense, part
+        self.inner = fn  # (registered as a submodule when it is one: .to(), .eval() reach it)
+
+    def forward(self, x):
+        try:
+            return self.inner(x)
+        except ToolkitError:
+            raise
+        except Exception as e:
+            shape = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
+            raise ToolkitError(f"defense {self.defense!r}: its {self.part} raised "
+                               f"{type(e).__name__} on inputs of shape {shape}: {e}") from e
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            inner = self._modules.get("inner", self.__dict__.get("inner"))
+            if inner is None:
+                raise
+            return getattr(inner, name)
 
 
 def check_plugin_names(plugins: dict[str, Defense]) -> None:

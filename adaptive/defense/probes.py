@@ -95,6 +95,8 @@ def _logits(defense: Defense, model: nn.Module, x: torch.Tensor, part: str) -> t
     exception in the user's code) is one line naming the defense and the part."""
     try:
         out = model(x)
+    except ToolkitError:
+        raise
     except Exception as e:
         raise ToolkitError(f"defense {defense.name!r}: its {part} raised {type(e).__name__}: "
                            f"{e} on {len(x)} benign images of shape {tuple(x.shape[1:])}") from e

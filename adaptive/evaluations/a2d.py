@@ -37,7 +37,7 @@ from adaptive.core.zoo import ModelRef
 from adaptive.evaluations.adversarial_sets import AdversarialSet, attack_settings, make_adversarial
 from defenses.a2d.knn import KNNDetector
 from defenses.a2d.presets import build_engine, engine_settings
-from defenses.a2d.zscore import DEFAULT_H, ZScoreDetector, ZScoreEnsemble
+from defenses.a2d.zscore import DEFAULT_H, MIN_CALIBRATION, ZScoreDetector, ZScoreEnsemble
 
 RESULT_FILE = "a2d_eval.json"
 
@@ -74,6 +74,9 @@ class A2DEvalConfig:
             self.attack_settings.setdefault(a, attack_settings(a, self.dataset))
         if len(self.engines) > 1 and not 1 <= self.k <= len(self.engines):
             raise ToolkitError(f"--k must be between 1 and {len(self.engines)}")
+        if self.n_cal < MIN_CALIBRATION:
+            raise ToolkitError(f"--n-cal {self.n_cal}: A2D's Z-score calibrates on at least "
+                               f"{MIN_CALIBRATION} benign images")
         return self
 
 

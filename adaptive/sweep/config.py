@@ -32,7 +32,7 @@ from adaptive.core.defaults import FAMILY_DEFAULTS, family_defaults, model_famil
 from adaptive.core.errors import ToolkitError
 from adaptive.core.runtime import MAX_SEED
 from adaptive.core.threat import Norm, ThreatModel
-from defenses.a2d.zscore import DEFAULT_H
+from defenses.a2d.zscore import DEFAULT_H, MIN_CALIBRATION
 
 # A sweep's attack is a registered attack (adaptive.attacks.registry) and, for those that aim at
 # the detectors a run names, what they aim at besides the classifier: -magnet, -a2d or -full for
@@ -441,6 +441,10 @@ def validate_config(cfg: SweepConfig, magnet=None) -> None:
         raise ToolkitError(f"seed must be from 0 to {MAX_SEED}, got {cfg.seed}")
     for name in ("n", "n_cal", "batch"):
         _count(getattr(cfg, name), name)
+    if (any("a2d" in d.split("+") for d in cfg.defenses or [])
+            or "a2d" in attacked_parts(cfg.attack, cfg.defenses)) and cfg.n_cal < MIN_CALIBRATION:
+        raise ToolkitError(f"n_cal {cfg.n_cal}: A2D's Z-score calibrates on at least "
+                           f"{MIN_CALIBRATION} benign images")
     if not isinstance(cfg.max_l2, (int, float)) or math.isnan(cfg.max_l2) or cfg.max_l2 <= 0:
         raise ToolkitError(f"max_l2 (the L2 bound) must be a number > 0 (inf: no bound), got "
                            f"{cfg.max_l2!r}")

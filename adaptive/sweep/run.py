@@ -347,7 +347,8 @@ def _build_judges(store: RunStore, cfg: SweepConfig, model: nn.Module, data: Ima
             got = dict((runner or LocalExecutor()).map(
                 _calibration_unit, (ref, cfg.dataset, data.x()[cal]), units))
             cal_costs = store.put("a2d_calibration", {
-                e: torch.cat([got[u] for u in units if u[0] == e]) for e in cfg.a2d_engines})
+                e: torch.cat([got[u] for u in units if u[0] == e]) for e in cfg.a2d_engines},
+                result=False)
         a2d = build_a2d(model, cfg.dataset, cfg.a2d_engines, cfg.h, cal_costs)
     zoo = load_zoo_detectors(cfg.defenses, model, cfg.model, cfg.model_sha256)
     defenses = build_defenses([d for d in cfg.defenses if is_composition(d)], model, a2d,
@@ -366,7 +367,8 @@ def _build_judges(store: RunStore, cfg: SweepConfig, model: nn.Module, data: Ima
         cal_costs = store.get("a2d_calibration") if a2d is not None else None
         found = judges.scores(data.x()[cal], cal_costs[cfg.a2d_engines[0]]
                               if cal_costs is not None else None)
-        benign = store.put("benign_scores", {k: v for k, v in found.items() if v is not None})
+        benign = store.put("benign_scores", {k: v for k, v in found.items() if v is not None},
+                           result=False)
     judges.benign_scores = benign or {}
     return judges
 
@@ -414,7 +416,7 @@ class _UnitRecipe:
 class _Stored(dict):
     """The driver's stored calibration, read as a worker's store (never written)."""
 
-    def put(self, key, value):
+    def put(self, key, value, result: bool = True):
         self[key] = value
         return value
 

@@ -23,6 +23,7 @@ from adaptive.core.errors import ToolkitError
 from defenses.detector import read_saved
 
 DEFAULT_H = -1.281552
+MIN_CALIBRATION = 3  # benign costs the Z-score needs (a mean, a spread, a normality test)
 COST_SHIFT = 1.0  # Box-Cox is defined for positive data; costs start at 0
 
 
@@ -62,8 +63,9 @@ class ZScoreDetector:
 
     def fit(self, benign_costs) -> ZScoreDetector:
         c = as_costs(benign_costs, "benign calibration costs")
-        if len(c) < 3:
-            raise ToolkitError(f"need at least 3 benign costs to calibrate, got {len(c)}")
+        if len(c) < MIN_CALIBRATION:
+            raise ToolkitError(f"need at least {MIN_CALIBRATION} benign costs to calibrate, "
+                               f"got {len(c)}")
         if np.ptp(c) == 0:
             raise ToolkitError(f"all {len(c)} benign costs equal {c[0]:g}: no spread to "
                                "calibrate on (is the engine's cap too low, or its step too big?)")
