@@ -309,3 +309,67 @@ def test_too_few_calibration_images_for_a2d_are_refused_before_starting(capsys, 
     err = one_error_line(capsys, argv + ["--out", tmp_path / "run"])
     assert "calibrates on at least 3 benign images" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_fuzz_damaged_npz_data_sets_are_one_line_or_run(capsys, tmp_path):
+    """Sixty generated .npz data sets (seeded), each a valid MNIST subset with 1-3 damaging
+    changes (shapes, dtypes, ranges, NaN, labels, keys, lengths): every one is either read and
+    evaluated (exit 0) or refused in one error line, never a traceback."""
+    import random
+
+    import numpy as np
+
+    from adaptive.core.data import load_dataset
+
+    data = load_dataset("mnist-bundled").subset(slice(0, 12))
+    x0 = data.images.numpy().transpose(0, 2, 3, 1)
+    y0 = data.labels.numpy()
+    changes = {
+        "x_nan": lambda d: d.update(x=np.where(np.arange(d["x"].size).reshape(d["x"].shape)
+                                               == 5, np.nan, d["x"].astype(np.float32))),
+        "x_range": lambda d: d.update(x=d["x"].astype(np.float32) * 300),
+        "x_negative": lambda d: d.update(x=d["x"].astype(np.float32) - 2),
+        "x_flat": lambda d: d.update(x=d["x"].reshape(len(d["x"]), -1)),
+        "x_5d": lambda d: d.update(x=d["x"][:, None]),
+        "x_channels": lambda d: d.update(x=np.repeat(d["x"], 2, axis=3)),
+        "x_strings": lambda d: d.update(x=np.array(["a"] * len(d["x"]))),
+        "x_empty": lambda d: d.update(x=d["x"][:0], y=d["y"][:0]),
+        "y_float": lambda d: d.update(y=d["y"].astype(np.float32) + 0.5),
+        "y_negative": lambda d: d.update(y=d["y"] - 20),
+        "y_big": lambda d: d.update(y=d["y"] + 10),
+        "y_2d": lambda d: d.update(y=d["y"][:, None].repeat(2, 1)),
+        "y_short": lambda d: d.update(y=d["y"][:-3]),
+        "no_y": lambda d: d.pop("y"),
+        "no_x": lambda d: d.pop("x"),
+        "renamed": lambda d: d.update(images=d.pop("x")),
+        "bool_x": lambda d: d.update(x=d["x"] > 0.5),
+        # not damage: another dtype of the same values, an extra array
+        "x_float": lambda d: d.update(x=d["x"].astype(np.float64)),
+        "y_int8": lambda d: d.update(y=d["y"].astype(np.int8)),
+        "extra_key": lambda d: d.update(notes=np.arange(3)),
+    }
+    rng = random.Random(3636)
+    ran = refused = 0
+    seen = set()
+    for i in range(60):
+        d = {"x": x0.copy(), "y": y0.copy()}
+        for name in rng.sample(sorted(changes), rng.randint(1, 3)):
+            try:
+                changes[name](d)
+            except (KeyError, ValueError, IndexError):  # (an earlier change made it moot)
+                pass
+        path = tmp_path / f"d{i}.npz"
+        np.savez(path, **d)
+        code = main(["evaluate", "clean", "--dataset", str(path), "--n", "5", "--device",
+                     "cpu"])
+        out, err = capsys.readouterr()
+        assert "Traceback" not in err, err
+        if code == 0:
+            ran += 1
+        else:
+            assert code == 2 and err.startswith("adaptive: error: ") and err.count("\n") == 1, \
+                (i, d.keys(), err)
+            refused += 1
+            seen.add(err[len("adaptive: error: "):].replace(str(path), "F")[:60])
+    assert refused > ran > 0, (refused, ran)  # nearly every change is damage
+    assert len(seen) > 5, seen  # ... each told apart, not one catch-all message
