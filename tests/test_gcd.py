@@ -140,7 +140,8 @@ def test_rectifier_suppresses_suspect_pixels_and_classifies_flagged_inputs():
     flagged = det.detect(both)
     assert flagged[10:].all() and not flagged[:10].any()
     with torch.no_grad():
-        assert torch.equal(gcd(both)[:10], model(both[:10]))  # passed inputs: the model's
+        # passed inputs: the model's (batches of other sizes may differ in the last bits)
+        assert torch.allclose(gcd(both)[:10], model(both[:10]), rtol=0, atol=1e-6)
         assert (gcd(both)[10:].argmax(1) == 0).float().mean() > 0.8  # flagged: the rectifier's
 
 
