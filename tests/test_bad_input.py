@@ -19,7 +19,7 @@ from adaptive.core.data import load_dataset
 from adaptive.core.zoo import WEIGHTS_DIR, load_model
 from defenses.magnet.defense import BUNDLED
 
-QUICK_SWEEP = ["sweep", "--n", "2", "--n-cal", "2", "--kappa", "0", "--cw-steps", "5",
+QUICK_SWEEP = ["sweep", "--n", "2", "--n-cal", "3", "--kappa", "0", "--cw-steps", "5",
                "--cw-binary-steps", "1", "--batch", "2", "--no-progress", "--device", "cpu",
                "--no-transfer-check"]
 

@@ -302,7 +302,7 @@ def test_fuzz_plugin_detectors_are_accepted_or_refused_in_one_line():
 
 @pytest.mark.parametrize("argv", [
     ["a2d", "evaluate", "--n", "2", "--n-cal", "2", "--no-progress"],
-    QUICK_SWEEP + ["--defenses", "a2d"],
+    QUICK_SWEEP + ["--defenses", "a2d", "--n-cal", "2"],
 ])
 def test_too_few_calibration_images_for_a2d_are_refused_before_starting(capsys, tmp_path,
                                                                        argv):

@@ -176,7 +176,7 @@ def test_full_attacks_aim_at_plug_in_detectors_with_a_relative_score(setup, tmp_
     model, meta, data, magnet = setup
     said = []
     plugin = {"mine": Defense("mine", model, {"unsure": LowConfidenceDetector(model),
-                                              "blind": FlagList([False] * 4)})}
+                                              "blind": FlagList([False] * 64)})}
     rates = {}
     for attack in ("pgd", "pgd-full"):
         res = run_sweep(_cfg(n=4, kappas=[0.0], defenses=["none"], attack=attack, max_l2=3.0,

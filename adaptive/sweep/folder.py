@@ -14,7 +14,7 @@ from adaptive.core.errors import ToolkitError
 from adaptive.sweep.records import RECORDS, read_records
 
 CONFIG_FIELDS = {"model": str, "dataset": str, "kappas": list, "defenses": list}
-ROW_FIELDS = ("kappa", "defense", "n")
+ROW_FIELDS = ("kappa", "defense")
 
 
 def _json_object(path: Path) -> dict:
@@ -41,12 +41,14 @@ def _run_config(where: Path, config) -> dict:
     return config
 
 
-def read_config(folder: str | Path) -> dict:
+def read_config(folder: str | Path, settings: bool = True) -> dict:
     """``config.json`` of a sweep run (started or finished): the object with its settings
-    (``config``), checked."""
+    (``config``), checked; ``settings=False``: the settings may be left out (a finished run's
+    reader takes them from ``summary.json``), but where they are given they are checked."""
     path = Path(folder) / "config.json"
     found = _json_object(path)
-    _run_config(path, found.get("config"))
+    if settings or "config" in found:
+        _run_config(path, found.get("config"))
     return found
 
 
@@ -128,7 +130,7 @@ def read_sweep_folder(folder: str | Path) -> dict:
     are not whole records skipped) and ``examples`` (the cached batches)."""
     folder = Path(folder)
     summary = read_summary(folder)
-    config = read_config(folder)
+    config = read_config(folder, settings=False)
     check_records(folder)
     try:
         records = read_records(folder / RECORDS)
