@@ -184,9 +184,7 @@ class RunStore:
         """The record file ``OUT/name``, its torn last line (if any) cut off first; ``check``:
         see :class:`~adaptive.core.records.RecordLog`."""
         log = RecordLog(self.out / name, key, check)
-        records = Records(self, log)
-        records.torn_bytes_removed = log.repair(self.log)
-        return records
+        return Records(self, log, torn_bytes_removed=log.repair(self.log))
 
     # -- closing --------------------------------------------------------------------------------
 
@@ -235,10 +233,11 @@ def _with_defaults(defaults: dict, saved: dict) -> dict:
 class Records:
     """A run's record file: append as results finish, read them back de-duplicated."""
 
-    def __init__(self, store: RunStore, log: RecordLog):
+    def __init__(self, store: RunStore, log: RecordLog, torn_bytes_removed: int = 0):
         self.store, self.log = store, log
         self._noted: tuple | None = None  # what was last said of the file's damage
-        self.torn_bytes_removed = 0  # of a last line cut short by a crash, when it was opened
+        # of a last line cut short by a crash, removed when the file was opened
+        self.torn_bytes_removed = torn_bytes_removed
 
     def append(self, rows: list[dict]) -> None:
         self.log.append(rows)

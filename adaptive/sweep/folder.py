@@ -91,27 +91,6 @@ def read_cached_examples(folder: str | Path) -> list[tuple[Path, dict]]:
     return out
 
 
-def check_records(folder: str | Path) -> None:
-    """Refuse a sweep folder whose records file holds lines that are not whole records (a
-    ``--resume`` of the sweep skips and recomputes them; a reader must not guess)."""
-    from adaptive.core.records import RecordLog
-    from adaptive.sweep.records import record_check, record_key
-
-    path = Path(folder) / RECORDS
-    try:
-        found = RecordLog(path, record_key, record_check()).read()
-    except ToolkitError:
-        raise
-    except OSError as e:
-        raise ToolkitError(f"cannot read {path}: {e}") from e
-    if found.unreadable or found.invalid:
-        what = [f"{found.unreadable} unreadable line(s)"] if found.unreadable else []
-        what += [f"{found.invalid} invalid record(s) ({found.invalid_reason})"] \
-            if found.invalid else []
-        raise ToolkitError(f"{path} is damaged: {', '.join(what)}; resume the sweep "
-                           "(--resume) to compute them again")
-
-
 def check_sweep_folder(folder: str | Path) -> dict:
     """The checks of a sweep folder that may still be running (``adaptive check``): its
     ``config.json``, its ``summary.json`` where there is one, its records; returns the
@@ -120,21 +99,17 @@ def check_sweep_folder(folder: str | Path) -> dict:
     config = read_config(folder)
     if (folder / "summary.json").exists():
         read_summary(folder)
-    check_records(folder)
+    read_records(folder / RECORDS, refuse_damage=True)
     return config
 
 
 def read_sweep_folder(folder: str | Path) -> dict:
     """A finished sweep run, every part checked (see the module docstring): ``config`` (from
-    ``config.json``), ``summary``, ``records`` (each kappa, image and target once; lines that
-    are not whole records skipped) and ``examples`` (the cached batches)."""
+    ``config.json``), ``summary``, ``records`` (each kappa, image and target once; a line that
+    is not a whole record refused) and ``examples`` (the cached batches)."""
     folder = Path(folder)
     summary = read_summary(folder)
     config = read_config(folder, settings=False)
-    check_records(folder)
-    try:
-        records = read_records(folder / RECORDS)
-    except OSError as e:
-        raise ToolkitError(f"cannot read {folder / RECORDS}: {e}") from e
+    records = read_records(folder / RECORDS, refuse_damage=True)
     return {"config": config, "summary": summary, "records": records,
             "examples": read_cached_examples(folder)}

@@ -43,7 +43,7 @@ def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def record_problem(r: dict, kappas: list[float] | None = None) -> str | None:
+def record_problem(r: dict, kappas: set[float] | None = None) -> str | None:
     """What is wrong with a sweep record (after :func:`upgrade_record`), None if it is whole:
     the fields every reader needs, of the right types, and (``kappas``: the run's) a kappa
     of the run."""
@@ -59,14 +59,15 @@ def record_problem(r: dict, kappas: list[float] | None = None) -> str | None:
     for name, v in r["defenses"].items():
         if not isinstance(v, dict) or not isinstance(v.get("success"), bool):
             return f"no verdict for defense {name!r}"
-    if kappas is not None and float(r["kappa"]) not in {float(k) for k in kappas}:
+    if kappas is not None and float(r["kappa"]) not in kappas:
         return f"kappa {r['kappa']:g} is not one of the run's"
     return None
 
 
 def record_check(kappas: list[float] | None = None):
     """:func:`record_problem` as a records file's check (``RecordLog(check=...)``)."""
-    return lambda r: record_problem(upgrade_record(r), kappas)
+    run = None if kappas is None else {float(k) for k in kappas}
+    return lambda r: record_problem(upgrade_record(r), run)
 
 
 def upgrade_record(r: dict) -> dict:
@@ -105,13 +106,21 @@ def defense_entry(record: dict, name: str, by: str | None, detectors) -> dict:
     return entry
 
 
-def read_records(path: Path) -> list[dict]:
+def read_records(path: Path, refuse_damage: bool = False) -> list[dict]:
     """The records of a sweep folder's ``records.jsonl``, each (kappa, image, target) once,
-    under the current key names; the examples the checklist attacked again (``--checks
-    full``) carry its verdict under ``checklist``: per item, the defenses its variant broke
-    although the attack did not (``checklist.jsonl`` beside the records)."""
-    records = [upgrade_record(r) for r in RecordLog(path, record_key, record_check()).read()
-               .records]
+    under the current key names, lines that are not whole records skipped (``refuse_damage``:
+    refused in one line instead, for readers that must not guess); the examples the checklist
+    attacked again (``--checks full``) carry its verdict under ``checklist``: per item, the
+    defenses its variant broke although the attack did not (``checklist.jsonl`` beside the
+    records)."""
+    found = RecordLog(path, record_key, record_check()).read()
+    if refuse_damage and (found.unreadable or found.invalid):
+        what = [f"{found.unreadable} unreadable line(s)"] if found.unreadable else []
+        what += [f"{found.invalid} invalid record(s) ({found.invalid_reason})"] \
+            if found.invalid else []
+        raise ToolkitError(f"{path} is damaged: {', '.join(what)}; resume the sweep "
+                           "(--resume) to compute them again")
+    records = [upgrade_record(r) for r in found.records]
     checked = Path(path).with_name(CHECKLIST_RECORDS)
     if checked.exists():
         flags = {record_key(r): r["checklist"]
