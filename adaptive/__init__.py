@@ -37,6 +37,8 @@ _EXPORTS = {
     "parse_attack": "adaptive.sweep.config", "run_sweep": "adaptive.sweep.run",
     "SweepResult": "adaptive.sweep.run", "SweepRecord": "adaptive.sweep.records",
     "read_records": "adaptive.sweep.records",
+    # one call that stress-tests a defense and writes its report
+    "audit": "adaptive.auditing", "AuditResult": "adaptive.auditing",
     # data and models
     "load_dataset": "adaptive.core.data", "load_model": "adaptive.core.zoo",
 }
@@ -82,6 +84,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         attack_spec,
         register_attack,
     )
+    from adaptive.auditing import AuditResult, audit
     from adaptive.core.data import load_dataset
     from adaptive.core.threat import Norm, ThreatModel
     from adaptive.core.zoo import load_model

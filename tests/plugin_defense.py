@@ -1,5 +1,5 @@
-"""A third-party defense written against the documented detector contract (README, "Stress-
-testing your own defense"), as a user would write it: not part of the package. Plugged in by
+"""A third-party defense written against the documented detector contract (docs/plugins.md),
+as a user would write it: not part of the package. Plugged in by
 tests/test_plugin_contract.py through ``--defense-module tests.plugin_defense:make_defense``."""
 
 import torch

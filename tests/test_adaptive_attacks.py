@@ -105,3 +105,18 @@ def test_cost_penalty_pushes_examples_past_the_target_cost():
     assert float((plain_cost >= target).float().mean()) < 0.5  # plain C&W stops short
     with pytest.raises(ToolkitError, match="step > 0"):
         cost_penalty(model, step=0, target_cost=1)
+
+
+def test_a2d_cost_penalty_judges_an_input_that_needs_no_gradient():
+    """APGD judges its last iterate without a gradient; the A2D penalty must still answer (it
+    once raised 'does not require grad' there, in every L-inf auto run against A2D)."""
+    from adaptive.attacks.a2d_aware import cost_penalty
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 4))
+    x = torch.rand(3, 1, 2, 6)
+    labels = torch.tensor([0, 1, 2])
+    penalty = cost_penalty(model, step=0.01, target_cost=50.0)
+    plain = penalty(x, labels, False)
+    tracked = penalty(x.clone().requires_grad_(True), labels, False)
+    assert torch.allclose(plain, tracked.detach())

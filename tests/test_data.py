@@ -62,7 +62,8 @@ def test_cifar10_from_jpeg_copy_and_genuine_subset(data_root):
     assert len(test) == 10000 and test.image_shape == (3, 32, 32)
     assert len(genuine) == 1017
     assert torch.equal(genuine.labels, test.labels[:1017])
-    # The JPEG copy is lossy (README: MAE 5.8 of 255) but the same pictures in the same order.
+    # The JPEG copy is lossy (docs/data-and-models.md: MAE 5.8 of 255) but the same pictures
+    # in the same order.
     mae = (genuine.images.float() - test.images[:1017].float()).abs().mean()
     assert 3 < float(mae) < 9
     # Decoded once, then read from the cache.

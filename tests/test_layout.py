@@ -20,6 +20,7 @@ LAYERS = [
     ["adaptive.diagnostics", "adaptive.evaluations"],
     ["adaptive.sweep"],
     ["adaptive.report"],
+    ["adaptive.auditing"],
     ["adaptive"],  # the public face: lazy exports of everything below
     ["adaptive.cli"],
 ]

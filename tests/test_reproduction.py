@@ -1,4 +1,4 @@
-"""Slower reproduction checks of the README's headline numbers at reduced scale
+"""Slower reproduction checks of the docs' headline numbers at reduced scale
 (``python -m pytest -m slow``; CI runs them when time allows)."""
 
 import json

@@ -132,11 +132,12 @@ def test_bad_flags(capsys, argv, message):
     assert code == 2 and message in capsys.readouterr().err
 
 
-def test_readme_plug_in_example_runs(capsys, tmp_path, monkeypatch):
-    """The README's own-defense example, taken from README.md, through --defense-module."""
+def test_docs_plug_in_example_runs(capsys, tmp_path, monkeypatch):
+    """The plug-in contract's own-defense example, taken from docs/plugins.md, through
+    --defense-module."""
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text()
     code = readme.split("# mydefense.py\n", 1)[1].split("```", 1)[0]
     (tmp_path / "mydefense.py").write_text(code)
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -58,6 +58,12 @@ def cost_penalty(model: nn.Module, step: float, target_cost: float, norm: str = 
         raise ToolkitError("cost_penalty needs step > 0 and target_cost > 0")
 
     def penalty(adv: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch.Tensor:
+        if not adv.requires_grad:  # only judged (APGD's last iterate): a copy for the gradient
+            with torch.enable_grad():
+                copy = adv.detach().requires_grad_(True)
+                m = _margin(model(copy), labels, targeted)
+                (g,) = torch.autograd.grad(m.sum(), copy)
+            return torch.relu(target_cost * step * _dual_norm(g, norm) - m.detach())
         m = _margin(model(adv), labels, targeted)
         (g,) = torch.autograd.grad(m.sum(), adv, retain_graph=True)
         need = target_cost * step * _dual_norm(g.detach(), norm)

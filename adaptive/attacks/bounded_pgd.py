@@ -21,7 +21,7 @@ the input, the others from random points of the ball, seeded), then, for an unta
 one targeted round towards each of the ``target_classes`` most likely other classes of the
 clean input (AutoAttack's APGD-T idea): the untargeted margin follows whichever class is
 closest now and can stall where another class lies within the ball (measured on CIFAR-10's
-adversarially trained model: README, Adaptive attacks beyond the paper). A targeted success at
+adversarially trained model: docs/attacks.md). A targeted success at
 kappa is an untargeted one at kappa.
 """
 

@@ -51,8 +51,8 @@ class CWSettings:
     binary_search_steps: int = 5
     lr: float = 0.05
     initial_const: float = 0.1
-    # each constant after the first from the best example so far (not C&W's algorithm; README
-    # "Speed": 2.49x Foolbox at these settings, 1.1 % larger L2)
+    # each constant after the first from the best example so far (not C&W's algorithm;
+    # docs/speed.md: 2.49x Foolbox at these settings, 1.1 % larger L2)
     warm_start: bool = False
 
 

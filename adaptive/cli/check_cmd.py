@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import torch
 
 from adaptive.attacks.bounded_pgd import SCHEDULES
 from adaptive.cli.common import add_run_options, nonnegative_int, positive_int, positive_number
-from adaptive.core.errors import ToolkitError
-from adaptive.sweep.config import ATTACKS, parse_attack
-
-# the test needs an attack at exactly the bound (the registered fixed-budget attacks)
-BINARIZATION_ATTACKS = tuple(a for a in ATTACKS if not parse_attack(a).ensemble
-                             and parse_attack(a).spec.fixed_budget)
-DEFAULT_INNER = 999  # inner points per image (the image included), as in the paper's tests
+from adaptive.sweep.binarization import (
+    BINARIZATION_ATTACKS,
+    DEFAULT_INNER,
+    DEFAULT_RANDOM,
+    BinarizationSetup,
+    result_name,
+)
+from adaptive.sweep.binarization import binarization_setup as sweep_binarization_setup
+from adaptive.sweep.binarization import run_binarization as sweep_run_binarization
 
 
 def register(sub) -> None:
@@ -54,8 +52,9 @@ def register(sub) -> None:
     b.add_argument("--n", type=positive_int, help="images (default: all the run attacked)")
     b.add_argument("--n-inner", type=positive_int, default=DEFAULT_INNER,
                    help="inner points per image, the image included (default 999)")
-    b.add_argument("--n-random", type=nonnegative_int, default=1000,
-                   help="points of the random-sampling control per image (default 1000)")
+    b.add_argument("--n-random", type=nonnegative_int, default=DEFAULT_RANDOM,
+                   help="points of the random-sampling control per image (default "
+                        f"{DEFAULT_RANDOM})")
     b.add_argument("--directions", choices=("auto", "noise", "images"), default="auto",
                    help="how inner and boundary points are drawn: noise (the paper's), "
                         "images (towards other test images: blends, for detectors that reject "
@@ -73,112 +72,34 @@ def register(sub) -> None:
     b.set_defaults(run=run_binarization)
 
 
-@dataclass
-class BinarizationSetup:
-    """What the binarization test of a sweep's folder runs on: the reopened run, the defense
-    tested, the bounded attack (name, settings, a factory of fresh ones), its objective, the
-    images and the pool of other test images the points (and image starts) go towards."""
-
-    run: object
-    defense: str
-    attack: str
-    settings: dict
-    make_attack: Callable
-    objective: object
-    bound: float
-    index: list
-    x: torch.Tensor
-    y: torch.Tensor
-    pool: torch.Tensor
-
-
 def binarization_setup(args: argparse.Namespace) -> BinarizationSetup:
     """The setup of ``adaptive check binarization`` from its arguments (also used by
     ``scripts/binarization_failures.py``)."""
-    from adaptive.attacks.registry import AttackSetup
-    from adaptive.core.runtime import resolve_device, seed_everything
-    from adaptive.sweep.config import bound_of, images_except
-    from adaptive.sweep.reopen import reopen
+    from adaptive.core.runtime import resolve_device
 
-    device = resolve_device(args.device)
-    seed_everything(args.seed)
-    run = reopen(args.run_dir, device, args.data_root)
-    cfg = run.cfg
-    name = args.defense or cfg.defenses[-1]
-    if name not in run.defenses:
-        raise ToolkitError(f"the run has no defense {name!r}; it has "
-                           f"{', '.join(run.defenses)}")
-    attack = args.attack or (cfg.attack if cfg.attack in BINARIZATION_ATTACKS else "pgd-full")
-    settings = asdict(cfg.pgd)
-    for key in ("steps", "restarts", "schedule"):
-        if getattr(args, key):
-            settings[key] = getattr(args, key)
-    if args.start_images is not None:
-        settings["start_images"] = args.start_images
-    if getattr(args, "step_size", None):
-        settings["step_size"] = args.step_size
-    bound = bound_of(cfg)
-    spec = parse_attack(attack).spec
-    # other test images to draw directions towards: not attacked, not the run's calibration
-    pool = images_except(run.data.x(), run.attacked + run.calibration)
-
-    def make_attack():  # (image starts draw from the same pool as the test's points)
-        return spec.make(AttackSetup(cfg.threat, 0.0, args.seed, cfg.pgd, pool, settings))
-
-    index = run.attacked[:args.n] if args.n else run.attacked
-    return BinarizationSetup(run, name, attack, settings, make_attack, run.objective(attack),
-                             bound, index, run.data.x()[index].to(device),
-                             run.data.labels[index], pool)
-
-
-def _result_name(attack: str, settings: dict, run_restarts: int,
-                 args: argparse.Namespace) -> str:
-    """The result's file name: the attack and its steps, then whatever differs from the run's
-    and the test's defaults (so that one test never overwrites another)."""
-    parts = [f"binarization_{attack}_s{settings['steps']}"]
-    if settings["restarts"] != run_restarts:
-        parts.append(f"r{settings['restarts']}")
-    if settings.get("schedule") == "cosine":
-        parts.append("cosine")
-    if settings.get("start_images"):
-        parts.append(f"img{settings['start_images']}")
-    if settings.get("step_size"):
-        parts.append(f"ss{settings['step_size']:g}")
-    if args.n_inner != DEFAULT_INNER:
-        parts.append(f"in{args.n_inner}")
-    if args.unchecked_inner:
-        parts.append("unchecked")
-    if args.task_only:
-        parts.append("task")
-    return "_".join(parts) + ".json"
+    return sweep_binarization_setup(
+        args.run_dir, resolve_device(args.device), args.data_root, defense=args.defense,
+        attack=args.attack, steps=args.steps, restarts=args.restarts, schedule=args.schedule,
+        start_images=args.start_images, step_size=getattr(args, "step_size", None), n=args.n,
+        seed=args.seed)
 
 
 def run_binarization(args: argparse.Namespace) -> int:
     from adaptive.core.checkpoint import write_json
-    from adaptive.diagnostics.binarization import binarization_test
 
     setup = binarization_setup(args)
-    run, cfg, name, attack = setup.run, setup.run.cfg, setup.defense, setup.attack
-    settings, objective, bound, index = setup.settings, setup.objective, setup.bound, setup.index
-    print(f"binarization test of {attack} ({settings['steps']} steps x "
-          f"{settings['restarts']} restarts) against {name}, {cfg.norm} bound {bound:g}, "
-          f"{len(index)} images")
-    result = binarization_test(run.defenses[name], objective.model, setup.make_attack, setup.x,
-                               setup.y, bound, cfg.norm, penalty=objective.penalty(),
-                               index=index, n_inner=args.n_inner, n_random=args.n_random,
-                               seed=args.seed, pool=setup.pool, directions=args.directions,
-                               task_only=args.task_only,
-                               check_inner=not args.unchecked_inner)
+    cfg, settings = setup.run.cfg, setup.settings
+    print(f"binarization test of {setup.attack} ({settings['steps']} steps x "
+          f"{settings['restarts']} restarts) against {setup.defense}, {cfg.norm} bound "
+          f"{setup.bound:g}, {len(setup.index)} images")
+    options = dict(n_inner=args.n_inner, task_only=args.task_only,
+                   check_inner=not args.unchecked_inner)
+    result = sweep_run_binarization(setup, n_random=args.n_random, seed=args.seed,
+                                    directions=args.directions,
+                                    command=getattr(args, "command_line", ""), **options)
     s = result["summary"]
-    result["config"] = {"run": str(run.folder), "defense": name, "attack": attack,
-                        "settings": settings, "norm": cfg.norm, "bound": bound,
-                        "n_inner": args.n_inner, "n_random": args.n_random, "seed": args.seed,
-                        "directions": args.directions, "task_only": args.task_only,
-                        "check_inner": not args.unchecked_inner,
-                        "command": getattr(args, "command_line", "")}
     out = Path(args.out) if args.out else (Path(args.run_dir) / "diagnostics" /
-                                           _result_name(attack, settings, cfg.pgd.restarts,
-                                                        args))
+                                           result_name(setup, **options))
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, result)
     asr = "-" if s["attack_success_rate"] is None else f"{s['attack_success_rate']:.0%}"

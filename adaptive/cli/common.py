@@ -156,7 +156,7 @@ def attack_list(text: str) -> list[str]:
 
 
 def add_executor_options(p: argparse.ArgumentParser) -> None:
-    """--executor local|ray and the Ray settings (see README, "More than one machine")."""
+    """--executor local|ray and the Ray settings (see docs/scale-out.md)."""
     g = p.add_argument_group("where the work units run")
     g.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="local: in this process (default); ray: as Ray tasks, on a local Ray "

@@ -12,6 +12,7 @@ import zlib
 from adaptive import __version__
 from adaptive.cli import (
     a2d_cmd,
+    audit_cmd,
     check_cmd,
     clever_cmd,
     costs_cmd,
@@ -27,8 +28,8 @@ from adaptive.cli.common import positive_int
 from adaptive.core.errors import ToolkitError
 from adaptive.core.runtime import set_threads, tune_cpu_allocator
 
-COMMAND_GROUPS = (sweep_cmd, zoo_cmd, data_cmd, train_cmd, evaluate_cmd, a2d_cmd, magnet_cmd,
-                  clever_cmd, costs_cmd, check_cmd, report_cmd)
+COMMAND_GROUPS = (sweep_cmd, audit_cmd, zoo_cmd, data_cmd, train_cmd, evaluate_cmd, a2d_cmd,
+                  magnet_cmd, clever_cmd, costs_cmd, check_cmd, report_cmd)
 
 
 class UsageError(Exception):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from adaptive.cli.common import add_data_root
 from adaptive.report.tables import make_report
@@ -21,6 +22,9 @@ def register(sub) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="finished run folders")
     p.add_argument("--out", default="reports/adaptive", help="output folder "
                                                              "(default reports/adaptive)")
+    p.add_argument("--html", action="store_true",
+                   help="also write OUT/report.html, the page `adaptive audit` writes, from "
+                        "the sweep folders given (one section per folder)")
     add_data_root(p)
     p.set_defaults(run=run)
 
@@ -28,4 +32,8 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     for path in make_report(args.runs, args.out, data_root=args.data_root):
         print(f"wrote {path}")
+    if args.html:
+        from adaptive.auditing import sweep_page
+
+        print(f"wrote {sweep_page(args.runs, Path(args.out) / 'report.html', args.data_root)}")
     return 0

@@ -71,7 +71,7 @@ def _add_what_options(p) -> None:
                    "MNIST, at,a2d+at for CIFAR-10)")
     p.add_argument("--defense-module", metavar="PKG.MOD:FACTORY",
                    help="your own defense: factory(model=, dataset=, device=) returning a "
-                        "Defense or a dict of them (see README)")
+                        "Defense or a dict of them (see docs/plugins.md)")
     p.add_argument("--kappa", default=KAPPA_TEXT,
                    help=f"start:stop:step or a list (default {KAPPA_TEXT})")
     p.add_argument("--n", type=positive_int, default=DEFAULT.n,

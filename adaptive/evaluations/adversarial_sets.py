@@ -11,7 +11,7 @@ from the true one, checked by us, not taken from the attack's own flag) are kept
   likely class, theta = 1 and at most 10% of the features changed (Feinman et al.'s setting).
 * ``deepfool``: Foolbox 3 ``L2DeepFoolAttack``.
 * ``cw``: Foolbox 3 ``L2CarliniWagnerAttack``, confidence 0, 9 binary-search steps; 300 Adam
-  steps on a CPU (near convergence on MNIST; the comparison with 1,000 steps is in README).
+  steps on a CPU (near convergence on MNIST; the comparison with 1,000 steps is in docs/a2d.md).
   With ``impl="ours"`` in its settings: our ``CarliniWagnerL2`` at the same settings (the same
   mean L2 as Foolbox's at equal settings, faster: ``benchmarks/cw_vs_foolbox.py``); the
   examples differ in their last digits, so it is a setting of its own, recorded with the run.

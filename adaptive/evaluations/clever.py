@@ -16,7 +16,7 @@ on a GPU); the reverse-Weibull fits of all (image, target) rows run together, ve
 
 Fits (maximum likelihood in float64, maxima rescaled by their largest value): by default the
 vectorised profile-likelihood fit of ``fit_lipschitz_batch`` (all rows at once, much faster
-than scipy: README, CLEVER; at least scipy's likelihood in the tests); ``fit="scipy"`` uses
+than scipy: docs/clever.md; at least scipy's likelihood in the tests); ``fit="scipy"`` uses
 ``scipy.stats.weibull_max.fit`` per row from several starting shapes, best by the
 Kolmogorov-Smirnov p-value. Either way a fit that is poor (p < ``min_pvalue``), whose location lies
 below the largest observed maximum (impossible for a reverse Weibull) or implausibly far above it

@@ -8,6 +8,9 @@ defense of the run,
 * ``random noise``: random points in the ball (``RANDOM_DRAWS`` per image) break no more;
 * ``gradient-free``: HopSkipJump on the last defense's verdict (L2 runs) breaks no more.
 
+``auto`` (an ensemble whose members have their own budgets, gradient-free ones among them) is
+checked by one step and random noise.
+
 "No more" allows no extra image: a variant that breaks an image the attack did not says the
 attack is not at its limit (or, for noise and one step, that it is broken). Each item records
 the images each variant broke, so a reader can look at them; :func:`example_flags` turns the
@@ -36,6 +39,10 @@ def checked_records(records: list[dict], kappa: float) -> list[dict]:
 def _variants(cfg: SweepConfig, kappa: float, start_pool=None) -> dict:
     """name -> a fresh attack: the run's attack with one setting changed."""
     choice = cfg.attack_choice
+    if choice.ensemble:  # its members' budgets are the ensemble's; one step is still a check
+        return {"iterative beats one step": make_attack(
+            cfg, "pgd", kappa, start_pool, steps=1, restarts=1, target_classes=0,
+            step_size=bound_of(cfg))}
     if choice.spec.fixed_budget:
         def make(**change):
             return make_attack(cfg, cfg.attack, kappa, start_pool, **change)
@@ -54,7 +61,7 @@ def run_checklist(cfg: SweepConfig, records: list[dict], judges, attack_model, p
     kappa = min(cfg.kappas)
     recs = checked_records(records, kappa)
     choice = cfg.attack_choice
-    if cfg.targeted or not recs or choice.ensemble or choice.hard_label:
+    if cfg.targeted or not recs or choice.hard_label:
         return []
     index = torch.tensor([r["index"] for r in recs])
     x, y = x_all[index], y_all[index]
@@ -91,7 +98,7 @@ def run_checklist(cfg: SweepConfig, records: list[dict], judges, attack_model, p
             broken[n] |= v
     item("random noise", broken, f"{RANDOM_DRAWS} draws per image in the {cfg.norm} ball of "
                                  f"{bound_of(cfg):g}")
-    if cfg.norm == "l2":
+    if cfg.norm == "l2" and not choice.ensemble:  # (auto's own members include hard-label ones)
         last = cfg.defenses[-1]
         oracle = DecisionOracle(judges.defenses[last])
         hsj = make_attack(cfg, "hsj", 0.0)

@@ -57,7 +57,9 @@ class ReopenedRun:
 
 
 def reopen(folder: str | Path, device="cpu", data_root: str | None = None,
-           log=print) -> ReopenedRun:
+           log=print, plugins: dict[str, Defense] | None = None) -> ReopenedRun:
+    """The sweep in ``folder`` rebuilt; ``plugins``: the plug-in defenses it ran with when they
+    were given as objects (``adaptive.audit`` from Python) rather than by ``defense_module``."""
     from adaptive.sweep.folder import check_sweep_folder
 
     folder = Path(folder)
@@ -92,10 +94,10 @@ def reopen(folder: str | Path, device="cpu", data_root: str | None = None,
     zoo = load_zoo_detectors(cfg.defenses, model, cfg.model, cfg.model_sha256)
     defenses = build_defenses([d for d in cfg.defenses if is_composition(d)], model, a2d,
                               magnet, zoo)
-    plugins = {}
-    if cfg.defense_module:
+    plugins = dict(plugins or {})
+    if cfg.defense_module and not plugins:
         plugins = make_plugin_defenses(cfg.defense_module, model=model, dataset=cfg.dataset,
                                        device=device)
-        defenses.update(plugins)
+    defenses.update(plugins)
     return ReopenedRun(folder, cfg, model, data, defenses, magnet, a2d, plugins,
                        attacked.tolist(), cal_idx.tolist(), zoo)

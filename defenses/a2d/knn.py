@@ -7,7 +7,7 @@ examples; an input is adversarial when more than half of its K nearest neighbour
 ``scale="standard"`` (not in the paper) first standardises each engine's costs by the mean and
 standard deviation of the training costs. Without it the engine with the largest costs decides
 the neighbours of an ensemble (DBA_d counts queries, in the hundreds for benign MNIST images,
-where JSMA_d counts tens of pixels); README (Attack as Defense, Table 7) has the measured effect.
+where JSMA_d counts tens of pixels); docs/a2d.md (Table 7) has the measured effect.
 A single engine's neighbours do not change.
 """
 
