@@ -109,7 +109,10 @@ def test_a_resumed_audit_recomputes_nothing(example_run, tmp_path, capsys, monke
     argv = config["command"].split()[1:]
     argv[argv.index("--out") + 1] = str(folder)
     records = next(folder.glob("*/records.jsonl")).read_text()
-    assert main(argv + ["--resume", "--no-progress"]) == 0
+    try:
+        assert main(argv + ["--resume", "--no-progress"]) == 0
+    finally:
+        sys.modules.pop("mydefense", None)  # README's module, imported here, not kept
     assert next(folder.glob("*/records.jsonl")).read_text() == records
     assert json.loads((folder / "audit.json").read_text())["sections"][0]["defenses"] == \
         json.loads(before)["sections"][0]["defenses"]

@@ -139,9 +139,10 @@ def test_docs_plug_in_example_runs(capsys, tmp_path, monkeypatch):
 
     readme = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text()
     code = readme.split("# mydefense.py\n", 1)[1].split("```", 1)[0]
-    (tmp_path / "mydefense.py").write_text(code)
+    # (a module name of its own: README's five-minute example imports another mydefense)
+    (tmp_path / "docs_plugin_example.py").write_text(code)
     monkeypatch.syspath_prepend(str(tmp_path))
-    rc = main(["sweep", "--no-progress", "--defense-module", "mydefense:make_defense",
+    rc = main(["sweep", "--no-progress", "--defense-module", "docs_plugin_example:make_defense",
                "--n", "2", "--n-cal", "10", "--kappa", "0", "--cw-steps", "30",
                "--cw-binary-steps", "2", "--clever", "--out", str(tmp_path / "plug")])
     assert rc == 0
