@@ -14,7 +14,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
 
 from adaptive.core.data import load_dataset  # noqa: E402
 from adaptive.sweep.folder import read_cached_examples  # noqa: E402
@@ -113,11 +112,8 @@ def _environment() -> jinja2.Environment:
 
 def write_page(result, path: Path, data_root=None) -> Path:
     """Render ``result`` (an :class:`~adaptive.auditing.result.AuditResult`) to ``path``."""
-    figures = []
-    with torch.no_grad():
-        for s in result.sections:
-            figures.append({"asr": asr_figure(s), "broken_by": broken_by_figure(s),
-                            "gallery": gallery_figure(s, data_root)})
+    figures = [{"asr": asr_figure(s), "broken_by": broken_by_figure(s),
+                "gallery": gallery_figure(s, data_root)} for s in result.sections]
     page = _environment().get_template("report.html.j2").render(
         result=result, sections=result.sections, figures=figures,
         verdict=result.verdict_line(), flags=result.flags(), failed=result.failed_checks())

@@ -38,18 +38,23 @@ class AuditResult:
             seen.update({d["name"]: None for d in s["defenses"]})
         return list(seen)
 
-    def outcome(self, defense: str, threat: str | None = None) -> dict:
-        """The entry of ``defense`` under ``threat`` (its text, e.g. ``linf:8/255``; default:
-        the first threat model): ``robust_accuracy``, ``interval``, ``broken_by``, ..."""
+    def section(self, threat: str | None = None) -> dict:
+        """The section of ``threat`` (its text, e.g. ``linf:8/255``; default: the first)."""
         for s in self.sections:
             if threat is None or s["threat"]["text"] == threat:
-                for d in s["defenses"]:
-                    if d["name"] == defense:
-                        return d
-                raise ToolkitError(f"the audit judged no defense {defense!r}; it judged "
-                                   f"{', '.join(d['name'] for d in s['defenses'])}")
+                return s
         raise ToolkitError(f"the audit ran no threat {threat!r}; it ran "
                            f"{', '.join(s['threat']['text'] for s in self.sections)}")
+
+    def outcome(self, defense: str, threat: str | None = None) -> dict:
+        """The entry of ``defense`` under ``threat`` (default: the first threat model):
+        ``robust_accuracy``, ``interval``, ``broken_by``, ..."""
+        s = self.section(threat)
+        for d in s["defenses"]:
+            if d["name"] == defense:
+                return d
+        raise ToolkitError(f"the audit judged no defense {defense!r}; it judged "
+                           f"{', '.join(d['name'] for d in s['defenses'])}")
 
     def robust_accuracy(self, defense: str, threat: str | None = None) -> float | None:
         """The share of attacked images ``defense`` withstood under ``threat``."""
@@ -58,26 +63,26 @@ class AuditResult:
     def per_image(self, threat: str | None = None) -> list[dict]:
         """One row per attacked image: ``index``, ``label``, per defense ``broken`` and
         ``by`` (the member that broke it)."""
-        for s in self.sections:
-            if threat is None or s["threat"]["text"] == threat:
-                return s["per_image"]
-        raise ToolkitError(f"the audit ran no threat {threat!r}")
+        return self.section(threat)["per_image"]
 
     def flags(self) -> list[dict]:
         """Every red flag of every threat model (``flag``, ``defense``, ``cure``, ...)."""
         return [{**f, "threat": s["threat"]["text"]} for s in self.sections
                 for f in s["red_flags"]]
 
+    def _fired(self, indicators: bool) -> list[dict]:
+        return [{**c, "threat": s["threat"]["text"]} for s in self.sections
+                for c in s["checks"]
+                if c["passed"] is False and (c["kind"] == INDICATOR) == indicators]
+
     def failed_checks(self) -> list[dict]:
         """The checks of the evaluation that failed, with their threat model (the indicators
         of attack failure, signs on single examples, are not counted: see ``indicators``)."""
-        return [{**c, "threat": s["threat"]["text"]} for s in self.sections
-                for c in s["checks"] if c["passed"] is False and c["kind"] != INDICATOR]
+        return self._fired(indicators=False)
 
     def indicators(self) -> list[dict]:
         """The indicators of attack failure that fired, with their threat model."""
-        return [{**c, "threat": s["threat"]["text"]} for s in self.sections
-                for c in s["checks"] if c["passed"] is False and c["kind"] == INDICATOR]
+        return self._fired(indicators=True)
 
     def verdict_line(self) -> str:
         parts = []
