@@ -39,6 +39,7 @@ from adaptive.sweep import (
     run_sweep,
     validate_config,
 )
+from adaptive.sweep.config import STAND_INS
 from adaptive.sweep.inputs import load_defense_inputs
 from defenses.magnet.defense import bundled_pool
 
@@ -178,6 +179,10 @@ def _add_attack_options(p) -> None:
                    help="aim no white-box attack at a defense whose gradient the probes find "
                         "hidden (and that declares no surrogate); by default they follow the "
                         "bare classifier's gradient through its forward (BPDA)")
+    p.add_argument("--stand-in", choices=STAND_INS, default=DEFAULT.stand_in,
+                   help="the gradient those attacks follow: the bare classifier's (bare, the "
+                        "default) or its average over random resize-and-pad draws of the "
+                        "input (diverse: input diversity; auto runs both)")
     p.add_argument("--draws", type=positive_int, default=DEFAULT.draws, metavar="K",
                    help="judge each example against a random defense on K fresh draws: ASR "
                         "counts the examples that fool a majority of them, beside those that "
@@ -293,7 +298,7 @@ def run(args: argparse.Namespace) -> int:
                       attack=args.attack, a2d_factor=args.a2d_factor,
                       image_seeds=args.image_seeds, checks=args.checks,
                       random_eot=args.random_eot, draws=args.draws,
-                      bare_gradient=args.bare_gradient,
+                      bare_gradient=args.bare_gradient, stand_in=args.stand_in,
                       pgd=PGDSettings(steps=args.pgd_steps, restarts=args.pgd_restarts,
                                       target_classes=args.pgd_targets, eot=args.eot,
                                       schedule=args.pgd_schedule,

@@ -4,8 +4,11 @@ defenses with detectors.
 Per batch and kappa, the members of ``AUTO_ENSEMBLE`` (``adaptive.sweep.config``) run in order:
 the paper's C&W-kappa on the bare classifier (transferred, on every image); APGD-CE, then
 APGD-T (the DLR loss, then target rounds towards the most likely other classes), white box at
-the bound on every detector they can aim at; Selective and Orthogonal PGD where there are
-detector terms (without them they are PGD again); Square (scores only, no gradients); then a
+the bound on every detector they can aim at; at each defense whose gradient the probes found
+hidden, APGD-CE again following the input-diversity average of the bare classifier's gradient
+through its forward (``apgd-di@DEFENSE``; the others followed the plain bare gradient);
+Selective and Orthogonal PGD where there are detector terms (without them they are PGD
+again); Square (scores only, no gradients); then a
 hard-label attack on each defense's own verdict (HopSkipJump at L2, RayS at L-inf; kappa 0
 only: they see no logits). Every white-box and score-based member also aims at each plug-in
 defense through that defense's own forward (``MEMBER@DEFENSE``, ``own_objectives``), and every
@@ -45,7 +48,7 @@ from adaptive.sweep.config import (
     with_eot,
 )
 from adaptive.sweep.diagnostics import attack_indicators
-from adaptive.sweep.objectives import objective_groups
+from adaptive.sweep.objectives import defense_objective, objective_groups
 from adaptive.sweep.records import AttackedBatch, batch_records, defense_entry
 
 SEED_STRIDE = 1_000_003  # image seeds: seed * stride + image index (distinct for any index)
@@ -100,16 +103,23 @@ def build_members(cfg: SweepConfig, kappa: float, model, objective_for, judges,
     declares no surrogate) they follow its stand-in (``_Judges.stand_ins``), and
     only the gradient-free members aim where it has none (``--no-bare-gradient``)."""
     out = []
-    random, unfollowable = judges.random_models(), judges.unfollowable()
+    unfollowable = judges.unfollowable()
 
     def attack(mcfg, objective_model=None):
-        if id(objective_model) in random:
+        if id(objective_model) in judges.random_models():
             mcfg = with_eot(mcfg, cfg.random_eot)
         return make_attack(mcfg, mcfg.attack, kappa, start_pool), mcfg
 
     for m in members_for(cfg, kappa):
         mcfg = member_config(cfg, m)
-        if m.label == "cw":  # the paper's attack, on the bare classifier (transferred)
+        if m.hidden_only:  # through the stand-ins of its kind, at the hidden defenses only
+            if mcfg.stand_in == cfg.stand_in:
+                continue  # the run's own stand-in: the members aimed at each defense follow it
+            for names, mine in _hidden_groups(mcfg, judges):
+                made, used = attack(mcfg, mine.model)
+                out.append(Member(f"{m.label}@{names[0]}", made, mine.model, used,
+                                  mine.penalty(), aimed_at=names))
+        elif m.label == "cw":  # the paper's attack, on the bare classifier (transferred)
             out.append(Member(m.label, attack(mcfg)[0], model, mcfg))
         elif parse_attack(m.attack).hard_label:  # each defense's own verdict
             for name, defense in judges.defenses.items():
@@ -128,6 +138,18 @@ def build_members(cfg: SweepConfig, kappa: float, model, objective_for, judges,
                     out.append(Member(f"{m.label}@{names[0]}", made, mine.model, used,
                                       mine.penalty(), aimed_at=names))
     return out
+
+
+def _hidden_groups(mcfg: SweepConfig, judges) -> list[tuple[tuple[str, ...], object]]:
+    """Per distinct stand-in of ``mcfg.stand_in``'s kind, the hidden defenses it stands in
+    for and their objective (theirs, through it)."""
+    own = {name: defense_objective(mcfg, name, judges.defenses[name],
+                                   judges.stand_in(name, mcfg.stand_in))
+           for name in sorted(judges.stand_ins)}
+    first: dict[tuple, object] = {}
+    shared = {name: first.setdefault((id(o.model), frozenset(o.terms)), o)
+              for name, o in own.items()}
+    return objective_groups(shared)
 
 
 def auto_batch(cfg: SweepConfig, kappa: float, members: list[Member], model, judges, device,

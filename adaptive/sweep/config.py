@@ -48,16 +48,26 @@ ATTACKED_PARTS = {"": set(), "-magnet": {"magnet", "rmagnet"}, "-a2d": {"a2d"},
 AUTO = "auto"
 
 
+# The gradient a white-box attack follows through a defense that hides its own (and declares
+# no surrogate): the bare classifier's, or its input-diversity average
+# (adaptive.attacks.input_diversity).
+STAND_INS = ("bare", "diverse")
+
+
 @dataclass(frozen=True)
 class AutoMember:
     """A member of ``auto``: its ``label`` in records (``by``, ``broken_by``), the sweep
     ``attack`` it runs and the ``overrides`` of that attack's settings (APGD-T is ``apgd-full``
     on the DLR loss with target rounds); :func:`member_config` is the sweep that runs it
-    alone."""
+    alone. ``config``: changes to the sweep's own settings (``apgd-di`` follows the diverse
+    stand-in); ``hidden_only``: it aims only at the defenses that hide their gradient (through
+    its stand-in), not at the shared objective."""
 
     label: str
     attack: str
     overrides: tuple = ()
+    config: tuple = ()
+    hidden_only: bool = False
 
     @property
     def gradient_free(self) -> bool:
@@ -68,6 +78,10 @@ AUTO_ENSEMBLE = (
     AutoMember("cw", "cw"),  # the paper's C&W-kappa, transferred from the bare classifier
     AutoMember("apgd-ce", "apgd-full", (("loss", "ce"), ("target_classes", 0))),
     AutoMember("apgd-t", "apgd-full", (("loss", "dlr"), ("target_classes", 3))),
+    # APGD-CE again at each defense that hides its gradient, following the input-diversity
+    # average of the bare gradient (a vote of several networks moves when the bare one's does not)
+    AutoMember("apgd-di", "apgd-full", (("loss", "ce"), ("target_classes", 0)),
+               (("stand_in", "diverse"),), hidden_only=True),
     AutoMember("spgd", "spgd"),  # the detector-aware PGDs, where there are detectors
     AutoMember("opgd", "opgd"),
     AutoMember("square", "square-full"),  # score-based: no gradients
@@ -91,7 +105,7 @@ def member_config(cfg: SweepConfig, member: AutoMember | str) -> SweepConfig:
     """The sweep that runs the ``member`` of ``cfg``'s auto (or the one of that label) alone:
     its attack, with its settings' overrides."""
     m = member if isinstance(member, AutoMember) else auto_member(member)
-    changed: dict[str, Any] = {"attack": m.attack}
+    changed: dict[str, Any] = {"attack": m.attack, **dict(m.config)}
     if m.overrides:
         key = parse_attack(m.attack).spec.settings_key
         changed[key] = replace(getattr(cfg, key), **dict(m.overrides))
@@ -308,6 +322,9 @@ class SweepConfig:
     # the white-box attacks aimed at it follow the bare classifier's gradient through its
     # forward (BPDA with the bare model); False: only transfer and the gradient-free attacks
     bare_gradient: bool = True
+    # that stand-in gradient (STAND_INS): the bare model's own, or its average over random
+    # resize-and-pad draws of the input (input diversity; auto's apgd-di member follows it)
+    stand_in: str = "bare"
 
     def __post_init__(self):
         self._family_defaults()
@@ -466,6 +483,9 @@ def validate_config(cfg: SweepConfig, magnet=None) -> None:
     _count(cfg.pgd.eot, "eot")
     _count(cfg.random_eot, "random-eot")
     _count(cfg.draws, "draws")
+    if cfg.stand_in not in STAND_INS:
+        raise ToolkitError(f"unknown stand-in {cfg.stand_in!r}; choose from "
+                           f"{', '.join(STAND_INS)}")
     _count(cfg.pgd.start_images, "pgd start images", 0)
     if cfg.pgd.schedule not in SCHEDULES:
         raise ToolkitError(f"unknown pgd step schedule {cfg.pgd.schedule!r}; choose from "

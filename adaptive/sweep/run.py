@@ -18,6 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from adaptive.attacks.hard_label import DecisionOracle
+from adaptive.attacks.input_diversity import InputDiversity
 from adaptive.attacks.objective import Objective
 from adaptive.attacks.registry import Access
 from adaptive.core.checkpoint import sha256_file
@@ -230,16 +231,26 @@ class _Judges:
     # per defense that hides its gradient and declares no surrogate, what the attacks aimed at
     # it differentiate: its own forward, with the bare classifier's gradient (BPDA)
     stand_ins: dict[str, nn.Module] = field(default_factory=dict)
+    _made: dict = field(default_factory=dict, repr=False)  # stand-ins by (classifier, kind)
 
     def use_probes(self, probes: dict[str, Probe]) -> None:
         """Take what the probes found (one per defense), and give each defense they found
-        hiding its gradient its stand-in (``stand_ins``)."""
+        hiding its gradient its stand-in (``stand_ins``, of the run's ``--stand-in`` kind)."""
         self.probes = {k: probes[k] for k in self.defenses if k in probes}
-        made: dict[int, nn.Module] = {}  # (defenses sharing a classifier share its stand-in)
-        self.stand_ins = {}
-        for name in sorted(self.hidden() if self.cfg.bare_gradient else ()):
-            classifier = self.defenses[name].classifier
-            self.stand_ins[name] = made.setdefault(id(classifier), BPDA(classifier, self.model))
+        self._made = {}
+        self.stand_ins = {name: self.stand_in(name, self.cfg.stand_in)
+                          for name in sorted(self.hidden() if self.cfg.bare_gradient else ())}
+
+    def stand_in(self, name: str, kind: str) -> nn.Module:
+        """The forward of defense ``name`` with the gradient of the bare classifier (``bare``)
+        or of its input-diversity average (``diverse``): BPDA. Defenses sharing a classifier
+        share it."""
+        classifier = self.defenses[name].classifier
+        key = (id(classifier), kind)
+        if key not in self._made:
+            guide = self.model if kind == "bare" else InputDiversity(self.model)
+            self._made[key] = BPDA(classifier, guide)
+        return self._made[key]
 
     def is_random(self, name: str) -> bool:
         probe = self.probes.get(name)
@@ -249,8 +260,11 @@ class _Judges:
         """ids of the classifiers (and surrogates) of the defenses probed random: an attack
         through one averages its gradients over draws (EOT)."""
         return {id(m) for name, d in self.defenses.items() if self.is_random(name)
-                for m in (d.classifier, d.surrogate, self.stand_ins.get(name))
+                for m in (d.classifier, d.surrogate, *self._stand_ins_of(d.classifier))
                 if m is not None}
+
+    def _stand_ins_of(self, classifier) -> list[nn.Module]:
+        return [m for (cid, _), m in self._made.items() if cid == id(classifier)]
 
     def hidden(self) -> set[str]:
         """The defenses whose gradient the probes found hidden (zero or not finite) and that
