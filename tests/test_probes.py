@@ -250,3 +250,50 @@ def test_each_red_flag_fires_on_its_case_and_none_on_honest_ones(setup):
                      ("transfer_beats_white_box", "weak")}
     honest_only = {k: probes[k] for k in ("none", "blur")}
     assert red_flags(cfg, honest_only, set(), rows[:2]) == []
+
+
+class CoinDetector:
+    """A plug-in detector that flags each input on a fresh coin toss (one in ``odds``): the
+    classifier is deterministic, the defense is not."""
+
+    def __init__(self, odds: int = 4):
+        self.odds = odds
+
+    def score(self, x):
+        return torch.rand(len(x))
+
+    def detect(self, x):
+        return torch.rand(len(x)) < 1 / self.odds
+
+
+class SteadyDetector(CoinDetector):
+    def score(self, x):
+        return x.flatten(1).mean(1)
+
+    def detect(self, x):
+        return self.score(x) > 0.9
+
+
+def test_a_defense_with_a_random_detector_is_probed_random_and_judged_over_draws(setup,
+                                                                                tmp_path):
+    model, meta, data, x, y = setup
+    coin = Defense("coin", model, {"coin": CoinDetector(), "steady": SteadyDetector()})
+    steady = Defense("steady", model, {"steady": SteadyDetector()})
+    found = probe_all({"coin": coin, "steady": steady}, x, y, log=lambda s: None,
+                      detectors=True)
+    assert found["coin"].random and found["coin"].random_detectors == ["coin"]
+    assert found["coin"].gradient == "ok"  # the classifier is deterministic: first order checked
+    assert not found["steady"].random and found["steady"].random_detectors == []
+    assert "detectors coin differ" in found["coin"].describe()
+    # without detectors=True (the built-in compositions: the toolkit knows its own) not probed
+    assert not probe_all({"coin": coin}, x, y, log=lambda s: None)["coin"].random
+    cfg = _cfg(meta, n=4, batch=4, random_eot=2, draws=5,
+               pgd=dict(steps=3, restarts=1, target_classes=0))
+    logs: list[str] = []
+    res = run_sweep(cfg, model, data, tmp_path / "coin", "cpu", extra_defenses={"coin": coin},
+                    progress=False, log=logs.append)
+    assert res.diagnostics["probes"]["coin"]["random_detectors"] == ["coin"]
+    assert _row(res, "coin")["draws"] == 5
+    assert any("coin is random" in line for line in logs)
+    recs = read_records(tmp_path / "coin/records.jsonl")
+    assert all(0 <= r["defenses"]["coin"]["fooled_draws"] <= 1 for r in recs)

@@ -7,8 +7,10 @@ On a few benign images, per defense:
 * the forward gives finite logits, one row per image (else a one-line error naming the defense);
   each detector gives one True/False flag and one score (not NaN) per image
   (:func:`check_detectors`);
-* two passes over the same images agree (else the forward is **random**: the attacks average
-  their gradients over draws, EOT, and every example is judged on fresh draws);
+* two passes over the same images agree, the classifier's logits and (for a plug-in) each
+  detector's scores or flags (else the defense is **random**: the attacks average their
+  gradients over draws, EOT, and every example is judged on fresh draws of its classifier and
+  detectors);
 * the gradient of the classification margin is finite and non-zero, and a small step along it
   changes the margin as first order predicts (else the gradient is **masked**: quantised,
   thresholded, or computed by an inner optimisation; attacks follow the defense's declared
@@ -20,7 +22,7 @@ real classifier does.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
@@ -49,8 +51,9 @@ GRADIENTS = {
 
 @dataclass
 class Probe:
-    """What the probes found of one defense: ``random`` (two passes differ, by up to
-    ``largest_change``), ``gradient`` (a key of :data:`GRADIENTS`) with the shares of benign
+    """What the probes found of one defense: ``random`` (two passes differ: the classifier's
+    logits by up to ``largest_change``, or the detectors named in ``random_detectors``),
+    ``gradient`` (a key of :data:`GRADIENTS`) with the shares of benign
     images whose gradient was zero, not finite or first-order wrong, and ``surrogate`` (None:
     none declared; else the share of benign images it labels as the classifier does)."""
 
@@ -63,6 +66,7 @@ class Probe:
     mismatch_share: float
     images: int
     surrogate: float | None = None
+    random_detectors: list[str] = field(default_factory=list)
 
     @property
     def masked(self) -> bool:
@@ -74,6 +78,15 @@ class Probe:
         real forward are pointless, only a surrogate or the gradient-free attacks can work."""
         return self.gradient in ("zero", "non_finite")
 
+    def randomness(self) -> str:
+        """What two passes over the same benign images showed, in words."""
+        if not self.random:
+            return "deterministic forward"
+        words = f"random forward (two passes differ by up to {self.largest_change:.3g}"
+        if self.random_detectors:
+            words += f"; detectors {', '.join(self.random_detectors)} differ between passes"
+        return words + ")"
+
     def to_json(self) -> dict:
         return asdict(self)
 
@@ -82,9 +95,7 @@ class Probe:
         return cls(**d)
 
     def describe(self) -> str:
-        parts = ["random forward (two passes differ by up to "
-                 f"{self.largest_change:.3g})" if self.random else "deterministic forward",
-                 f"gradient {GRADIENTS[self.gradient]}"]
+        parts = [self.randomness(), f"gradient {GRADIENTS[self.gradient]}"]
         if self.surrogate is not None:
             parts.append(f"surrogate agrees on {self.surrogate:.1%} of benign images")
         return f"{self.defense}: " + "; ".join(parts)
@@ -218,10 +229,29 @@ def check_detectors(defense: Defense, x: torch.Tensor) -> None:
                                f"{tuple(x.shape[1:])})") from e
 
 
+def random_detectors(defense: Defense, x: torch.Tensor) -> list[str]:
+    """The detectors of ``defense`` whose two passes over the benign images ``x`` differ
+    (their scores where they have one, else their flags)."""
+    x = x[:PROBE_IMAGES]
+    out = []
+    for name, det in defense.detectors.items():
+        first, again = detector_scores(name, det, x), detector_scores(name, det, x)
+        if first is None or again is None:
+            differ = not torch.equal(detector_flags(name, det, x), detector_flags(name, det, x))
+        else:
+            scale = max(1.0, float(first.abs().max()))
+            differ = float((first - again).abs().max()) > RANDOM_CHANGE * scale
+        if differ:
+            out.append(name)
+    return out
+
+
 def probe_all(defenses: dict[str, Defense], x: torch.Tensor, labels: torch.Tensor,
-              log=print) -> dict[str, Probe]:
+              log=print, detectors: bool = False) -> dict[str, Probe]:
     """Probe every defense (classifiers shared by several are probed once) and test every
-    surrogate; each finding is printed."""
+    surrogate; with ``detectors`` (plug-ins: the toolkit knows which of its own detectors
+    draw randomness) also whether each detector is random (:func:`random_detectors`); each
+    finding is printed."""
     found: dict[str, Probe] = {}
     seen: dict[int, Probe] = {}
     for name, d in defenses.items():
@@ -229,8 +259,10 @@ def probe_all(defenses: dict[str, Defense], x: torch.Tensor, labels: torch.Tenso
         probe = seen.get(key)
         if probe is None:
             probe = seen[key] = probe_defense(d, x, labels)
+        drawn = random_detectors(d, x) if detectors else []
         probe = Probe(**{**probe.to_json(), "defense": name,
-                         "surrogate": check_surrogate(d, x)})
+                         "surrogate": check_surrogate(d, x), "random_detectors": drawn,
+                         "random": probe.random or bool(drawn)})
         found[name] = probe
         if probe.random or probe.masked or probe.surrogate is not None:
             log(f"probe: {probe.describe()}")

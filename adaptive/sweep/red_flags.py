@@ -37,8 +37,8 @@ def _probe_flags(cfg: SweepConfig, probe: Probe, has_surrogate: bool) -> list[di
     out = []
     if probe.random:
         out.append(_flag("random_forward", probe.defense,
-                         f"two passes over {probe.images} benign images differ by up to "
-                         f"{probe.largest_change:.3g}",
+                         f"two passes over {probe.images} benign images differ: "
+                         f"{probe.randomness()}",
                          f"EOT ({cfg.random_eot} gradient samples per step, --random-eot) and "
                          f"every example judged on {cfg.draws} fresh draws, ASR over a "
                          "majority (--draws)", True))

@@ -153,9 +153,9 @@ def run_sweep(cfg: SweepConfig, model: nn.Module, data: ImageSet, out, device, *
     # a plug-in's forward probed (and its surrogate tested) before the run folder is made
     benign = _probe_images(data, attacked, cal, device)
     check_plugin_names(extra_defenses or {})
-    probes = probe_all(extra_defenses or {}, *benign, log=log)
     for plugin in (extra_defenses or {}).values():
         check_detectors(plugin, benign[0])
+    probes = probe_all(extra_defenses or {}, *benign, log=log, detectors=True)
     seed_everything(cfg.seed)
     with RunStore(out, asdict(cfg), resume, defaults=asdict(SweepConfig()), identity=identity,
                   command=command, log=log) as store:
