@@ -2,7 +2,8 @@
 hides its own: the module's draws are a function of each image alone, shrink to nothing when
 asked, and give a usable gradient; ``auto``'s ``apgd-di`` member aims it at the hidden defenses
 only, on the images they still withstand, and breaks there exactly what the same attack alone
-(``--stand-in diverse``) breaks."""
+(``--stand-in diverse``) breaks; where a defense's own gradient misleads (first order wrong)
+``apgd-di`` breaks what that gradient cannot."""
 
 from dataclasses import replace
 
@@ -97,3 +98,47 @@ def test_auto_aims_the_diverse_stand_in_at_hidden_defenses_only(mnist, tmp_path,
     diverse = sweep(replace(cfg, stand_in="diverse"), "diverse-run")
     ran = set().union(*(r["auto"]["members"] for r in read_records(diverse / "records.jsonl")))
     assert not any(m.startswith("apgd-di") for m in ran), ran
+
+
+class Misleading(torch.nn.Module):
+    """A defense's forward (MagNet's reformer behind input rounding) with the gradient of an
+    unrelated untrained network: finite and non-zero, but first-order wrong."""
+
+    def __init__(self, reformed):
+        super().__init__()
+        torch.manual_seed(0)
+        self.other = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+        self.forward_fn = Rounded(reformed)
+
+    def forward(self, x):
+        from defenses import BPDA
+
+        return BPDA(self.forward_fn, self.other)(x)
+
+
+def test_auto_follows_the_diverse_stand_in_where_a_defense_s_gradient_misleads(
+        mnist, tmp_path, monkeypatch):
+    import adaptive.sweep.auto as auto_module
+    from adaptive.sweep.config import AUTO_ENSEMBLE
+    from defenses.magnet.defense import MagNet
+
+    model, meta, data = mnist
+    misleading = Misleading(MagNet.load("mnist", model).defended_classifier())
+    plugins = {"misleading": Defense("misleading", misleading)}
+    monkeypatch.setattr(auto_module, "AUTO_ENSEMBLE", tuple(
+        m for m in AUTO_ENSEMBLE if m.label in ("cw", "apgd-ce", "apgd-di")))
+    cfg = SweepConfig(model_sha256=meta["sha256"], n=8, n_cal=10, kappas=[0.0], batch=8,
+                      defenses=["none"], attack="auto", norm="linf", max_linf=0.2,
+                      cw=dict(steps=30, binary_search_steps=2), apgd=dict(steps=20),
+                      transfer_check=False, image_seeds=True)
+    logs: list[str] = []
+    res = run_sweep(cfg, model, data, tmp_path / "auto", "cpu", extra_defenses=plugins,
+                    progress=False, log=logs.append)
+    assert res.diagnostics["probes"]["misleading"]["gradient"] == "first_order_mismatch"
+    row = next(r for r in res.rows if r["defense"] == "misleading")
+    # its own gradient breaks nothing that transfer did not; the diverse stand-in does
+    assert row["broken_by"].get("apgd-ce@misleading", 0) == 0, row["broken_by"]
+    assert row["broken_by"].get("apgd-di@misleading", 0) >= 2, row["broken_by"]
+    assert any("apgd-di also follows" in line for line in logs)
+    flag = next(f for f in res.diagnostics["red_flags"] if f["flag"] == "masked_gradients")
+    assert flag["applied"] and "apgd-di" in flag["cure"]

@@ -5,8 +5,8 @@ Per batch and kappa, the members of ``AUTO_ENSEMBLE`` (``adaptive.sweep.config``
 the paper's C&W-kappa on the bare classifier (transferred, on every image); APGD-CE, then
 APGD-T (the DLR loss, then target rounds towards the most likely other classes), white box at
 the bound on every detector they can aim at; at each defense whose gradient the probes found
-hidden, APGD-CE again following the input-diversity average of the bare classifier's gradient
-through its forward (``apgd-di@DEFENSE``; the others followed the plain bare gradient);
+hidden or first-order wrong, APGD-CE again following the input-diversity average of the bare
+classifier's gradient through its forward (``apgd-di@DEFENSE``);
 Selective and Orthogonal PGD where there are detector terms (without them they are PGD
 again); Square (scores only, no gradients); then a
 hard-label attack on each defense's own verdict (HopSkipJump at L2, RayS at L-inf; kappa 0
@@ -112,10 +112,8 @@ def build_members(cfg: SweepConfig, kappa: float, model, objective_for, judges,
 
     for m in members_for(cfg, kappa):
         mcfg = member_config(cfg, m)
-        if m.hidden_only:  # through the stand-ins of its kind, at the hidden defenses only
-            if mcfg.stand_in == cfg.stand_in:
-                continue  # the run's own stand-in: the members aimed at each defense follow it
-            for names, mine in _hidden_groups(mcfg, judges):
+        if m.guided_only:  # through the stand-ins of its kind, where gradients mislead
+            for names, mine in _guided_groups(cfg, mcfg, judges):
                 made, used = attack(mcfg, mine.model)
                 out.append(Member(f"{m.label}@{names[0]}", made, mine.model, used,
                                   mine.penalty(), aimed_at=names))
@@ -140,12 +138,15 @@ def build_members(cfg: SweepConfig, kappa: float, model, objective_for, judges,
     return out
 
 
-def _hidden_groups(mcfg: SweepConfig, judges) -> list[tuple[tuple[str, ...], object]]:
-    """Per distinct stand-in of ``mcfg.stand_in``'s kind, the hidden defenses it stands in
-    for and their objective (theirs, through it)."""
+def _guided_groups(cfg: SweepConfig, mcfg: SweepConfig, judges
+                   ) -> list[tuple[tuple[str, ...], object]]:
+    """Per distinct stand-in of ``mcfg.stand_in``'s kind, the defenses it stands in for
+    (``judges.guided()``, less the hidden ones whose run stand-in is of that kind already:
+    every member aimed at them follows it) and their objective, through it."""
     own = {name: defense_objective(mcfg, name, judges.defenses[name],
                                    judges.stand_in(name, mcfg.stand_in))
-           for name in sorted(judges.stand_ins)}
+           for name in sorted(judges.guided())
+           if not (name in judges.stand_ins and cfg.stand_in == mcfg.stand_in)}
     first: dict[tuple, object] = {}
     shared = {name: first.setdefault((id(o.model), frozenset(o.terms)), o)
               for name, o in own.items()}

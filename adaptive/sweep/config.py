@@ -60,14 +60,15 @@ class AutoMember:
     ``attack`` it runs and the ``overrides`` of that attack's settings (APGD-T is ``apgd-full``
     on the DLR loss with target rounds); :func:`member_config` is the sweep that runs it
     alone. ``config``: changes to the sweep's own settings (``apgd-di`` follows the diverse
-    stand-in); ``hidden_only``: it aims only at the defenses that hide their gradient (through
-    its stand-in), not at the shared objective."""
+    stand-in); ``guided_only``: it aims only at the defenses whose gradient is hidden or
+    first-order wrong (``_Judges.guided``, through its stand-in), not at the shared
+    objective."""
 
     label: str
     attack: str
     overrides: tuple = ()
     config: tuple = ()
-    hidden_only: bool = False
+    guided_only: bool = False
 
     @property
     def gradient_free(self) -> bool:
@@ -78,10 +79,11 @@ AUTO_ENSEMBLE = (
     AutoMember("cw", "cw"),  # the paper's C&W-kappa, transferred from the bare classifier
     AutoMember("apgd-ce", "apgd-full", (("loss", "ce"), ("target_classes", 0))),
     AutoMember("apgd-t", "apgd-full", (("loss", "dlr"), ("target_classes", 3))),
-    # APGD-CE again at each defense that hides its gradient, following the input-diversity
-    # average of the bare gradient (a vote of several networks moves when the bare one's does not)
+    # APGD-CE again at each defense that hides its gradient (or whose gradient misleads),
+    # following the input-diversity average of the bare gradient (a vote of several networks
+    # moves when the bare one's does not)
     AutoMember("apgd-di", "apgd-full", (("loss", "ce"), ("target_classes", 0)),
-               (("stand_in", "diverse"),), hidden_only=True),
+               (("stand_in", "diverse"),), guided_only=True),
     AutoMember("spgd", "spgd"),  # the detector-aware PGDs, where there are detectors
     AutoMember("opgd", "opgd"),
     AutoMember("square", "square-full"),  # score-based: no gradients

@@ -58,11 +58,19 @@ def _probe_flags(cfg: SweepConfig, probe: Probe, has_surrogate: bool) -> list[di
                     "model's gradient through the defense's forward, beside the gradient-free "
                     "ones (square, rays, hsj); a surrogate closer to the defense (Defense(..., "
                     "surrogate=...), defenses.BPDA) may break more")
+        elif cfg.attack == "auto" and cfg.bare_gradient:
+            cure = ("auto's apgd-di followed the bare classifier's input-diversity gradient "
+                    "through the defense's forward, beside its own gradient and the "
+                    "gradient-free attacks; declare a differentiable surrogate (Defense(..., "
+                    "surrogate=...), defenses.BPDA) for a closer one")
         else:
             cure = ("declare a differentiable surrogate (Defense(..., surrogate=...), "
-                    "defenses.BPDA): the white-box attacks followed a gradient that misleads")
+                    "defenses.BPDA), or run --attack auto (its apgd-di follows the bare "
+                    "classifier's gradient): the white-box attacks followed a gradient that "
+                    "misleads")
         out.append(_flag("masked_gradients", probe.defense, detail, cure,
-                         has_surrogate or (probe.hidden and cfg.bare_gradient)))
+                         has_surrogate or (cfg.bare_gradient
+                                           and (probe.hidden or cfg.attack == "auto"))))
     return out
 
 

@@ -111,6 +111,11 @@ def _log_probe_actions(cfg: SweepConfig, judges: _Judges, log) -> None:
                 "at it follow the bare classifier's gradient through its forward (BPDA), "
                 "beside the gradient-free ones (square, rays, hsj); declare a surrogate for a "
                 "closer one")
+        elif probe.masked and cfg.attack == "auto" and cfg.bare_gradient:
+            log(f"{name}: its gradient does not predict its forward (first order): white-box "
+                "attacks may be misled; auto's apgd-di also follows the bare classifier's "
+                "input-diversity gradient through its forward; a surrogate (BPDA) may break "
+                "more")
         elif probe.masked:
             log(f"{name}: its gradient does not predict its forward (first order): white-box "
                 "attacks may be misled; a surrogate (BPDA) may break more")
@@ -251,6 +256,16 @@ class _Judges:
             guide = self.model if kind == "bare" else InputDiversity(self.model)
             self._made[key] = BPDA(classifier, guide)
         return self._made[key]
+
+    def guided(self) -> set[str]:
+        """The defenses whose own gradient misleads or is missing and that declare no
+        surrogate, where the bare classifier's gradient may guide (not with
+        ``--no-bare-gradient``): the hidden ones given a stand-in, and those whose gradient
+        does not predict their forward (first order). ``auto``'s ``apgd-di`` aims at them."""
+        mismatched = {name for name, p in self.probes.items()
+                      if p.gradient == "first_order_mismatch"
+                      and self.defenses[name].surrogate is None}
+        return set(self.stand_ins) | (mismatched if self.cfg.bare_gradient else set())
 
     def is_random(self, name: str) -> bool:
         probe = self.probes.get(name)
