@@ -4,6 +4,8 @@ detector, no gradient) is met; per-image seeds make an image's result independen
 batch; and a defense whose gradients are masked (input rounding) falls to Square where a
 white-box attack finds nothing."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch import nn
@@ -104,3 +106,43 @@ def test_a_masked_defense_falls_to_square_not_to_gradients():
     square = Square(0.2, queries=300, norm="linf").run(rounded, x, y)
     assert _robust(rounded, white.adversarial, y) == 1.0  # no gradient, no progress
     assert _robust(rounded, square.adversarial, y) <= 0.25
+
+
+def test_square_aims_at_a_plug_in_detector_without_gradients(tmp_path):
+    """A detector with no gradient (the rounded logit gap: flags the unsure inputs that a
+    minimal attack lands on) is part of Square's loss through its score, or its flag where it
+    has no score; an example that stops at the boundary is flagged."""
+    from adaptive.attacks.magnet_aware import score_penalty
+    from adaptive.core.threat import ThreatModel
+    from adaptive.defense import Defense, judge
+    from adaptive.sweep import SweepConfig
+    from adaptive.sweep.objectives import defense_objective
+    from tests.test_hard_label import RoundedGapDetector
+
+    model, _ = load_model("mnist-cnn")
+    data = load_dataset("mnist-bundled")
+    x, y = data.x()[:16], data.labels[:16]
+    gap = RoundedGapDetector(model).fit(None)
+
+    class FlagOnly:  # the same detector through the bare contract: detect(x), no score
+        def detect(self, adv):
+            return gap.detect(adv)
+
+    defense = Defense("gapped", model, {"gap": gap})
+    ok = torch.ones(len(x), dtype=torch.bool)
+
+    def broken(penalty):
+        r = Square(0.3, queries=300, norm="linf").run(model, x, y, penalty=penalty)
+        v = judge(defense, r.adversarial, x, y, r.success & ok, ThreatModel("linf", 0.3))
+        return int(v.success.sum())
+
+    plain, scored, flagged = (broken(None), broken(score_penalty("gap", gap)),
+                              broken(score_penalty("gap", FlagOnly())))
+    # (measured: 0 without the term, 11 through the score, 8 through the flag, of 16)
+    assert scored >= plain + 6 and flagged >= plain + 6, (plain, scored, flagged)
+    # a sweep's Square aims at it as part of the plug-in's own objective
+    cfg = SweepConfig(defenses=["none"], kappas=[0.0], attack="square-full", norm="linf",
+                      max_linf=0.3)
+    assert set(defense_objective(cfg, "gapped", defense).terms) == {"gap"}
+    # (a white-box attack cannot follow it: the hard-label members aim at its verdict)
+    assert defense_objective(replace(cfg, attack="apgd-full"), "gapped", defense).terms == {}

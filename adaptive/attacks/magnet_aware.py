@@ -10,6 +10,8 @@ kappa margin on the reformed classifier *and* every penalty at zero.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -32,6 +34,31 @@ def detector_penalty(detectors: list, slack: float = 0.02):
 
     def penalty(adv: torch.Tensor, labels=None, targeted: bool = False) -> torch.Tensor:
         return sum(torch.relu(d.relative_score(adv) - (1 - slack)) for d in detectors)
+
+    return penalty
+
+
+def score_penalty(name: str, detector, slack: float = 0.02):
+    """``penalty(adv)`` for an attack that only reads the loss (Square): how far ``detector``
+    lies above passing, without gradients. With a ``score`` and a finite ``threshold``:
+    ``relu(score - threshold + slack * |threshold|) / |threshold|`` (0 only with room to
+    spare); otherwise its flag (1 flagged, 0 passed), a plateau the random search can still
+    leave. ``name`` names the detector in a plug-in's error."""
+    from defenses.defense import detector_flags, detector_scores
+
+    threshold = getattr(detector, "threshold", None)
+    scaled = (callable(getattr(detector, "score", None))
+              and isinstance(threshold, (int, float)) and math.isfinite(threshold))
+    scale = max(abs(float(threshold)), 1e-6) if scaled else 1.0
+
+    def penalty(adv: torch.Tensor, labels=None, targeted: bool = False) -> torch.Tensor:
+        with torch.no_grad():
+            if scaled:
+                s = detector_scores(name, detector, adv)
+                if s is not None:
+                    s = s.to(adv.device)
+                    return torch.relu(s - float(threshold) + slack * scale) / scale
+            return detector_flags(name, detector, adv).float().to(adv.device)
 
     return penalty
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from torch import nn
 
 from adaptive.attacks.objective import Objective
+from adaptive.attacks.registry import Access
 from adaptive.defense import Defense
 from adaptive.defense.compositions import is_composition, uses_randomized_magnet
 from adaptive.sweep.config import SweepConfig, attacked_parts
@@ -23,6 +24,13 @@ from defenses.detector import is_differentiable
 from defenses.detector_zoo import DETECTORS as ZOO_DETECTORS
 
 MAGNET_PREFIX = "magnet:"  # the names of MagNet's detectors in a composition
+
+
+def _reads_only(cfg: SweepConfig) -> bool:
+    """Whether ``cfg.attack`` only reads its loss (score-based: Square), so a detector term
+    needs no gradient."""
+    choice = cfg.attack_choice
+    return not choice.ensemble and choice.spec.access is Access.SCORES
 
 
 def attack_objective(cfg: SweepConfig, model: nn.Module, a2d, magnet,
@@ -33,9 +41,10 @@ def attack_objective(cfg: SweepConfig, model: nn.Module, a2d, magnet,
     when ``defenses`` are given) and one term per detector it aims at (each MagNet detector,
     A2D's first-order cost surrogate). The -full attacks also aim at the plug-in defenses'
     detectors that declare a differentiable ``relative_score(x)`` (1 at the threshold;
-    ``defenses.is_differentiable``); the others are only judged."""
+    ``defenses.is_differentiable``), and a score-based attack (Square) every other one too, by
+    its score or flag; the others are only judged."""
     from adaptive.attacks.a2d_aware import a2d_penalty
-    from adaptive.attacks.magnet_aware import detector_penalty
+    from adaptive.attacks.magnet_aware import detector_penalty, score_penalty
 
     objective, parts = Objective(model), attacked_parts(cfg.attack, cfg.defenses)
     if parts & {"magnet", "rmagnet"} and magnet is not None:
@@ -54,6 +63,11 @@ def attack_objective(cfg: SweepConfig, model: nn.Module, a2d, magnet,
         for name, d in aimed.items():
             objective.terms[name] = detector_penalty([d])
         blind = sorted(set(plugin_detectors) - set(aimed))
+        if blind and _reads_only(cfg):  # Square: their scores or flags, no gradient needed
+            for name in blind:
+                objective.terms[name] = score_penalty(name, plugin_detectors[name])
+            aimed.update({name: plugin_detectors[name] for name in blind})
+            blind = []
         log(f"{cfg.attack} aims at the plug-in detectors {', '.join(sorted(aimed)) or 'none'}"
             + (f"; {', '.join(blind)} (no relative_score) only judge" if blind else ""))
     return objective
@@ -72,11 +86,14 @@ def defense_objective(cfg: SweepConfig, name: str, defense: Defense,
     hides its gradient: its forward with the bare classifier's gradient), and a
     term for each of its detectors the attack aims at (of a built-in composition: the parts the
     attack name aims at, A2D by its cost surrogate; of a plug-in, and the bundled fs and maha,
-    for the attacks that aim at plug-ins: the detectors with a differentiable score)."""
+    for the attacks that aim at plug-ins: the detectors with a differentiable score, and for
+    a score-based attack, Square, every other one too, by its score or its flag:
+    :func:`~adaptive.attacks.magnet_aware.score_penalty`)."""
     from adaptive.attacks.a2d_aware import a2d_penalty
-    from adaptive.attacks.magnet_aware import detector_penalty
+    from adaptive.attacks.magnet_aware import detector_penalty, score_penalty
 
     choice = cfg.attack_choice
+    reads_only = _reads_only(cfg)
     aimed = attacked_parts(cfg.attack, cfg.defenses)
     built_in = is_composition(name)
     terms = {}
@@ -87,9 +104,11 @@ def defense_objective(cfg: SweepConfig, name: str, defense: Defense,
         elif built_in and dname.startswith(MAGNET_PREFIX):
             if aimed & {"magnet", "rmagnet"}:
                 terms[dname] = detector_penalty([det])
-        elif (not built_in or dname in ZOO_DETECTORS) and choice.aims_at_plugins \
-                and is_differentiable(det):
-            terms[dname] = detector_penalty([det])
+        elif (not built_in or dname in ZOO_DETECTORS) and choice.aims_at_plugins:
+            if is_differentiable(det):
+                terms[dname] = detector_penalty([det])
+            elif reads_only:  # no gradient needed: its score, or its flag
+                terms[dname] = score_penalty(dname, det)
     # a declared surrogate (BPDA) is what the gradients follow; the classifier still judges
     model = defense.surrogate if defense.surrogate is not None else (
         stand_in if stand_in is not None else defense.classifier)
