@@ -152,3 +152,61 @@ def test_evaluate_robust_cli_agrees_with_foolbox(tmp_path, capsys):
 def test_train_cli_rejects_attack_flags_without_adversarial(capsys):
     assert main(["train", "classifier", "--dataset", "mnist", "--eps", "0.3"]) == 2
     assert "--eps needs --adversarial" in capsys.readouterr().err
+
+
+def test_ensemble_adversarial_training_learns_examples_of_itself_and_its_static_models():
+    """Tramèr et al.'s recipe: half of each batch R+FGSM examples, their source drawn per batch
+    among the model being trained and the static ones; the static models are never trained."""
+    from adaptive.core.models import build_model
+    from defenses.adversarial_training import r_fgsm
+
+    with pytest.raises(ToolkitError, match="needs --static"):
+        AdversarialConfig(method="ensemble", eps=0.3, steps=1)
+    with pytest.raises(ToolkitError, match="only it takes them"):
+        AdversarialConfig(method="pgd", eps=0.3, static=("mnist-cnn",))
+    with pytest.raises(ToolkitError, match="must be below --eps"):
+        AdversarialConfig(method="ensemble", eps=0.3, steps=1, step_size=0.3,
+                          static=("mnist-cnn",))
+    cfg = AdversarialConfig(method="ensemble", eps=0.3, steps=1, static=("a", "b"))
+    assert cfg.alpha == pytest.approx(0.15) and cfg.to_dict()["static"] == ["a", "b"]
+    data = _toy_data(32)
+    x, y = data.x(), data.labels
+    torch.manual_seed(0)
+    model = build_model("tiny-cnn", input_shape=list(x.shape[1:]), num_classes=10)
+    statics = [build_model("tiny-cnn", input_shape=list(x.shape[1:]), num_classes=10)
+               for _ in range(2)]
+    before = [{k: v.clone() for k, v in s.state_dict().items()} for s in statics]
+    perturb = make_perturbation(cfg, statics)
+    gen = torch.Generator().manual_seed(0)
+    picked = set()
+    for _ in range(12):
+        replay = torch.Generator()
+        replay.set_state(gen.get_state())
+        out = perturb(model, x, y, gen)
+        assert out.shape == x.shape and torch.equal(out[:16], x[:16])  # the clean half
+        moved = (out[16:] - x[16:]).abs().flatten(1).amax(1)
+        assert bool((moved <= 0.3 + 1e-6).all()) and bool((moved > 0).all())
+        # the other half: R+FGSM of the model drawn for this batch, from the same noise
+        pick = int(torch.randint(3, (1,), generator=replay))
+        made = r_fgsm([model, *statics][pick], x[16:], y[16:], 0.3, 0.15, "linf", replay)
+        assert torch.allclose(out[16:], made, atol=1e-6)
+        picked.add(pick)
+    assert picked == {0, 1, 2}  # over the batches every source is drawn
+    for s, saved in zip(statics, before):
+        assert all(torch.equal(v, saved[k]) for k, v in s.state_dict().items())
+    # R+FGSM on a model raises its loss more than the random step alone
+    noise_only = r_fgsm(statics[0], x, y, 0.15, 0.15 - 1e-9, "linf",
+                        torch.Generator().manual_seed(3))
+    full = r_fgsm(statics[0], x, y, 0.3, 0.15, "linf", torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert F.cross_entropy(statics[0](full), y) > F.cross_entropy(statics[0](noise_only), y)
+    with pytest.raises(ToolkitError, match="static models loaded"):
+        make_perturbation(cfg, statics[:1])
+
+
+def test_train_cli_refuses_static_without_ensemble_and_foreign_static(capsys):
+    assert main(["train", "classifier", "--dataset", "mnist", "--static", "mnist-cnn"]) == 2
+    assert "--static needs --adversarial" in capsys.readouterr().err
+    assert main(["train", "classifier", "--dataset", "cifar10", "--adversarial", "ensemble",
+                 "--static", "mnist-cnn"]) == 2
+    assert "was trained on mnist, not cifar10" in capsys.readouterr().err

@@ -47,15 +47,21 @@ def _register_classifier(what) -> None:
     a = c.add_argument_group(
         "adversarial training", "scales are in the [0, 1] pixel range and accept fractions: "
         "--eps 8/255, not 8")
-    a.add_argument("--adversarial", choices=("pgd", "fgsm-rs"),
-                   help="train on adversarial examples: pgd (Madry et al.) or fgsm-rs (one "
-                        "step from a random start, Wong et al.'s 'fast' training)")
+    a.add_argument("--adversarial", choices=("pgd", "fgsm-rs", "ensemble"),
+                   help="train on adversarial examples: pgd (Madry et al.), fgsm-rs (one "
+                        "step from a random start, Wong et al.'s 'fast' training) or ensemble "
+                        "(Tramer et al.: half of every batch R+FGSM examples of the model or "
+                        "of a --static model)")
+    a.add_argument("--static", metavar="MODEL[,MODEL...]",
+                   help="ensemble: the pre-trained models (zoo names or checkpoints of the "
+                        "same data set) whose examples it also trains on")
     a.add_argument("--norm", choices=("linf", "l2"), default="linf")
     a.add_argument("--eps", type=positive_number, help="budget (default 8/255 CIFAR-10, 0.3 MNIST)")
     a.add_argument("--steps", type=positive_int,
                    help="PGD steps (default 7 CIFAR-10, 40 MNIST; fgsm-rs: 1)")
     a.add_argument("--step-size", type=positive_number,
-                   help="step size (default eps/4 for pgd, 1.25 eps for fgsm-rs)")
+                   help="step size (default eps/4 for pgd, 1.25 eps for fgsm-rs; ensemble: "
+                        "the random step, eps/2)")
     a.add_argument("--monitor-n", type=positive_int, default=1000,
                    help="test images on which PGD-10 robust accuracy is measured after every "
                         "epoch (default 1000)")
@@ -306,13 +312,27 @@ def run_classifier(args: argparse.Namespace) -> int:
             raise ToolkitError(f"the teacher {args.distill_from!r} was trained on "
                                f"{teacher_meta['dataset']}, not {family}")
         distill = {"model": args.distill_from, "sha256": teacher_meta["sha256"]}
+    static = []
+    if adv is not None and adv.static:  # loaded (and checked) before any data is read
+        from adaptive.core.zoo import load_model
+
+        hashes = {}
+        for name in adv.static:
+            m, meta = load_model(name, resolve_device(args.device))
+            if meta["dataset"] != family:
+                raise ToolkitError(f"the static model {name!r} was trained on "
+                                   f"{meta['dataset']}, not {family}")
+            static.append(m)
+            hashes[name] = meta["sha256"]
     train = load_dataset(args.dataset, "train", args.data_root)
     test = load_dataset(args.dataset, "test", args.data_root)
     if arch == "tiny-cnn":
         arch_kwargs.update(input_shape=list(train.image_shape), num_classes=train.num_classes)
     cfg = TrainConfig(
         dataset=args.dataset, arch=arch, arch_kwargs=arch_kwargs, seed=args.seed,
-        train_n=args.train_n, adversarial=adv.to_dict() if adv else {},
+        train_n=args.train_n,
+        adversarial={**adv.to_dict(), **({"static_sha256": hashes} if static else {})}
+        if adv else {},
         temperature=args.temperature, distill_from=distill,
         **{k: (getattr(args, k) if getattr(args, k) is not None else v)
            for k, v in preset.items()})
@@ -322,7 +342,7 @@ def run_classifier(args: argparse.Namespace) -> int:
         from defenses.adversarial_training import make_perturbation, robustness_monitor
 
         print(f"adversarial training: {adv.describe()}")
-        perturb = make_perturbation(adv)
+        perturb = make_perturbation(adv, static)
         n = min(args.monitor_n, len(test))
         extra_eval = robustness_monitor(test.x()[:n], test.labels[:n], adv)
     train_classifier(cfg, train, test, out, resolve_device(args.device), resume=args.resume,
@@ -338,10 +358,11 @@ ADVERSARIAL_DEFAULTS = {"mnist": dict(eps=0.3, steps=40, step_size=0.01),
 
 
 def _adversarial_config(args: argparse.Namespace, family: str):
-    given = [f for f in ("eps", "steps", "step_size") if getattr(args, f) is not None]
+    given = [f for f in ("eps", "steps", "step_size", "static") if getattr(args, f) is not None]
     if args.adversarial is None:
         if given:
-            raise ToolkitError(f"--{given[0].replace('_', '-')} needs --adversarial pgd|fgsm-rs")
+            raise ToolkitError(f"--{given[0].replace('_', '-')} needs --adversarial "
+                               "pgd|fgsm-rs|ensemble")
         return None
     from defenses.adversarial_training import AdversarialConfig
 
@@ -350,11 +371,12 @@ def _adversarial_config(args: argparse.Namespace, family: str):
         raise ToolkitError("--norm l2 needs an explicit --eps")
     if args.eps is not None:  # the default step size belongs to the default budget
         defaults.pop("step_size")
-    if args.adversarial == "fgsm-rs":
+    if args.adversarial in ("fgsm-rs", "ensemble"):
         defaults.update(steps=1, step_size=None)
     values = {k: getattr(args, k) if getattr(args, k) is not None else v
               for k, v in defaults.items()}
-    return AdversarialConfig(method=args.adversarial, norm=args.norm, **values)
+    static = tuple(m.strip() for m in (args.static or "").split(",") if m.strip())
+    return AdversarialConfig(method=args.adversarial, norm=args.norm, static=static, **values)
 
 
 def run_magnet_pool(args: argparse.Namespace) -> int:
