@@ -36,6 +36,14 @@ knn                the label of the 10 nearest training        transfer, hard-la
                    images in the classifier's feature space
 knn-bpda           the same; backward through minus each      white box through the surrogate
                    class's mean distance to its 10 nearest
+defense-gan        the classifier sees only the generator's     BPDA through the projection
+                   closest image, found by an inner             (identity backward), transfer
+                   optimisation (MNIST only)
+defense-gan-bpda   the same, identity backward through the     white box through the surrogate
+                   projection
+ensemble-          another network, trained on examples        white box: its own gradient
+adversarial        transferred from static models (Tramer et   (it resists transfer, as
+                   al. 2018; bundled for MNIST only)           claimed, not iterative attacks)
 =================  ==========================================  ===============================
 """
 
@@ -203,6 +211,43 @@ def _other_model(model: nn.Module, dataset: str, device) -> nn.Module:
     return other.to(device).eval()
 
 
+# per data-set family, the bundled ensemble-adversarially trained network (Tramer et al.
+# 2018; adaptive train classifier --adversarial ensemble, reports/zoo/)
+ENSEMBLE_ADVERSARIAL = {"mnist": "mnist-cnn-ens-adv"}
+
+
+def _ensemble_adversarial(dataset: str, device) -> nn.Module | None:
+    """The family's bundled ensemble-adversarially trained network, or None."""
+    from adaptive.core.data import dataset_family
+    from adaptive.core.zoo import load_model, zoo_names
+
+    name = ENSEMBLE_ADVERSARIAL.get(dataset_family(dataset))
+    if name is None or name not in zoo_names():
+        return None
+    other, _ = load_model(name)
+    return other.to(device).eval()
+
+
+# per data-set family, the bundled generator of Defense-GAN (adaptive train defense-gan)
+DEFENSE_GAN = {"mnist": "defense-gan-mnist"}
+
+
+def _defense_gan(model: nn.Module, dataset: str, device):
+    """Defense-GAN around ``model`` with the family's bundled generator, or None."""
+    from adaptive.core.checkpoint import load_checkpoint
+    from adaptive.core.data import dataset_family
+    from adaptive.core.zoo import entry_path
+    from defenses.defense_gan import GAN_FORMAT, DefenseGAN, Generator, build_generator
+
+    name = DEFENSE_GAN.get(dataset_family(dataset))
+    path = entry_path(name) if name else None
+    if path is None:
+        return None
+    generator, _ = load_checkpoint(path, device, builder=build_generator, fmt=GAN_FORMAT)
+    assert isinstance(generator, Generator)  # (what build_generator makes)
+    return DefenseGAN(model, generator)
+
+
 def _reference(dataset: str, device) -> tuple[torch.Tensor, torch.Tensor]:
     """The first :data:`REFERENCE` training images of the data set's family (never attacked:
     sweeps attack test images)."""
@@ -227,6 +272,7 @@ def _parts(model: nn.Module, dataset: str, device):
     discretise = Discretise(LEVELS.get(channels, LEVELS[1]))
     reference, labels = _reference(dataset, device)
     return dict(
+        defense_gan=_defense_gan(model, dataset, device),
         discretise=discretise, discretised=nn.Sequential(discretise, model),
         vote=MajorityVote([model, Blur(model), _other_model(model, dataset, device)]),
         knn=KNN(model, reference, labels), colour=channels == 3)
@@ -246,6 +292,11 @@ def make_suite(model: nn.Module, dataset: str, device) -> dict[str, Defense]:
         Defense("majority-vote", p["vote"]),
         Defense("knn", p["knn"]),
     ]
+    if p["defense_gan"] is not None:  # (only where a generator is bundled)
+        suite.append(Defense("defense-gan", p["defense_gan"]))
+    ens_adv = _ensemble_adversarial(dataset, device)
+    if ens_adv is not None:  # (only where one is bundled)
+        suite.append(Defense("ensemble-adversarial", ens_adv))
     return {d.name: d for d in suite}
 
 
@@ -261,4 +312,8 @@ def make_bpda_twins(model: nn.Module, dataset: str, device) -> dict[str, Defense
         Defense("majority-vote-bpda", p["vote"], surrogate=BPDA(p["vote"], MeanVote(p["vote"]))),
         Defense("knn-bpda", p["knn"], surrogate=BPDA(p["knn"], SoftKNN(p["knn"]))),
     ]
+    if p["defense_gan"] is not None:  # the projection forward, the identity backward
+        gan = p["defense_gan"]
+        twins.append(Defense("defense-gan-bpda", gan,
+                             surrogate=nn.Sequential(BPDA(gan.project), gan.classifier)))
     return {d.name: d for d in twins}

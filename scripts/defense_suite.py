@@ -63,6 +63,11 @@ CLAIMS = {
                       "transfer, BPDA through a soft vote"),
     "knn": ("a k-NN vote in feature space has no gradient",
             "transfer, BPDA through a soft k-NN"),
+    "defense-gan": ("the classifier sees only the generator's closest image to its input, "
+                    "found by an inner optimisation: no gradient", "BPDA through the "
+                    "projection (identity backward)"),
+    "ensemble-adversarial": ("trained on examples transferred from static models, it resists "
+                             "transfer", "white box through its own gradient"),
 }
 
 

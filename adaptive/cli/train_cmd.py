@@ -134,6 +134,37 @@ def _register_magnet_pool(what) -> None:
     pool.set_defaults(run=run_magnet_pool)
 
 
+def _register_defense_gan(what) -> None:
+    """``adaptive train defense-gan``."""
+    from defenses.defense_gan import GANTrainConfig
+
+    g = what.add_parser(
+        "defense-gan", help="train Defense-GAN's generator (MNIST)",
+        description="Train the small MLP generator of Defense-GAN (Samangouei et al. 2018) on "
+                    "the MNIST training images: a plain non-saturating GAN with Adam, a "
+                    "checkpoint after every epoch (--resume continues). Writes "
+                    "OUT/generator.pt/.json; scripts/bundle_model.py bundles it.")
+    g.add_argument("--dataset", default="mnist", choices=("mnist",))
+    g.add_argument("--epochs", type=positive_int, default=GANTrainConfig.epochs,
+                   help=f"epochs (default {GANTrainConfig.epochs})")
+    g.add_argument("--out", help="output folder (default: runs/train-defense-gan-DATASET)")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out")
+    add_run_options(g)
+    g.set_defaults(run=run_defense_gan)
+
+
+def run_defense_gan(args: argparse.Namespace) -> int:
+    from defenses.defense_gan import GANTrainConfig, train_gan
+
+    cfg = GANTrainConfig(dataset=args.dataset, epochs=args.epochs, seed=args.seed)
+    train = load_dataset(args.dataset, "train", args.data_root)
+    out = Path(args.out or f"runs/train-defense-gan-{args.dataset}")
+    meta = train_gan(cfg, train.x(), out, resolve_device(args.device), args.resume,
+                     args.command_line)
+    print(f"generator written to {out}/generator.pt/.json (sha256 {meta['sha256'][:12]})")
+    return 0
+
+
 def _register_detector(what) -> None:
     """``adaptive train detector``."""
     d = what.add_parser(
@@ -169,6 +200,7 @@ def register(sub) -> None:
     _register_classifier(what)
     _register_magnet(what)
     _register_magnet_pool(what)
+    _register_defense_gan(what)
     _register_detector(what)
 
 
