@@ -27,7 +27,8 @@ from adaptive.core.errors import ToolkitError
 
 GAN_FORMAT = "adaptive-toolkit/generator-v1"
 GENERATORS: dict[str, dict] = {
-    "gan-mnist": dict(latent=32, hidden=256, image_shape=(1, 28, 28))}
+    "gan-mnist": dict(latent=32, widths=(128, 256, 512, 1024), image_shape=(1, 28, 28))}
+CRITIC_WIDTHS = (512, 256)
 STEPS = 100  # gradient steps on the latent code per projection
 RESTARTS = 2  # random starts per image; the one closest to the input wins
 LR = 0.1  # Adam's step size on the latent code
@@ -35,16 +36,21 @@ STEM = "generator"
 
 
 class Generator(nn.Module):
-    """An MLP from a ``latent``-dimensional Gaussian code to an image in [0, 1]."""
+    """An MLP from a ``latent``-dimensional Gaussian code to an image in [0, 1]: layers of
+    ``widths`` with leaky ReLUs, batch norm after all but the first (against mode collapse),
+    a sigmoid out."""
 
-    def __init__(self, latent: int = 32, hidden: int = 256, image_shape=(1, 28, 28)):
+    def __init__(self, latent: int = 32, widths=(128, 256, 512, 1024), image_shape=(1, 28, 28)):
         super().__init__()
         self.latent, self.input_shape = latent, tuple(image_shape)
         pixels = int(torch.tensor(self.input_shape).prod())
-        self.net = nn.Sequential(
-            nn.Linear(latent, hidden), nn.LeakyReLU(0.2),
-            nn.Linear(hidden, 2 * hidden), nn.LeakyReLU(0.2),
-            nn.Linear(2 * hidden, pixels), nn.Sigmoid())
+        layers: list[nn.Module] = []
+        width = latent
+        for i, w in enumerate(widths):
+            layers += [nn.Linear(width, w), *([nn.BatchNorm1d(w)] if i else []),
+                       nn.LeakyReLU(0.2)]
+            width = w
+        self.net = nn.Sequential(*layers, nn.Linear(width, pixels), nn.Sigmoid())
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z).view(len(z), *self.input_shape)
@@ -53,12 +59,15 @@ class Generator(nn.Module):
 class Critic(nn.Module):
     """The discriminator: an MLP from an image to one logit (real vs generated)."""
 
-    def __init__(self, hidden: int = 256, image_shape=(1, 28, 28)):
+    def __init__(self, widths=CRITIC_WIDTHS, image_shape=(1, 28, 28)):
         super().__init__()
         pixels = int(torch.tensor(tuple(image_shape)).prod())
-        self.net = nn.Sequential(
-            nn.Flatten(), nn.Linear(pixels, 2 * hidden), nn.LeakyReLU(0.2),
-            nn.Linear(2 * hidden, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = pixels
+        for w in widths:
+            layers += [nn.Linear(width, w), nn.LeakyReLU(0.2)]
+            width = w
+        self.net = nn.Sequential(*layers, nn.Linear(width, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).squeeze(1)
@@ -123,7 +132,7 @@ class GANTrainConfig:
     dataset: str = "mnist"
     arch: str = "gan-mnist"
     epochs: int = 20
-    batch_size: int = 128
+    batch_size: int = 64
     lr: float = 2e-4
     seed: int = 0
 
@@ -145,7 +154,7 @@ def train_gan(cfg: GANTrainConfig, train_x: torch.Tensor, out: str | Path, devic
     if tuple(train_x.shape[1:]) != gen.input_shape:
         raise ToolkitError(f"generator {cfg.arch!r} makes images of shape {gen.input_shape}, "
                            f"the training images are {tuple(train_x.shape[1:])}")
-    critic = Critic(int(GENERATORS[cfg.arch]["hidden"]), gen.input_shape).to(device)
+    critic = Critic(CRITIC_WIDTHS, gen.input_shape).to(device)
     opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
     opt_c = torch.optim.Adam(critic.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
     first, history, seconds = 0, [], 0.0

@@ -33,7 +33,7 @@ class Flat(torch.nn.Module):
 
 def _toy():
     torch.manual_seed(0)
-    gen = Generator(latent=4, hidden=16, image_shape=(1, 8, 8))
+    gen = Generator(latent=4, widths=(16, 16), image_shape=(1, 8, 8)).eval()
     images = gen(torch.randn(6, 4)).detach()  # inputs the generator can make exactly
     return gen, images
 
@@ -69,7 +69,8 @@ def test_the_probes_find_its_gradient_hidden_and_bpda_gives_one():
 def test_the_generator_trains_checkpoints_and_resumes(tmp_path, monkeypatch):
     import defenses.defense_gan as dg
 
-    monkeypatch.setitem(dg.GENERATORS, "toy", dict(latent=4, hidden=16, image_shape=(1, 8, 8)))
+    monkeypatch.setitem(dg.GENERATORS, "toy", dict(latent=4, widths=(16, 16),
+                                                   image_shape=(1, 8, 8)))
     x = torch.rand(64, 1, 8, 8)
     cfg = GANTrainConfig(dataset="mnist", arch="toy", epochs=1, batch_size=16)
     train_gan(cfg, x, tmp_path / "a", "cpu", log=lambda s: None)

@@ -6,11 +6,11 @@ the paper's C&W-kappa on the bare classifier (transferred, on every image); APGD
 APGD-T (the DLR loss, then target rounds towards the most likely other classes), white box at
 the bound on every detector they can aim at; at each defense whose gradient the probes found
 hidden or first-order wrong, APGD-CE again following the input-diversity average of the bare
-classifier's gradient through its forward (``apgd-di@DEFENSE``);
-Selective and Orthogonal PGD where there are detector terms (without them they are PGD
-again); Square (scores only, no gradients); then a
-hard-label attack on each defense's own verdict (HopSkipJump at L2, RayS at L-inf; kappa 0
-only: they see no logits). Every white-box and score-based member also aims at each plug-in
+classifier's gradient through its forward (``apgd-di@DEFENSE``); Selective and Orthogonal
+PGD where there are detector terms (without them they are PGD again); Square (scores only, no
+gradients, every detector in its loss by its score or flag); then a hard-label attack on each
+defense's own verdict (HopSkipJump at L2, RayS at L-inf; kappa 0 only: they see no logits).
+Every white-box and score-based member also aims at each plug-in
 defense through that defense's own forward (``MEMBER@DEFENSE``, ``own_objectives``), and every
 hard-label member at each defense's verdict (``hsj@DEFENSE``), each on the images that defense
 still withstands. Each member after the first attacks only the images that some defense still
