@@ -6,7 +6,7 @@ the run's 20 fresh draws (fooling a majority). Ours are read from the suite's ``
 (``python scripts/defense_suite.py --n 50``), restricted to the same images.
 
     python benchmarks/suite_vs_autoattack.py [--runs runs/defenses-suite/cifar-cnn-n50]
-        [--eps 4/255] [--n 20] [--defenses blur,knn]
+        [--eps 4/255] [--n 20] [--defenses blur,knn] [--table-from OUTPUT...]
 
 One line per defense as it finishes (so an interrupted run keeps what it measured), then the
 table. Where AutoAttack cannot run at all (a forward with no autograd graph: its APGD raises),
@@ -55,6 +55,9 @@ def main(argv=None) -> None:
     p.add_argument("--eps", default="4/255")
     p.add_argument("--n", type=int, default=20, help="the first N images of the suite's run")
     p.add_argument("--defenses", default="", help="comma-separated (default: every one)")
+    p.add_argument("--table-from", nargs="+", metavar="LOG",
+                   help="only print the table of the JSON lines in these outputs of earlier "
+                        "runs (one run interrupted, another for the rest)")
     args = p.parse_args(argv)
     import torchattacks
 
@@ -76,6 +79,11 @@ def main(argv=None) -> None:
     # the bare classifier first: the baseline both evaluations should break alike
     suite = {"none": Defense("none", model), **make_suite(model, config["dataset"], "cpu")}
     probes = probe_all(suite, x, y, log=lambda s: None)
+    if args.table_from:
+        rows = [json.loads(line) for f in args.table_from for line in open(f)
+                if line.startswith("{")]
+        print_table(rows, probes, len(x))
+        return
     names = [n for n in (args.defenses.split(",") if args.defenses else suite) if n]
     print(f"# {config['model']}, L-inf {args.eps}, the first {len(index)} images of {folder}; "
           f"ours: auto, {ours_per_image:.1f} s/image for all {len(suite)} (the bare model "
@@ -110,13 +118,18 @@ def main(argv=None) -> None:
                                 if bool(f) and not r["defenses"][name]["success"]]}
         rows.append(row)
         print(json.dumps(row), flush=True)
+    print_table(rows, {name: probes[name] for name in names}, len(x))
+
+
+def print_table(rows: list[dict], probes: dict, n: int) -> None:
+    """The rows (one JSON line each) as a Markdown table; ``n`` images per defense."""
     print("\n| defense | probed | ours (auto) | AutoAttack standard | AutoAttack rand | "
           "theirs, s/image | broken by them, not by us |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         runs_of = [v for v in r if isinstance(r[v], dict)]
-        sec = "; ".join(f"{r[v]['seconds'] / len(x):.1f}" for v in runs_of)
-        missed = len({i for v in runs_of for i in r[v]["broken_by_them_not_us"]})
+        sec = "; ".join(f"{r[v]['seconds'] / n:.1f}" for v in runs_of)
+        missed = sorted({i for v in runs_of for i in r[v]["broken_by_them_not_us"]})
 
         def cell(version):
             if version in r:
@@ -125,9 +138,10 @@ def main(argv=None) -> None:
                 return f"crashed; Square alone {r[f'{version}_square_only']['asr']:.0%}"
             return "–"
 
-        print(f"| `{r['defense']}` | {'random' if r['random'] else probes[r['defense']].gradient}"
-              f" | {r['ours']:.0%} | {cell('standard')} | {cell('rand')} | {sec} | {missed} |")
-
+        kind = "random" if r["random"] else probes[r["defense"]].gradient
+        which = f" ({', '.join(map(str, missed))})" if missed else ""
+        print(f"| `{r['defense']}` | {kind} | {r['ours']:.0%} | {cell('standard')} | "
+              f"{cell('rand')} | {sec} | {len(missed)}{which} |")
 
 if __name__ == "__main__":
     main()
