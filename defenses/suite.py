@@ -4,12 +4,15 @@ robustness) and of Athalye, Carlini & Wagner (ICML 2018): each claims robustness
 that does not hold, and each falls to an attack that goes through its forward the right way.
 
 Every entry is a plain :class:`defenses.Defense` (no detectors): what a researcher would plug in
-with ``--defense-module defenses.suite:make_suite``. None declares a surrogate, so an evaluation
-must find the right attack by itself (``--attack auto``). :func:`make_bpda_twins` gives the
-``-bpda`` entries: the defense of that name with a differentiable surrogate declared (BPDA), the
-way its author should ship it and the strongest white-box attack we can write for it; they are
-run apart (a run judges every defense by every example it made, so a twin in the same run
-would lend its surrogate to the defense without one).
+with ``--defense-module defenses.suite:make_suite`` (the classifier behind a preprocessing, a
+random part, a vote or a k-NN) and ``defenses.suite:make_trained_suite`` (networks of their
+own, trained by our own commands and bundled: :data:`TRAINED`). None declares a surrogate, so
+an evaluation must find the right attack by itself (``--attack auto``). :func:`make_bpda_twins`
+and :func:`make_trained_twins` give the ``-bpda`` entries: the defense of that name with a
+differentiable surrogate declared (BPDA), the way its author should ship it and the strongest
+white-box attack we can write for it; they are run apart (a run judges every defense by every
+example it made, so a twin in the same run would lend its surrogate to the defense without
+one).
 
 =================  ==========================================  ===============================
 name               claim                                       how it falls
@@ -44,6 +47,17 @@ defense-gan-bpda   the same, identity backward through the     white box through
 ensemble-          another network, trained on examples        white box: its own gradient
 adversarial        transferred from static models (Tramer et   (it resists transfer, as
                    al. 2018; bundled for MNIST only)           claimed, not iterative attacks)
+label-smoothing    another network, trained towards smoothed   white box: its own gradient,
+                   labels: calibrated, flatter loss             a loss that ignores the scale
+                   (CIFAR-10 only)
+jump               another network, every activation jumps     white box; BPDA through
+                   by 5 at zero: no smooth path between         smoothed steps
+                   classes (CIFAR-10 only)
+jump-bpda          the same, every step's gradient smoothed    white box through the surrogate
+thermometer        another network, reading each pixel's       transfer, gradient-free search,
+                   thermometer code: no gradient (Buckman et   BPDA through the code's ramp
+                   al. 2018; CIFAR-10 only)
+thermometer-bpda   the same, backward through the ramp         white box through the surrogate
 =================  ==========================================  ===============================
 """
 
@@ -211,21 +225,75 @@ def _other_model(model: nn.Module, dataset: str, device) -> nn.Module:
     return other.to(device).eval()
 
 
-# per data-set family, the bundled ensemble-adversarially trained network (Tramer et al.
-# 2018; adaptive train classifier --adversarial ensemble, reports/zoo/)
-ENSEMBLE_ADVERSARIAL = {"mnist": "mnist-cnn-ens-adv"}
+# The suite's defenses that are networks of their own, trained by our own commands
+# (``adaptive train classifier``; reports/zoo/): per entry, the bundled network of each data-set
+# family; an entry is in the suite only where its network is bundled.
+TRAINED = {
+    # ensemble adversarial training (Tramer et al. 2018)
+    "ensemble-adversarial": {"mnist": "mnist-cnn-ens-adv"},
+    # trained towards smoothed labels (--label-smoothing 0.1)
+    "label-smoothing": {"cifar10": "cifar-cnn-ls"},
+    # the discontinuous jump activation in every layer (--activation jump)
+    "jump": {"cifar10": "cifar-cnn-jump"},
+    # reads the thermometer code of its input (--thermometer 16; Buckman et al. 2018)
+    "thermometer": {"cifar10": "cifar-cnn-thermometer"},
+}
+JUMP_SMOOTH = 1.0  # the jump-bpda surrogate's step: the gradient of height * sigmoid(x / this)
 
 
-def _ensemble_adversarial(dataset: str, device) -> nn.Module | None:
-    """The family's bundled ensemble-adversarially trained network, or None."""
+def _trained(kind: str, dataset: str, device) -> nn.Module | None:
+    """The family's bundled network of the suite entry ``kind`` (:data:`TRAINED`), or None."""
     from adaptive.core.data import dataset_family
     from adaptive.core.zoo import load_model, zoo_names
 
-    name = ENSEMBLE_ADVERSARIAL.get(dataset_family(dataset))
+    name = TRAINED[kind].get(dataset_family(dataset))
     if name is None or name not in zoo_names():
         return None
     other, _ = load_model(name)
     return other.to(device).eval()
+
+
+class SmoothJumps(nn.Module):
+    """A network built with the jump activation, its value unchanged, its gradient that of
+    every step smoothed into ``height * sigmoid(x / smooth)`` (BPDA for the jump twin): the
+    plain gradient (ReLU's) cannot see a step it is about to cross."""
+
+    def __init__(self, model: nn.Module, smooth: float = JUMP_SMOOTH):
+        super().__init__()
+        import copy
+
+        from adaptive.core.models import jump_units
+
+        self.model = copy.deepcopy(model)  # (the deployed network keeps its own units)
+        units = jump_units(self.model)
+        if not units:
+            raise ToolkitError("SmoothJumps needs a network with the jump activation")
+        for unit in units:
+            unit.smooth = smooth
+
+    def forward(self, x):
+        return self.model(x)
+
+
+class SoftThermometer(nn.Module):
+    """A network that reads the thermometer code of its input, its value unchanged, its
+    gradient through the code's ramp (:func:`~adaptive.core.models.thermometer_encode` with
+    ``soft``): BPDA for the thermometer twin, as Athalye et al. 2018 broke it."""
+
+    def __init__(self, model: Any):
+        super().__init__()
+        if not getattr(model, "thermometer", 0):
+            raise ToolkitError("SoftThermometer needs a network that reads a thermometer code")
+        self.model = model
+
+    def forward(self, x):
+        from adaptive.core.models import thermometer_encode
+
+        levels = self.model.thermometer
+        self.model._check(x)
+        code = BPDA(lambda v: thermometer_encode(v, levels),
+                    lambda v: thermometer_encode(v, levels, soft=True))(x)
+        return self.model.logits(code - 0.5)
 
 
 # per data-set family, the bundled generator of Defense-GAN (adaptive train defense-gan)
@@ -294,10 +362,34 @@ def make_suite(model: nn.Module, dataset: str, device) -> dict[str, Defense]:
     ]
     if p["defense_gan"] is not None:  # (only where a generator is bundled)
         suite.append(Defense("defense-gan", p["defense_gan"]))
-    ens_adv = _ensemble_adversarial(dataset, device)
-    if ens_adv is not None:  # (only where one is bundled)
-        suite.append(Defense("ensemble-adversarial", ens_adv))
     return {d.name: d for d in suite}
+
+
+def make_trained_suite(model: nn.Module, dataset: str, device) -> dict[str, Defense]:
+    """The suite's defenses that are networks of their own, trained by our own commands
+    (:data:`TRAINED`: ensemble adversarial training, label smoothing, the jump activation, the
+    thermometer code), those bundled for ``dataset``'s family; ``model`` (the run's bare
+    classifier) is not part of them. None declares a surrogate
+    (``--defense-module defenses.suite:make_trained_suite``)."""
+    del model  # (the same signature as every plug-in factory)
+    nets = {kind: _trained(kind, dataset, device) for kind in TRAINED}
+    return {kind: Defense(kind, net) for kind, net in nets.items() if net is not None}
+
+
+def make_trained_twins(model: nn.Module, dataset: str, device) -> dict[str, Defense]:
+    """The BPDA twins of :func:`make_trained_suite`'s networks that hide or break their
+    gradient (``--defense-module defenses.suite:make_trained_twins``): the jump network with
+    its steps smoothed backward, the thermometer network backward through the code's ramp."""
+    del model
+    twins = []
+    jump = _trained("jump", dataset, device)
+    if jump is not None:
+        twins.append(Defense("jump-bpda", jump, surrogate=SmoothJumps(jump)))
+    thermometer = _trained("thermometer", dataset, device)
+    if thermometer is not None:
+        twins.append(Defense("thermometer-bpda", thermometer,
+                             surrogate=SoftThermometer(thermometer)))
+    return {d.name: d for d in twins}
 
 
 def make_bpda_twins(model: nn.Module, dataset: str, device) -> dict[str, Defense]:

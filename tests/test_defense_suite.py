@@ -8,7 +8,7 @@ from adaptive.core.data import load_dataset
 from adaptive.core.zoo import load_model
 from adaptive.defense.probes import check_surrogate, probe_all
 from adaptive.sweep import SweepConfig, run_sweep
-from defenses.suite import make_bpda_twins, make_suite
+from defenses.suite import make_bpda_twins, make_suite, make_trained_suite
 
 QUIET = dict(progress=False, log=lambda s: None)
 # the least ASR the default auto must reach on each suite defense in the slow test below
@@ -25,7 +25,8 @@ def mnist(data_root):
     model, meta = load_model("mnist-cnn")
     data = load_dataset("mnist-bundled")
     return model, meta, data, {**make_suite(model, "mnist-bundled", "cpu"),
-                               **make_bpda_twins(model, "mnist-bundled", "cpu")}
+                               **make_bpda_twins(model, "mnist-bundled", "cpu"),
+                               **make_trained_suite(model, "mnist-bundled", "cpu")}
 
 
 def test_each_suite_defense_is_probed_as_what_it_is(mnist):
@@ -42,6 +43,7 @@ def test_each_suite_defense_is_probed_as_what_it_is(mnist):
                      # (another network, bundled for MNIST: its own gradient is fine)
                      "ensemble-adversarial": (False, "ok")}
     assert not any(d.surrogate for d in make_suite(model, "mnist-bundled", "cpu").values())
+    assert not any(d.surrogate for d in make_trained_suite(model, "mnist", "cpu").values())
     # the declared surrogates pass the fidelity test; every defense still classifies well
     for name in ("discretised-bpda", "majority-vote-bpda", "knn-bpda"):
         assert check_surrogate(suite[name], x) >= 0.99, name

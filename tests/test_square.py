@@ -138,7 +138,7 @@ def test_square_aims_at_a_plug_in_detector_without_gradients(tmp_path):
 
     plain, scored, flagged = (broken(None), broken(score_penalty("gap", gap)),
                               broken(score_penalty("gap", FlagOnly())))
-    # (measured: 0 without the term, 11 through the score, 8 through the flag, of 16)
+    # reading the detector must get at least 6 more of the 16 images past it than ignoring it
     assert scored >= plain + 6 and flagged >= plain + 6, (plain, scored, flagged)
     # a sweep's Square aims at it as part of the plug-in's own objective
     cfg = SweepConfig(defenses=["none"], kappas=[0.0], attack="square-full", norm="linf",

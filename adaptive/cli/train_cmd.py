@@ -35,6 +35,16 @@ def _register_classifier(what) -> None:
     c.add_argument("--arch", choices=sorted(ARCHITECTURES),
                    help="architecture (default: mnist-cnn for MNIST, cifar-cnn for CIFAR-10)")
     c.add_argument("--width", type=positive_int, help="channel width (cifar-cnn, tiny-cnn)")
+    c.add_argument("--activation", choices=("relu", "jump"),
+                   help="cifar-cnn's activation: relu (default) or jump (0 below zero, x + 5 "
+                        "above: the self-study course's discontinuous one, its step ramped "
+                        "up over the epochs)")
+    c.add_argument("--thermometer", type=positive_int, metavar="LEVELS",
+                   help="cifar-cnn reads the thermometer code of its input at LEVELS levels "
+                        "(Buckman et al. 2018) instead of the pixels")
+    c.add_argument("--label-smoothing", type=nonnegative_number, default=0.0,
+                   help="train towards smoothed labels: 1 - S + S/classes on the label "
+                        "(default 0)")
     c.add_argument("--epochs", type=positive_int)
     c.add_argument("--batch-size", type=positive_int)
     c.add_argument("--lr", type=positive_number, help="peak learning rate")
@@ -328,11 +338,19 @@ def run_classifier(args: argparse.Namespace) -> int:
     if arch is None:
         raise ToolkitError(f"no default architecture for {args.dataset!r}; pass --arch")
     adv = _adversarial_config(args, family)  # bad flags fail before any data is read
+    if not args.label_smoothing < 1:
+        raise ToolkitError(f"--label-smoothing must be below 1, got {args.label_smoothing}")
     arch_kwargs = {}
     if args.width is not None:
         if arch == "mnist-cnn":
             raise ToolkitError("--width applies to cifar-cnn and tiny-cnn only")
         arch_kwargs["width"] = args.width
+    for flag, key, value in (("--activation", "activation", args.activation),
+                             ("--thermometer", "thermometer", args.thermometer)):
+        if value is not None and value != "relu":
+            if arch != "cifar-cnn":
+                raise ToolkitError(f"{flag} applies to cifar-cnn only")
+            arch_kwargs[key] = value
     teacher, distill = None, {}
     if args.distill_from:
         from adaptive.core.zoo import load_model
@@ -366,6 +384,7 @@ def run_classifier(args: argparse.Namespace) -> int:
         adversarial={**adv.to_dict(), **({"static_sha256": hashes} if static else {})}
         if adv else {},
         temperature=args.temperature, distill_from=distill,
+        label_smoothing=args.label_smoothing,
         **{k: (getattr(args, k) if getattr(args, k) is not None else v)
            for k, v in preset.items()})
     out = Path(args.out or f"runs/train-{family}-{arch}" + (f"-{adv.method}" if adv else ""))

@@ -43,11 +43,14 @@ class ImageClassifier(nn.Module):
     def logits(self, z: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(z))
 
-    def _normalised(self, x: torch.Tensor) -> torch.Tensor:
+    def _check(self, x: torch.Tensor) -> None:
         if x.ndim != 4 or tuple(x.shape[1:]) != self.input_shape:
             raise ToolkitError(f"{type(self).__name__} expects images of shape "
                                f"(N, {', '.join(map(str, self.input_shape))}), got "
                                f"{tuple(x.shape)}")
+
+    def _normalised(self, x: torch.Tensor) -> torch.Tensor:
+        self._check(x)
         return (x - self.mean) / self.std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -82,24 +85,93 @@ class MnistCNN(ImageClassifier):
         return self.classifier[-1]
 
 
+JUMP = 5.0  # the jump activation's step (the self-study course's)
+JUMP_TRAIN_SMOOTH = 1.0  # the sigmoid's scale whose gradient stands for the step in training
+
+
+class Jump(nn.Module):
+    """The "jump" activation of the self-study course: 0 below zero, ``x + height`` above, so
+    every unit is discontinuous at zero. Its gradient is ReLU's (the step has none); with
+    ``smooth`` set, the gradient is that of ``relu(x) + height * sigmoid(x / smooth)`` while
+    the value stays the same (the BPDA surrogate of a network built with it)."""
+
+    def __init__(self, height: float = JUMP):
+        super().__init__()
+        self.height = float(height)  # (ramped from 0 during training)
+        self.smooth: float | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.where(x > 0, x + self.height, torch.zeros_like(x))
+        if self.smooth:
+            step = self.height * torch.sigmoid(x / self.smooth)
+            out = out + (step - step.detach())
+        return out
+
+    def extra_repr(self) -> str:
+        return f"height={self.height}" + (f", smooth={self.smooth}" if self.smooth else "")
+
+
+def jump_units(model: nn.Module) -> list[Jump]:
+    """The :class:`Jump` activations of ``model`` (none for a ReLU network)."""
+    return [m for m in model.modules() if isinstance(m, Jump)]
+
+
+ACTIVATIONS: dict[str, Callable[..., nn.Module]] = {"relu": nn.ReLU, "jump": Jump}
+
+
+def thermometer_encode(x: torch.Tensor, levels: int, soft: bool = False) -> torch.Tensor:
+    """Thermometer code of images in [0, 1] (Buckman et al. 2018): channel ``c`` becomes
+    ``levels`` channels, the k-th 1 where the pixel exceeds k / levels; (N, C, H, W) ->
+    (N, C * levels, H, W). A step function, so no gradient flows through it; ``soft`` gives the
+    ramp ``clamp(levels * x - k, 0, 1)`` instead (what BPDA differentiates)."""
+    k = torch.arange(levels, device=x.device, dtype=x.dtype).view(1, 1, levels, 1, 1)
+    if soft:
+        code = (levels * x.unsqueeze(2) - k).clamp(0, 1)
+    else:
+        code = (x.unsqueeze(2) > k / levels).to(x.dtype)
+    return code.flatten(1, 2)
+
+
 class CifarCNN(ImageClassifier):
     """A small VGG-style CIFAR-10 network that trains on a 2-core CPU:
     [w, w, pool, 2w, 2w, pool, 4w, 4w, pool] 3x3 convolutions with batch norm, then FC256-FC10.
-    With the default width w=32: 0.82M parameters, about 40M multiply-adds per image."""
+    With the default width w=32: 0.82M parameters, about 40M multiply-adds per image.
+
+    ``activation``: ``relu`` or ``jump`` (:class:`Jump`, of step ``jump``) after every
+    convolution and the hidden dense layer. ``thermometer``: when > 0, the network reads the
+    thermometer code of its input at that many levels (:func:`thermometer_encode`, centred on
+    0) instead of the normalised pixels."""
 
     def __init__(self, num_classes: int = 10, width: int = 32,
-                 mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616)):
+                 mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616),
+                 activation: str = "relu", jump: float = JUMP, thermometer: int = 0):
         super().__init__((3, 32, 32), num_classes, mean=mean, std=std)
-        layers, c_in = [], 3
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose one of "
+                             f"{', '.join(ACTIVATIONS)}")
+        if thermometer < 0:
+            raise ValueError(f"thermometer levels must be 0 (off) or more, got {thermometer}")
+
+        def act():
+            return Jump(jump) if activation == "jump" else nn.ReLU()
+
+        self.thermometer = int(thermometer)
+        layers, c_in = [], 3 * (self.thermometer or 1)
         for c_out in (width, 2 * width, 4 * width):
             for _ in range(2):
                 layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
-                           nn.BatchNorm2d(c_out), nn.ReLU()]
+                           nn.BatchNorm2d(c_out), act()]
                 c_in = c_out
             layers.append(MaxPool2x2(own_backward=False))
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(c_in * 16, 256), nn.ReLU(),
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(c_in * 16, 256), act(),
                                         nn.Dropout(0.3), nn.Linear(256, num_classes))
+
+    def _normalised(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.thermometer:
+            return super()._normalised(x)
+        self._check(x)
+        return thermometer_encode(x, self.thermometer) - 0.5
 
     def embed(self, z):
         return self.classifier[:-1](self.features(z))

@@ -29,7 +29,7 @@ from adaptive.core.checkpoint import (
 from adaptive.core.data import ImageSet, dataset_family
 from adaptive.core.errors import ToolkitError
 from adaptive.core.evaluation import accuracy
-from adaptive.core.models import build_model, count_parameters
+from adaptive.core.models import JUMP_TRAIN_SMOOTH, build_model, count_parameters, jump_units
 from adaptive.core.runtime import seed_everything
 from adaptive.core.store import FolderLock
 
@@ -63,10 +63,17 @@ class TrainConfig:
     # temperature are the targets; the model is used at temperature 1 afterwards.
     temperature: float = 1.0
     distill_from: dict = field(default_factory=dict)  # {"model": ref, "sha256": ...}
+    # Label smoothing (Szegedy et al. 2016; a defense of known fate): the target puts
+    # 1 - label_smoothing + label_smoothing / classes on the label, the rest spread evenly.
+    label_smoothing: float = 0.0
 
     def validate(self) -> None:
         if not (self.temperature > 0 and math.isfinite(self.temperature)):
             raise ToolkitError(f"--temperature must be a positive number, got {self.temperature}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ToolkitError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.label_smoothing and self.distill_from:
+            raise ToolkitError("--label-smoothing and --distill-from do not combine")
         if self.epochs < 1:
             raise ToolkitError("--epochs must be at least 1")
         if self.batch_size < 1:
@@ -152,6 +159,7 @@ def _read_resume_state(out: Path, state_file: Path, cfg) -> tuple[dict, list[dic
     return state, history
 
 
+EpochStart = Callable[[nn.Module, int], None]
 StepFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator],
                   tuple[torch.Tensor, dict]]
 
@@ -159,14 +167,17 @@ StepFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator],
 def fit(cfg, model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, step_fn: StepFn,
         eval_fn: Callable[[nn.Module], dict], out: Path, device: torch.device,
         resume: bool = False, progress: bool = True,
-        log: Callable[[str], None] = print) -> tuple[list[dict], float]:
+        log: Callable[[str], None] = print,
+        epoch_start: EpochStart | None = None) -> tuple[list[dict], float]:
     """The epoch loop shared by every trainer: shuffling by ``(seed, epoch)``, the optimiser
     and schedule of ``cfg``, a progress bar, ``state.pt`` after every epoch, exact resume; the
     folder ``out`` is locked while it trains.
 
     ``step_fn(model, xb, yb, generator)`` returns the batch's mean loss and a dict of per-batch
     sums (e.g. ``{"acc": correct}``), reported per image; ``eval_fn(model)`` returns the epoch's
-    held-out metrics. Returns the history and the total training seconds.
+    held-out metrics; ``epoch_start(model, epoch)``, when given, runs before every epoch (and
+    before the first one a resumed run trains: it must depend on the epoch alone). Returns the
+    history and the total training seconds.
     """
     out = Path(out)
     state_file = out / STATE_FILE
@@ -179,7 +190,7 @@ def fit(cfg, model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, ste
     lock = FolderLock(out, FolderLock.holder())
     try:
         return _fit(cfg, model, x_train, y_train, step_fn, eval_fn, out, device, resume,
-                    progress, log)
+                    progress, log, epoch_start)
     finally:
         lock.release()
 
@@ -210,7 +221,8 @@ def _resume(cfg, model: nn.Module, opt, sched, out: Path, state_file: Path,
 def _fit(cfg, model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
          step_fn: StepFn, eval_fn: Callable[[nn.Module], dict], out: Path,
          device: torch.device, resume: bool, progress: bool,
-         log: Callable[[str], None]) -> tuple[list[dict], float]:
+         log: Callable[[str], None], epoch_start: EpochStart | None = None
+         ) -> tuple[list[dict], float]:
     state_file = out / STATE_FILE
     steps = math.ceil(len(x_train) / cfg.batch_size)
     opt, sched = _make_optimizer(cfg, model, steps)
@@ -221,6 +233,8 @@ def _fit(cfg, model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
     this_run = 0.0
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
+        if epoch_start is not None:
+            epoch_start(model, epoch)
         model.train()
         gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
         perm = torch.randperm(len(x_train), generator=gen)
@@ -322,15 +336,30 @@ def train_classifier(cfg: TrainConfig, train: ImageSet, test: ImageSet, out: str
                 soft = torch.softmax(teacher(xb) / cfg.temperature, 1)
             loss = -(soft * F.log_softmax(logits / cfg.temperature, 1)).sum(1).mean()
         else:
-            loss = F.cross_entropy(logits / cfg.temperature, yb)
+            loss = F.cross_entropy(logits / cfg.temperature, yb,
+                                   label_smoothing=cfg.label_smoothing)
         return loss, {"acc": (logits.argmax(1) == yb).sum()}
+
+    jumps = jump_units(model)
+    full_height = jumps[0].height if jumps else 0.0
+
+    def ramp_jumps(model, epoch):
+        # the jump activation's step grows linearly to its full height over the epochs (the
+        # self-study course's recipe: a network does not train with the full step at once),
+        # and training differentiates a sigmoid in place of the step: with ReLU's gradient
+        # alone the updates never see the step and accuracy falls as it grows
+        for unit in jumps:
+            unit.height = full_height * (epoch + 1) / cfg.epochs
+            unit.smooth = JUMP_TRAIN_SMOOTH
 
     def evaluate(model):
         row = {"test_acc": accuracy(model, x_test, y_test, device=device)}
         return {**row, **(extra_eval(model) if extra_eval else {})}
 
     history, elapsed = fit(cfg, model, train.x(), train.labels, step, evaluate, out, device,
-                           resume, progress, log)
+                           resume, progress, log, epoch_start=ramp_jumps if jumps else None)
+    for unit in jumps:
+        unit.smooth = None  # deployed as built: the step has no gradient
     final_acc = history[-1]["test_acc"]
     meta = save_checkpoint(
         model, out / MODEL_STEM, architecture=cfg.arch, arch_kwargs=cfg.arch_kwargs,

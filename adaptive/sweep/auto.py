@@ -48,7 +48,7 @@ from adaptive.sweep.config import (
     with_eot,
 )
 from adaptive.sweep.diagnostics import attack_indicators
-from adaptive.sweep.objectives import defense_objective, objective_groups
+from adaptive.sweep.objectives import defense_objective, objective_groups, shared_alike
 from adaptive.sweep.records import AttackedBatch, batch_records, defense_entry
 
 SEED_STRIDE = 1_000_003  # image seeds: seed * stride + image index (distinct for any index)
@@ -104,16 +104,20 @@ def build_members(cfg: SweepConfig, kappa: float, model, objective_for, judges,
     only the gradient-free members aim where it has none (``--no-bare-gradient``)."""
     out = []
     unfollowable = judges.unfollowable()
+    members = [(m, member_config(cfg, m)) for m in members_for(cfg, kappa)]
+    # the stand-ins are made here, before the random models (which include them) are read
+    guided = {m.label: _guided_groups(cfg, mcfg, judges) for m, mcfg in members
+              if m.guided_only}
+    random_models = judges.random_models()
 
     def attack(mcfg, objective_model=None):
-        if id(objective_model) in judges.random_models():
+        if id(objective_model) in random_models:
             mcfg = with_eot(mcfg, cfg.random_eot)
         return make_attack(mcfg, mcfg.attack, kappa, start_pool), mcfg
 
-    for m in members_for(cfg, kappa):
-        mcfg = member_config(cfg, m)
+    for m, mcfg in members:
         if m.guided_only:  # through the stand-ins of its kind, where gradients mislead
-            for names, mine in _guided_groups(cfg, mcfg, judges):
+            for names, mine in guided[m.label]:
                 made, used = attack(mcfg, mine.model)
                 out.append(Member(f"{m.label}@{names[0]}", made, mine.model, used,
                                   mine.penalty(), aimed_at=names))
@@ -147,10 +151,7 @@ def _guided_groups(cfg: SweepConfig, mcfg: SweepConfig, judges
                                    judges.stand_in(name, mcfg.stand_in))
            for name in sorted(judges.guided())
            if not (name in judges.stand_ins and cfg.stand_in == mcfg.stand_in)}
-    first: dict[tuple, object] = {}
-    shared = {name: first.setdefault((id(o.model), frozenset(o.terms)), o)
-              for name, o in own.items()}
-    return objective_groups(shared)
+    return objective_groups(shared_alike(own))
 
 
 def auto_batch(cfg: SweepConfig, kappa: float, members: list[Member], model, judges, device,

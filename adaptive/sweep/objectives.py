@@ -125,18 +125,26 @@ def own_objectives(cfg: SweepConfig, defenses: dict[str, Defense], shared: Objec
     None for ``cw`` and the hard-label attacks."""
     if cfg.attack == "cw" or cfg.attack_choice.hard_label:
         return {}
-    shared_key = (id(shared.model), frozenset(shared.terms))
-    first: dict[tuple, Objective] = {}
-    out = {}
-    for name, d in defenses.items():
-        mine = defense_objective(cfg, name, d, (stand_ins or {}).get(name))
-        key = (id(mine.model), frozenset(mine.terms))
-        if key == shared_key:
-            continue  # the shared objective is this defense's own
-        out[name] = first.setdefault(key, mine)
+    mine = {name: defense_objective(cfg, name, d, (stand_ins or {}).get(name))
+            for name, d in defenses.items()}
+    # where a defense's own objective is the shared one, the shared attack is its own already
+    out = shared_alike({name: o for name, o in mine.items()
+                        if objective_key(o) != objective_key(shared)})
     if out:
         log(f"{cfg.attack} also aims at {', '.join(out)} through each one's own forward")
     return out
+
+
+def objective_key(objective: Objective) -> tuple:
+    """What makes two objectives the same attack: the model differentiated and the terms."""
+    return (id(objective.model), frozenset(objective.terms))
+
+
+def shared_alike(objectives: dict[str, Objective]) -> dict[str, Objective]:
+    """``objectives`` with every objective equal to an earlier one (:func:`objective_key`)
+    replaced by that earlier object, so that :func:`objective_groups` attacks it once."""
+    first: dict[tuple, Objective] = {}
+    return {name: first.setdefault(objective_key(o), o) for name, o in objectives.items()}
 
 
 def objective_groups(own: dict[str, Objective]) -> list[tuple[tuple[str, ...], Objective]]:
