@@ -69,6 +69,7 @@ import torch
 from torch import nn
 
 from adaptive.core.errors import ToolkitError
+from adaptive.core.models import JUMP_TRAIN_SMOOTH
 from defenses.bpda import BPDA
 from defenses.defense import Defense
 
@@ -238,7 +239,9 @@ TRAINED = {
     # reads the thermometer code of its input (--thermometer 16; Buckman et al. 2018)
     "thermometer": {"cifar10": "cifar-cnn-thermometer"},
 }
-JUMP_SMOOTH = 1.0  # the jump-bpda surrogate's step: the gradient of height * sigmoid(x / this)
+# the jump-bpda surrogate's step, the gradient of height * sigmoid(x / this): the one the
+# network was trained with
+JUMP_SMOOTH = JUMP_TRAIN_SMOOTH
 
 
 def _trained(kind: str, dataset: str, device) -> nn.Module | None:
@@ -287,13 +290,10 @@ class SoftThermometer(nn.Module):
         self.model = model
 
     def forward(self, x):
-        from adaptive.core.models import thermometer_encode
-
-        levels = self.model.thermometer
         self.model._check(x)
-        code = BPDA(lambda v: thermometer_encode(v, levels),
-                    lambda v: thermometer_encode(v, levels, soft=True))(x)
-        return self.model.logits(code - 0.5)
+        code = BPDA(self.model.thermometer_code,
+                    lambda v: self.model.thermometer_code(v, soft=True))(x)
+        return self.model.logits(code)
 
 
 # per data-set family, the bundled generator of Defense-GAN (adaptive train defense-gan)

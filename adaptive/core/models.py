@@ -171,7 +171,12 @@ class CifarCNN(ImageClassifier):
         if not self.thermometer:
             return super()._normalised(x)
         self._check(x)
-        return thermometer_encode(x, self.thermometer) - 0.5
+        return self.thermometer_code(x)
+
+    def thermometer_code(self, x: torch.Tensor, soft: bool = False) -> torch.Tensor:
+        """What the first convolution reads when ``thermometer`` is set: the code of ``x``
+        (:func:`thermometer_encode`, ``soft`` its ramp) centred on 0."""
+        return thermometer_encode(x, self.thermometer, soft=soft) - 0.5
 
     def embed(self, z):
         return self.classifier[:-1](self.features(z))
